@@ -1,0 +1,106 @@
+"""Requantizer testbench: random and edge-case vectors against golden.quant.requantize.
+
+Scenarios vary the static configuration (zero point, clamp range) and the
+stream pacing (idle input cycles, output back-pressure); each runs through
+:func:`cosim.stream.run_stream`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cosim.stream import StreamResult, run_stream
+from golden.quant import INT32_MAX, INT32_MIN, SHIFT_MAX, SHIFT_MIN, requantize
+from rtl.export import Design
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    zero_point: int
+    act_min: int
+    act_max: int
+    idle: float  # probability of an idle input cycle
+    stall: float  # probability of back-pressure on the output
+
+    def statics(self) -> dict:
+        return {"zero_point": self.zero_point, "act_min": self.act_min, "act_max": self.act_max}
+
+
+SCENARIOS = (
+    Scenario("full-range", zero_point=-3, act_min=-128, act_max=127, idle=0.0, stall=0.0),
+    Scenario("relu-narrow-backpressure", zero_point=-20, act_min=-20, act_max=90, idle=0.25, stall=0.3),
+)
+
+
+def edge_vectors(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Hand-picked cases: saturating high multiply, extremes, shifts at both ends, rounding ties."""
+    acc, mult, shift = [], [], []
+
+    def add(a, m, s):
+        acc.append(a), mult.append(m), shift.append(s)
+
+    extremes = [INT32_MIN, INT32_MIN + 1, -(1 << 30), -1, 0, 1, 1 << 30, INT32_MAX]
+    for a in extremes:
+        for m in (INT32_MIN, INT32_MIN + 1, -1, 0, 1, 1 << 30, INT32_MAX):
+            for s in (SHIFT_MIN, -8, -1, 0, 1, SHIFT_MAX):
+                add(a, m, s)
+    # The one saturating case of the doubling high multiply, with every shift.
+    for s in range(SHIFT_MIN, SHIFT_MAX + 1):
+        add(INT32_MIN, INT32_MIN, s)
+    # Left shifts that wrap around int32 before the multiply.
+    for s in range(1, SHIFT_MAX + 1):
+        add(int(rng.integers(1 << 20, 1 << 31)), 1 << 30, s)
+        add(-int(rng.integers(1 << 20, 1 << 31)), 1 << 30, s)
+    # Rounding ties: with mult = 2**30 the high multiply halves an even acc
+    # exactly, so acc = 2 * (2k+1) * 2**(e-1) lands exactly halfway at shift -e.
+    for e in range(1, 31):
+        for sign in (1, -1):
+            for k in (0, 1, int(rng.integers(0, 1 << max(0, 29 - e)))):
+                h = sign * (2 * k + 1) << (e - 1)
+                if INT32_MIN <= 2 * h <= INT32_MAX:
+                    add(2 * h, 1 << 30, -e)
+    # Small accumulators around the rounding boundaries of typical layers.
+    for a in range(-40, 41):
+        add(a, 1 << 30, -2)
+    return {k: np.array(v, dtype=np.int64) for k, v in (("acc", acc), ("mult", mult), ("shift", shift))}
+
+
+def random_vectors(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Mix of full-range accumulators and layer-like ones; TFLite-range multipliers mostly."""
+    wide = rng.integers(INT32_MIN, INT32_MAX, n, endpoint=True)
+    layer_like = rng.integers(-(1 << 20), 1 << 20, n)
+    acc = np.where(rng.random(n) < 0.5, wide, layer_like)
+    tflite = rng.integers(1 << 30, 1 << 31, n)
+    anyq = rng.integers(INT32_MIN, INT32_MAX, n, endpoint=True)
+    mult = np.where(rng.random(n) < 0.8, tflite, anyq)
+    shift = rng.integers(SHIFT_MIN, SHIFT_MAX, n, endpoint=True)
+    return {"acc": acc, "mult": mult, "shift": shift}
+
+
+def expected(vectors: dict[str, np.ndarray], sc: Scenario) -> np.ndarray:
+    return requantize(vectors["acc"], vectors["mult"], vectors["shift"], sc.zero_point,
+                      sc.act_min, sc.act_max).numpy()
+
+
+def cosim(design: Design, *, sim: str = "verilator", seed: int = 1, vectors: int = 20000,
+          verilog: str | None = None, waves: bool = False, timeout_s: float = 300) -> list[StreamResult]:
+    """Edge cases plus ``vectors`` random vectors, split across :data:`SCENARIOS`."""
+    if vectors < 0:
+        raise ValueError(f"vectors must be >= 0, not {vectors}")
+    rng = np.random.default_rng(seed)
+    edges = edge_vectors(rng)
+    results = []
+    per = vectors // len(SCENARIOS)
+    for k, sc in enumerate(SCENARIOS):
+        rnd = random_vectors(rng, per + (vectors - per * len(SCENARIOS) if k == 0 else 0))
+        vec = {f: np.concatenate([edges[f], rnd[f]]) for f in edges}
+        r = run_stream(design, vec, sc.statics(), expected(vec, sc), sim=sim, verilog=verilog, seed=seed + k,
+                       idle=sc.idle, stall=sc.stall, waves=waves, timeout_s=timeout_s)
+        r.extra["scenario"] = sc.name
+        results.append(r)
+        if not r.passed:
+            break
+    return results

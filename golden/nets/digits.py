@@ -1,0 +1,347 @@
+"""Demo CNN on scikit-learn's bundled 8x8 digits, in float, int8, sparse and ternary form.
+
+Data: ``sklearn.datasets.load_digits`` (1797 images, pixels 0..16 scaled to [0, 1]),
+stratified 80/20 train/test split with ``random_state=seed``.
+
+Network (NCHW)::
+
+    conv1 3x3  1->16 stride 1 pad 1 + ReLU   (16 x 8 x 8)
+    conv2 3x3 16->32 stride 2 pad 1 + ReLU   (32 x 4 x 4)
+    conv3 3x3 32->32 stride 1 pad 1 + ReLU   (32 x 4 x 4)
+    flatten (C-order, as torch)              (512)
+    fc    512->10                            (logits)
+
+Variants (:data:`VARIANTS`), trained deterministically (fixed seed, 2 threads,
+``torch.use_deterministic_algorithms``, seeded shuffling, caller's RNG untouched):
+
+* ``float``: Adam training; accuracy of the float model. It has no integer layers
+  (``layers == []``, nothing exported; ``run_int`` raises ValueError).
+* ``int8``: post-training quantization of ``float`` with :mod:`golden.quant`:
+  symmetric per-output-channel int8 weights, asymmetric per-tensor int8 activations
+  (min/max calibrated on the training set), int32 bias, per-channel (multiplier,
+  shift) with ``M_c = s_in * s_w[c] / s_out``; ReLU is folded into the clamp
+  (``act_min = output zero point``).
+* ``sparse``: ``float`` pruned by global magnitude pruning in steps up to
+  :data:`SPARSE_FRACTION` with masked fine-tuning (:mod:`golden.sparse`), then as ``int8``.
+* ``ternary``: QAT from ``float`` with TWN weights on every conv and fc layer
+  (:mod:`golden.ternary`, straight-through estimator); integer weights are T in
+  {-1, 0, 1} and the layer's ``alpha`` plays the role of the weight scale
+  (``M_c = s_in * alpha / s_out``, bias scale ``s_in * alpha``).
+
+Integer pipeline (:meth:`QuantNet.run_int`): every layer is ``golden.conv`` exact int32
+accumulation followed by ``golden.quant.requantize``; the fc layer also requantizes
+(no ReLU, ``act_min = -128``) and the prediction is the argmax of the int8 logits
+(first index on ties). Accuracies of the integer variants come from this pipeline
+on the int8-quantized test images.
+
+Test vectors (:func:`layer_vectors`, :func:`export_vectors`) hold, per layer, the int8
+input ``x`` (the previous layer's ``y``, reshaped to (N, 512) before fc), the expected
+int32 accumulators ``acc`` and int8 outputs ``y`` for the first ``n`` test images.
+Linear layers carry ``stride = 1, padding = 0``.
+
+Trained networks are cached in ``cache_dir`` (default ``$NNACCEL_CACHE`` or
+``~/.cache/nnaccel``) under a name made of variant, seed and :data:`CODE_VERSION`;
+bump the version whenever training or quantization changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from golden import quant
+from golden.conv import conv2d_int, linear_int
+from golden.sparse import FixedMask, magnitude_masks, sparsity
+from golden.ternary import TernarySTE, ternarize
+
+CODE_VERSION = "digits-1"
+VARIANTS = ("float", "int8", "sparse", "ternary")
+# name, kind, in, out, stride, padding (3x3 kernels for convs); ReLU after all but the last.
+ARCH = (("conv1", "conv", 1, 16, 1, 1), ("conv2", "conv", 16, 32, 2, 1),
+        ("conv3", "conv", 32, 32, 1, 1), ("fc", "linear", 512, 10, 1, 0))
+SPARSE_FRACTION = 0.85
+# (epochs, learning rate) per training phase
+FLOAT_EPOCHS, FLOAT_LR = 30, 3e-3
+PRUNE_STEPS, PRUNE_EPOCHS, PRUNE_LR = (0.5, 0.7, SPARSE_FRACTION), 8, 1e-3
+TERNARY_EPOCHS, TERNARY_LR = 30, 1e-3
+BATCH = 32
+
+
+def load_data(seed: int = 0):
+    """(x_train, y_train, x_test, y_test): float32 (N, 1, 8, 8) in [0, 1] and int64 labels."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    tr, te = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)
+    x = torch.tensor(x.reshape(-1, 1, 8, 8) / 16.0, dtype=torch.float32)
+    y = torch.tensor(y, dtype=torch.int64)
+    return x[tr], y[tr], x[te], y[te]
+
+
+class DigitsCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.Conv2d(i, o, 3, s, p) if k == "conv" else nn.Linear(i, o) for _, k, i, o, s, p in ARCH)
+
+    def forward(self, x, record=None):
+        for j, layer in enumerate(self.layers):
+            if isinstance(layer, nn.Linear):
+                x = x.flatten(1)
+            if record is not None:
+                record.append(x)
+            x = layer(x)
+            if j < len(self.layers) - 1:
+                x = torch.relu(x)
+        if record is not None:
+            record.append(x)
+        return x
+
+
+@dataclasses.dataclass
+class Layer:
+    """One integer layer: ``y = requantize(acc, mult, shift, output_zero_point, act_min,
+    act_max)`` with ``acc = conv2d_int/linear_int(x, w, bias, input_zero_point, ...)``."""
+    name: str
+    kind: str  # "conv" or "linear"
+    w: torch.Tensor  # int8 values (ternary: -1/0/1), OIHW or (O, K)
+    bias: torch.Tensor  # int32 values
+    mult: torch.Tensor  # per output channel, in [2**30, 2**31) (or 0)
+    shift: torch.Tensor  # per output channel
+    input_zero_point: int
+    output_zero_point: int
+    act_min: int
+    act_max: int
+    stride: int
+    padding: int
+    input_scale: float
+    output_scale: float
+    weight_scale: torch.Tensor  # per output channel (ternary: alpha repeated)
+    alpha: float | None = None
+
+    def accumulate(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "conv":
+            return conv2d_int(x, self.w, self.bias, self.input_zero_point, self.stride, self.padding)
+        return linear_int(x.reshape(len(x), -1), self.w, self.bias, self.input_zero_point)
+
+    def requantize(self, acc: torch.Tensor) -> torch.Tensor:
+        shape = (-1,) + (1,) * (acc.dim() - 2)
+        return quant.requantize(acc, self.mult.reshape(shape), self.shift.reshape(shape),
+                                self.output_zero_point, self.act_min, self.act_max)
+
+
+class QuantNet:
+    """A trained digits network: ``variant``, ``seed``, ``accuracy`` (test, %),
+    ``layers`` (:class:`Layer` list, empty for float), input quantization
+    (``input_scale``, ``input_zero_point``), ``model`` (float module, float variant only)
+    and ``train_seconds`` (0 when loaded from the cache)."""
+
+    def __init__(self, variant, seed, accuracy, layers, input_scale=None, input_zero_point=None,
+                 model=None, train_seconds=0.0):
+        self.variant, self.seed, self.accuracy, self.layers = variant, seed, accuracy, layers
+        self.input_scale, self.input_zero_point = input_scale, input_zero_point
+        self.model, self.train_seconds = model, train_seconds
+
+    def __repr__(self):
+        return f"QuantNet({self.variant!r}, seed={self.seed}, accuracy={self.accuracy:.2f}%)"
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of zero weights over all conv/fc layers (integer weights, or float)."""
+        ws = [l.w for l in self.layers] or [l.weight for l in self.model.layers]
+        return sparsity(ws)
+
+    def _need_int(self):
+        if not self.layers:
+            raise ValueError(f"variant {self.variant!r} has no integer pipeline")
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        self._need_int()
+        return quant.quantize_activations(x, self.input_scale, self.input_zero_point)
+
+    def test_inputs(self, n: int | None = None):
+        """(int8 test images as int64 (n, 1, 8, 8), labels) for this net's split."""
+        _, _, x, y = load_data(self.seed)
+        return self.quantize_input(x[:n]), y[:n]
+
+    def trace_int(self, x_q):
+        """Yield ``(layer, x, acc, y)`` through the integer pipeline."""
+        self._need_int()
+        x = quant._i64(x_q)
+        for layer in self.layers:
+            if layer.kind == "linear":
+                x = x.reshape(len(x), -1)
+            acc = layer.accumulate(x)
+            y = layer.requantize(acc)
+            yield layer, x, acc, y
+            x = y
+
+    def run_int(self, x_q) -> torch.Tensor:
+        """int8 images (N, 1, 8, 8) -> int8 logits (N, 10), as int64 tensor."""
+        *_, (_, _, _, y) = self.trace_int(x_q)
+        return y
+
+    def predict(self, x_q) -> torch.Tensor:
+        return self.run_int(x_q).argmax(dim=1)
+
+    def export_vectors(self, directory, n: int = 32) -> list[Path]:
+        return export_vectors(self, directory, n)
+
+
+def layer_vectors(net: QuantNet, n: int = 32):
+    """Per layer, a dict of numpy test vectors for the first ``n`` test images (keys in
+    the module doc: x, w, bias, input_zero_point, mult, shift, output_zero_point,
+    act_min, act_max, stride, padding, kind, acc, y, name, and alpha for ternary)."""
+    x_q, _ = net.test_inputs(n)
+    for layer, x, acc, y in net.trace_int(x_q):
+        vec = dict(name=layer.name, kind=layer.kind, x=x.numpy().astype(np.int8),
+                   w=layer.w.numpy().astype(np.int8), bias=layer.bias.numpy().astype(np.int32),
+                   mult=layer.mult.numpy().astype(np.int32), shift=layer.shift.numpy().astype(np.int32),
+                   acc=acc.numpy().astype(np.int32), y=y.numpy().astype(np.int8),
+                   **{k: getattr(layer, k) for k in ("input_zero_point", "output_zero_point",
+                                                     "act_min", "act_max", "stride", "padding")})
+        if layer.alpha is not None:
+            vec["alpha"] = layer.alpha
+        yield vec
+
+
+def export_vectors(net: QuantNet, directory, n: int = 32) -> list[Path]:
+    """Write ``<variant>_<idx>_<layername>.npz`` per layer; return the paths (none for float)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for idx, vec in enumerate(layer_vectors(net, n) if net.layers else ()):
+        paths.append(directory / f"{net.variant}_{idx}_{vec['name']}.npz")
+        np.savez(paths[-1], **vec)
+    return paths
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@contextlib.contextmanager
+def _deterministic(seed: int):
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.set_num_threads(2)
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(det)
+
+
+def _train(model, data, epochs, lr, seed):
+    x, y = data[0], data[1]
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * -(-len(x) // BATCH))
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=gen).split(BATCH):
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+
+
+def _float_accuracy(model, data) -> float:
+    with torch.no_grad():
+        return 100.0 * float((model(data[2]).argmax(1) == data[3]).double().mean())
+
+
+def _attach(model, make):
+    for layer in model.layers:
+        parametrize.register_parametrization(layer, "weight", make(layer))
+
+
+def _convert(model, variant, data, seed) -> QuantNet:
+    """Calibrate activation ranges on the training set and build the integer layers."""
+    record = []
+    with torch.no_grad():
+        model(data[0], record)
+    qp = [quant.choose_activation_qparams(float(t.min()), float(t.max())) for t in record]
+    layers = []
+    for j, ((name, kind, _, _, stride, pad), mod) in enumerate(zip(ARCH, model.layers)):
+        (s_in, zp_in), (s_out, zp_out) = qp[j], qp[j + 1]
+        w = mod.parametrizations.weight.original if parametrize.is_parametrized(mod) else mod.weight
+        if variant == "ternary":
+            w_q, alpha, _ = ternarize(w)
+            s_w = torch.full((w.shape[0],), alpha, dtype=torch.float64)
+        else:
+            w_q, s_w = quant.quantize_weights_per_channel(mod.weight)  # masked weight if sparse
+            alpha = None
+        mult, shift = quant.quantize_multipliers(s_in * s_w / s_out)
+        last = j == len(ARCH) - 1
+        layers.append(Layer(name, kind, w_q, quant.quantize_bias(mod.bias, s_in, s_w), mult, shift,
+                            zp_in, zp_out, -128 if last else zp_out, 127, stride, pad,
+                            s_in, s_out, s_w, alpha))
+    net = QuantNet(variant, seed, 0.0, layers, qp[0][0], qp[0][1])
+    net.accuracy = 100.0 * float((net.predict(net.quantize_input(data[2])) == data[3]).double().mean())
+    return net
+
+
+def _make(variant: str, seed: int, cache_dir) -> QuantNet:
+    data = load_data(seed)
+    with _deterministic(seed):
+        model = DigitsCNN()
+        if variant == "float":
+            _train(model, data, FLOAT_EPOCHS, FLOAT_LR, seed)
+            return QuantNet("float", seed, _float_accuracy(model, data), [], model=model)
+        model.load_state_dict(build("float", seed, cache_dir).model.state_dict())
+        if variant == "sparse":
+            for frac in PRUNE_STEPS:
+                if parametrize.is_parametrized(model.layers[0]):
+                    for layer in model.layers:
+                        parametrize.remove_parametrizations(layer, "weight")
+                masks = iter(magnitude_masks([l.weight for l in model.layers], frac, "global"))
+                _attach(model, lambda layer: FixedMask(next(masks)))
+                _train(model, data, PRUNE_EPOCHS, PRUNE_LR, seed)
+        elif variant == "ternary":
+            _attach(model, lambda layer: TernarySTE())
+            _train(model, data, TERNARY_EPOCHS, TERNARY_LR, seed)
+        return _convert(model, variant, data, seed)
+
+
+def _cache_path(variant, seed, cache_dir) -> Path:
+    root = cache_dir or os.environ.get("NNACCEL_CACHE") or Path.home() / ".cache" / "nnaccel"
+    return Path(root) / f"digits_{variant}_seed{seed}_{CODE_VERSION}.pt"
+
+
+def build(variant: str, seed: int = 0, cache_dir=None) -> QuantNet:
+    """Train (or load from the cache) the ``variant`` network for ``seed``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; variants are {VARIANTS}")
+    if int(seed) != seed:
+        raise ValueError(f"seed must be an integer, not {seed!r}")
+    path = _cache_path(variant, seed, cache_dir)
+    if path.exists():
+        d = torch.load(path, weights_only=True)
+        model = None
+        if d["state"] is not None:
+            model = DigitsCNN()
+            model.load_state_dict(d["state"])
+            model.eval()
+        return QuantNet(variant, seed, d["accuracy"], [Layer(**l) for l in d["layers"]],
+                        d["input_scale"], d["input_zero_point"], model)
+    start = time.perf_counter()
+    net = _make(variant, seed, cache_dir)
+    net.train_seconds = time.perf_counter() - start
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(dict(accuracy=net.accuracy, layers=[dataclasses.asdict(l) for l in net.layers],
+                    input_scale=net.input_scale, input_zero_point=net.input_zero_point,
+                    state=net.model.state_dict() if net.model is not None else None), path)
+    return net
