@@ -51,19 +51,54 @@ def write_hex(path: Path, limbs: np.ndarray, width: int) -> None:
     Path(path).write_bytes(limbs_to_hex(limbs, width))
 
 
+def write_bin(path: Path, limbs: np.ndarray, width: int) -> None:
+    """Raw words for Verilog's ``$fread`` into a memory: ceil(width/8) bytes each, big-endian."""
+    nbytes = max(1, -(-width // 8))
+    le = np.ascontiguousarray(limbs.astype("<u8")).view(np.uint8).reshape(limbs.shape[0], -1)
+    Path(path).write_bytes(np.ascontiguousarray(le[:, :nbytes][:, ::-1]).tobytes())
+
+
 def read_hex(path: Path, width: int, signed: bool, count: int | None = None) -> np.ndarray:
     """Words of at most 64 bits from ``$writememh`` output (Verilator or Icarus)."""
     if width > 64:
         raise ValueError(f"read_hex handles words of at most 64 bits, not {width}")
     text = Path(path).read_bytes()
+    digits = max(1, -(-width // 4))
+    fast = _read_fixed_hex(text, digits, count)
+    if fast is not None:
+        words = fast
+    else:
+        words = _read_hex_lines(path, text, count)
+    if signed and width < 64:
+        sign = np.int64(1 << (width - 1))
+        words = (words ^ sign) - sign
+    return words
+
+
+def _read_fixed_hex(text: bytes, digits: int, count: int | None) -> np.ndarray | None:
+    """Fast path: every line exactly ``digits`` hex digits (Verilator's $writememh)."""
+    if not text or len(text) % (digits + 1) or b"/" in text[: 4 * (digits + 1)]:
+        return None
+    a = np.frombuffer(text, dtype=np.uint8).reshape(-1, digits + 1)
+    if count is not None:
+        a = a[:count]
+    if not (a[:, digits] == ord("\n")).all():
+        return None
+    d = a[:, :digits]
+    val = np.where(d <= ord("9"), d - ord("0"), (d | 0x20) - ord("a") + 10).astype(np.int64)
+    if ((val < 0) | (val > 15)).any():
+        return None  # x, z or anything else: let the slow path name it
+    words = np.zeros(len(a), dtype=np.uint64)
+    for k in range(digits):
+        words = (words << np.uint64(4)) | val[:, k].astype(np.uint64)
+    return words.view(np.int64)
+
+
+def _read_hex_lines(path, text: bytes, count: int | None) -> np.ndarray:
     lines = [w for ln in text.splitlines() for w in ln.split(b"//", 1)[0].split() if not w.startswith(b"@")]
     if count is not None:
         lines = lines[:count]
     for ln in lines:
         if not ln.strip(b"0123456789abcdefABCDEF") == b"":
             raise ValueError(f"{path}: undefined or malformed value {ln.decode(errors='replace')!r}")
-    words = np.array([int(ln, 16) for ln in lines], dtype=np.uint64).view(np.int64)
-    if signed and width < 64:
-        sign = np.int64(1 << (width - 1))
-        words = (words ^ sign) - sign
-    return words
+    return np.array([int(ln, 16) for ln in lines], dtype=np.uint64).view(np.int64)

@@ -86,16 +86,16 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
     run_dir.mkdir(parents=True, exist_ok=True)
     fields = payload.fields or (("payload", 0, payload.width, payload.signed),)
     limbs = hexio.pack_fields([(inputs[nm], off, w) for nm, off, w, _ in fields], payload.width)
-    hexio.write_hex(run_dir / "in.hex", limbs, payload.width)
+    hexio.write_bin(run_dir / "in.bin", limbs, payload.width)
     cfg = np.array([int(statics[p]) for p in wanted] or [0], dtype=np.int64)
     hexio.write_hex(run_dir / "cfg.hex", hexio.pack_fields([(cfg, 0, 64)], 64), 64)
     np.save(run_dir / "expected.npy", expected)
-    np.savez(run_dir / "inputs.npz", **{k: np.asarray(v) for k, v in inputs.items()})
+    np.savez(run_dir / "inputs.npz", **{k: np.asarray(v) for k, v in inputs.items()})  # read on mismatch only
     spec = {"out_width": out.width, "out_signed": out.signed, "n_out": int(expected.size),
             "result": str(run_dir / "result.json")}
     (run_dir / "spec.json").write_text(json.dumps(spec))
     limit = max_cycles or 64 * (n + expected.size) + 10_000
-    plusargs = [f"+IN={run_dir / 'in.hex'}", f"+OUT={run_dir / 'out.hex'}", f"+CFG={run_dir / 'cfg.hex'}",
+    plusargs = [f"+IN={run_dir / 'in.bin'}", f"+OUT={run_dir / 'out.hex'}", f"+CFG={run_dir / 'cfg.hex'}",
                 f"+N_IN={n}", f"+N_OUT={expected.size}", f"+IDLE={int(round(idle * 256))}",
                 f"+STALL={int(round(stall * 256))}", f"+SEED={seed}", f"+MAX_CYCLES={limit}"]
     r = runner.run(b, TEST_MODULE, run_dir, plusargs=plusargs, extra_env={"NNACCEL_SPEC": str(run_dir / "spec.json")},

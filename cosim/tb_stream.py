@@ -19,15 +19,16 @@ from cocotb.triggers import RisingEdge
 from cosim.hexio import read_hex
 
 
-def compare(got: np.ndarray, expected: np.ndarray, inputs: dict) -> dict:
+def compare(got: np.ndarray, expected: np.ndarray, inputs_file: Path) -> dict:
     """Exact comparison; the first mismatch names its index, inputs, expected and got."""
     n = min(len(got), len(expected))
     bad = np.flatnonzero(got[:n] != expected[:n])
     first = None
     if bad.size:
         i = int(bad[0])
-        first = {"index": i, "expected": int(expected[i]), "got": int(got[i]),
-                 "inputs": {k: int(v[i]) for k, v in inputs.items() if i < len(v)}}
+        with np.load(inputs_file) as f:
+            inputs = {k: int(f[k][i]) for k in f.files if i < len(f[k])}
+        first = {"index": i, "expected": int(expected[i]), "got": int(got[i]), "inputs": inputs}
     return {"mismatches": int(bad.size) + (len(expected) - n), "first_mismatch": first}
 
 
@@ -43,9 +44,8 @@ async def stream_through_memory(dut):
     expected = np.load(run_dir / "expected.npy")
     got = (read_hex(run_dir / "out.hex", spec["out_width"], spec["out_signed"], n_got)
            if n_got else np.zeros(0, dtype=np.int64))
-    with np.load(run_dir / "inputs.npz") as f:
-        inputs = {k: f[k] for k in f.files}
-    result = {"outputs": int(len(got)), "cycles": cycles, "timed_out": timed_out, **compare(got, expected, inputs)}
+    result = {"outputs": int(len(got)), "cycles": cycles, "timed_out": timed_out,
+              **compare(got, expected, run_dir / "inputs.npz")}
     Path(spec["result"]).write_text(json.dumps(result))
     assert not timed_out, f"harness cycle limit reached after {cycles} cycles: {n_got} of {len(expected)} outputs"
     first = result["first_mismatch"]
