@@ -90,13 +90,15 @@ def bench_cosim(vectors: int = 1_000_000, seed: int = 7) -> dict:
         "cocotb": {
             "passed": r.passed, "cycles": r.cycles, "wall_s": cocotb_wall, "simulator_process_s": r.sim_s,
             "vectors_per_s": cocotb_rate,
-            "note": "end to end: pack vectors, $readmemh, simulate, $writememh, exact compare in the cocotb test",
+            "harness_run_s": r.extra.get("run_s"), "check_s": r.extra.get("check_s"),
+            "note": "end to end: pack vectors, start the simulator and cocotb, $fread, simulate, $writememh, "
+                    "exact compare in the cocotb test",
         },
         "cpp_harness": {
             "passed": cpp_ok, "cycles": cpp["cycles"], "wall_s": cpp_wall, "read_s": cpp["read_s"],
             "sim_s": cpp["sim_s"], "write_s": cpp["write_s"], "vectors_per_s": cpp_rate,
             "sim_only_vectors_per_s": vectors / cpp["sim_s"] if cpp["sim_s"] > 0 else None,
-            "note": "plain Verilator C++ main: reads the same hex file, drives the bare design each cycle",
+            "note": "plain Verilator C++ main: reads the same binary vector file, drives the bare design each cycle",
         },
         "ratio_cocotb_to_cpp": cocotb_rate / cpp_rate,
         "targets": {"vectors_per_s": 200_000, "ratio": 0.25},

@@ -1,4 +1,4 @@
-"""Which testbench co-simulates which engine."""
+"""Which testbench co-simulates which engine, and which runs a golden layer through it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,21 @@ TESTBENCHES: dict[str, Callable] = {
     "requant": requant.cosim,
 }
 
+# engine name -> verify_layer(design, layer_vectors, *, sim, seed) -> StreamResult
+LAYER_VERIFIERS: dict[str, Callable] = {
+    "requant": requant.verify_layer,
+}
+
+
+def _lookup(table: dict, engine: str, what: str) -> Callable:
+    if engine not in table:
+        raise ValueError(f"no {what} for engine {engine!r} (valid: {', '.join(sorted(table))})")
+    return table[engine]
+
 
 def testbench(engine: str) -> Callable:
-    if engine not in TESTBENCHES:
-        raise ValueError(f"no co-simulation for engine {engine!r} (valid: {', '.join(sorted(TESTBENCHES))})")
-    return TESTBENCHES[engine]
+    return _lookup(TESTBENCHES, engine, "co-simulation")
+
+
+def layer_verifier(engine: str) -> Callable:
+    return _lookup(LAYER_VERIFIERS, engine, "layer verification")

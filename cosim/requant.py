@@ -104,3 +104,22 @@ def cosim(design: Design, *, sim: str = "verilator", seed: int = 1, vectors: int
         if not r.passed:
             break
     return results
+
+
+def layer_stream(vec: dict) -> tuple[dict[str, np.ndarray], dict[str, int], np.ndarray]:
+    """A layer's accumulators as requantizer input: per-element (acc, mult, shift), statics, expected."""
+    acc = np.asarray(vec["acc"], dtype=np.int64)
+    shape = (1, -1) + (1,) * (acc.ndim - 2)  # channel axis 1 (NCHW or NC)
+    mult = np.broadcast_to(np.asarray(vec["mult"], dtype=np.int64).reshape(shape), acc.shape)
+    shift = np.broadcast_to(np.asarray(vec["shift"], dtype=np.int64).reshape(shape), acc.shape)
+    statics = {"zero_point": int(vec["output_zero_point"]), "act_min": int(vec["act_min"]),
+               "act_max": int(vec["act_max"])}
+    inputs = {"acc": acc.ravel(), "mult": mult.ravel(), "shift": shift.ravel()}
+    return inputs, statics, np.asarray(vec["y"], dtype=np.int64).ravel()
+
+
+def verify_layer(design: Design, vec: dict, *, sim: str = "verilator", seed: int = 1,
+                 timeout_s: float = 300) -> StreamResult:
+    """Run one golden layer's requantization through the RTL; exact comparison with its ``y``."""
+    inputs, statics, exp = layer_stream(vec)
+    return run_stream(design, inputs, statics, exp, sim=sim, seed=seed, idle=0.1, stall=0.1, timeout_s=timeout_s)

@@ -108,7 +108,8 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
                           and not res["timed_out"], vectors=n, outputs=res["outputs"], cycles=res["cycles"],
                           mismatches=res["mismatches"], first_mismatch=res["first_mismatch"],
                           timed_out=res["timed_out"], build_reused=b.reused, wall_s=time.perf_counter() - t0,
-                          sim_s=r.wall_s, waves=str(r.waves) if r.waves else None, log=str(r.log))
+                          sim_s=r.wall_s, waves=str(r.waves) if r.waves else None, log=str(r.log),
+                          extra={k: res[k] for k in ("run_s", "check_s")})
     if not (keep or waves or not result.passed or workdir):
         shutil.rmtree(run_dir, ignore_errors=True)
         result.log = None

@@ -9,6 +9,7 @@ flow. Its spec comes from the file named by ``NNACCEL_SPEC``.
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,9 @@ async def stream_through_memory(dut):
     spec_path = Path(os.environ["NNACCEL_SPEC"])
     spec = json.loads(spec_path.read_text())
     run_dir = spec_path.parent
+    t0 = time.perf_counter()
     await RisingEdge(dut.done)
+    t1 = time.perf_counter()
     cycles = int(dut.cycles.value)
     timed_out = bool(int(dut.timed_out.value))
     n_got = int(dut.out_ptr.value)
@@ -45,7 +48,8 @@ async def stream_through_memory(dut):
     got = (read_hex(run_dir / "out.hex", spec["out_width"], spec["out_signed"], n_got)
            if n_got else np.zeros(0, dtype=np.int64))
     result = {"outputs": int(len(got)), "cycles": cycles, "timed_out": timed_out,
-              **compare(got, expected, run_dir / "inputs.npz")}
+              **compare(got, expected, run_dir / "inputs.npz"),
+              "run_s": t1 - t0, "check_s": time.perf_counter() - t1}
     Path(spec["result"]).write_text(json.dumps(result))
     assert not timed_out, f"harness cycle limit reached after {cycles} cycles: {n_got} of {len(expected)} outputs"
     first = result["first_mismatch"]
