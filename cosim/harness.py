@@ -30,7 +30,16 @@ def static_ports(design: Design) -> list:
             and p.name not in ("clk", "rst") and p.name not in STREAM_PORTS]
 
 
-def stream_harness(design: Design, depth_log2: int = 20) -> str:
+# One time step per cycle: a zero-width clock pulse (the rising edge triggers the
+# design, the falling edge follows in the same time step). It halves the time
+# steps the simulator's cocotb loop has to service. With waveforms the clock is an
+# ordinary 50% square wave so that traces read normally.
+FAST_CLOCK = """  always #10 clk = 1'b1;
+  always @(posedge clk) clk <= 1'b0;  // zero-width pulse: one time step per cycle"""
+VISIBLE_CLOCK = """  always #5 clk = ~clk;"""
+
+
+def stream_harness(design: Design, depth_log2: int = 20, visible_clock: bool = False) -> str:
     names = {p.name for p in design.ports}
     missing = [n for n in STREAM_PORTS if n not in names]
     if missing:
@@ -49,7 +58,7 @@ module {HARNESS_TOP};
   localparam DEPTH = {1 << depth_log2};
 
   reg clk = 1'b0;
-  always #5 clk = ~clk;
+{VISIBLE_CLOCK if visible_clock else FAST_CLOCK}
   reg rst = 1'b1;
 
   reg [IW-1:0] in_mem [0:DEPTH-1];
@@ -60,10 +69,14 @@ module {HARNESS_TOP};
   reg [63:0] max_cycles;
   integer fd, got;
 
-  reg [31:0] in_ptr, out_ptr;
-  reg [63:0] cycles;
+  // Read by the cocotb checker (public: the build does not make every signal public).
+  reg [31:0] out_ptr /* verilator public_flat_rd */;
+  reg [63:0] cycles /* verilator public_flat_rd */;
+  reg done /* verilator public_flat_rd */;
+  reg timed_out /* verilator public_flat_rd */;
+  reg [31:0] in_ptr;
   reg [63:0] first_out_cycle;
-  reg done, timed_out, gate, o_ready;
+  reg gate, o_ready;
   reg [31:0] lfsr_a, lfsr_b;
 
   wire i_ready, o_valid;

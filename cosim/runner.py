@@ -144,6 +144,28 @@ def build(sources: dict[str, str], top: str, sim: str = "verilator", *, defines:
     return Build(sim, top, final, False, waves)
 
 
+def _fast_verilator_class():
+    from cocotb_tools.runner import Verilator
+
+    class FastVerilator(Verilator):
+        """cocotb's Verilator runner without ``--public-flat-rw``.
+
+        Making every signal public keeps Verilator from optimizing the model; the
+        harness marks the few signals cocotb reads with ``verilator public`` comments.
+        """
+
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            return cmds
+
+    return FastVerilator
+
+
+def _FastVerilator():
+    return _fast_verilator_class()()
+
+
 def _compile(sources, top, sim, defines, waves, timeout_s, env, final: Path) -> None:
     """Build under a temporary name, then rename: a directory named ``final`` is complete."""
     from cocotb_tools.runner import get_runner
@@ -156,7 +178,7 @@ def _compile(sources, top, sim, defines, waves, timeout_s, env, final: Path) -> 
         (tmp / "src" / fname).write_text(text)
         paths.append(tmp / "src" / fname)
     log = tmp / "build.log"
-    runner = get_runner(sim)
+    runner = _FastVerilator() if sim == "verilator" else get_runner(sim)
     args = list(VERILATOR_ARGS) if sim == "verilator" else []
     with _env(**env, SIM_CMD_PREFIX=None):
         try:
@@ -209,7 +231,8 @@ def run(b: Build, test_module: str, run_dir: Path, *, plusargs: list[str] = (), 
     env = tool_env(b.sim)
     t0 = time.perf_counter()
     # coreutils timeout ends a simulator that runs past the wall-clock limit.
-    prefix = f"timeout --kill-after=5 {max(1, int(timeout_s))}"
+    # NNACCEL_SIM_PREFIX (harness setting, e.g. "perf record -g") wraps the simulator for profiling.
+    prefix = f"timeout --kill-after=5 {max(1, int(timeout_s))} {os.environ.get('NNACCEL_SIM_PREFIX', '')}".strip()
     # PYTEST_CURRENT_TEST unset: cocotb's runner would otherwise exit pytest on a failure.
     with _env(**env, SIM_CMD_PREFIX=prefix, PYTEST_CURRENT_TEST=None):
         try:

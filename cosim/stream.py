@@ -54,7 +54,7 @@ class StreamResult:
 def build_stream(design: Design, sim: str, *, verilog: str | None = None, waves: bool = False) -> runner.Build:
     """Build the design (or a given Verilog text for it) inside the stream harness."""
     sources = {f"{design.top}.v": verilog if verilog is not None else design.verilog,
-               "nnaccel_harness.v": stream_harness(design)}
+               "nnaccel_harness.v": stream_harness(design, visible_clock=waves)}
     return runner.build(sources, HARNESS_TOP, sim, waves=waves, tag=design.engine)
 
 
@@ -89,7 +89,7 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
     hexio.write_bin(run_dir / "in.bin", limbs, payload.width)
     cfg = np.array([int(statics[p]) for p in wanted] or [0], dtype=np.int64)
     hexio.write_hex(run_dir / "cfg.hex", hexio.pack_fields([(cfg, 0, 64)], 64), 64)
-    np.save(run_dir / "expected.npy", expected)
+    hexio.write_hex(run_dir / "expected.hex", hexio.pack_fields([(expected, 0, out.width)], out.width), out.width)
     np.savez(run_dir / "inputs.npz", **{k: np.asarray(v) for k, v in inputs.items()})  # read on mismatch only
     spec = {"out_width": out.width, "out_signed": out.signed, "n_out": int(expected.size),
             "result": str(run_dir / "result.json")}

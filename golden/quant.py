@@ -28,7 +28,9 @@ gemmlowp/fixedpoint/fixedpoint.h)::
 ``SaturatingRoundingDoublingHighMul(a, b)``: INT32_MAX when a == b == INT32_MIN
 (the only case whose doubled high half overflows); otherwise
 ``(a*b + nudge) / 2**31`` with C's truncating division, nudge = 2**30 when
-a*b >= 0 and 1 - 2**30 otherwise (round half away from zero).
+a*b >= 0 and 1 - 2**30 otherwise. Positive ties round up (+0.5 -> 1), and so do
+negative ones (-0.5 -> 0, -1.5 -> -1): the nudge is one short of half for
+negative products, so it is *not* round-half-away-from-zero.
 
 ``RoundingDivideByPOT(x, e)``: arithmetic shift right by e, plus one when the
 remainder ``x & (2**e - 1)`` exceeds ``(2**e - 1) >> 1`` (+1 when x < 0):
@@ -58,6 +60,12 @@ def _i64(x) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.int64))
 
 
+def _check_range(t: torch.Tensor, lo: int, hi: int, name: str) -> None:
+    bad = (t < lo) | (t > hi)
+    if bool(bad.any()):
+        raise ValueError(f"{name} {int(t[bad].flatten()[0])} is outside [{lo}, {hi}]")
+
+
 def wrap32(x) -> torch.Tensor:
     """Two's-complement wrap of int64 values to int32 range."""
     x = _i64(x)
@@ -83,8 +91,7 @@ def saturating_rounding_doubling_high_mul(a, b) -> torch.Tensor:
 def rounding_divide_by_pot(x, exponent) -> torch.Tensor:
     """gemmlowp's RoundingDivideByPOT: x / 2**exponent, ties away from zero."""
     x, e = _i64(x), _i64(exponent)
-    if bool(((e < 0) | (e > 31)).any()):
-        raise ValueError("exponent must lie in [0, 31]")
+    _check_range(e, 0, 31, "exponent")
     mask = (torch.ones_like(e) << e) - 1
     remainder = x & mask
     threshold = (mask >> 1) + (x < 0).to(torch.int64)
@@ -94,8 +101,11 @@ def rounding_divide_by_pot(x, exponent) -> torch.Tensor:
 def multiply_by_quantized_multiplier(acc, multiplier, shift) -> torch.Tensor:
     """TFLite's MultiplyByQuantizedMultiplier (double rounding), int32 result."""
     acc, q, s = _i64(acc), _i64(multiplier), _i64(shift)
-    if bool(((s < SHIFT_MIN) | (s > SHIFT_MAX)).any()):
-        raise ValueError(f"shift must lie in [{SHIFT_MIN}, {SHIFT_MAX}]")
+    _check_range(acc, INT32_MIN, INT32_MAX, "accumulator")
+    # Any int32 multiplier is accepted (TFLite's lie in [2**30, 2**31)); the RTL
+    # handles the full range, including the saturating INT32_MIN * INT32_MIN.
+    _check_range(q, INT32_MIN, INT32_MAX, "multiplier")
+    _check_range(s, SHIFT_MIN, SHIFT_MAX, "shift")
     left = s.clamp(min=0)
     right = (-s).clamp(min=0)
     x = wrap32(acc << left)
@@ -156,7 +166,8 @@ def choose_activation_qparams(lo: float, hi: float) -> tuple[float, int]:
     if hi == lo:
         return 1.0, 0
     scale = (hi - lo) / 255.0
-    zp = int(round(-128 - lo / scale))
+    v = -128 - lo / scale
+    zp = int(math.copysign(math.floor(abs(v) + 0.5), v))  # TfLiteRound: half away from zero
     return scale, max(-128, min(127, zp))
 
 

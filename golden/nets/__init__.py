@@ -1,0 +1,1 @@
+"""Demo networks with integer golden models (see :mod:`golden.nets.digits`)."""

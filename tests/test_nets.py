@@ -1,0 +1,121 @@
+"""Digits demo networks: accuracy targets, integer test vectors, caching and determinism."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from golden import quant
+from golden.conv import conv2d_int, linear_int
+from golden.nets import digits
+
+TARGETS = {"float": 97.0, "sparse": 95.0, "ternary": 94.0}
+VECTOR_KEYS = {"name", "kind", "x", "w", "bias", "input_zero_point", "mult", "shift", "output_zero_point",
+               "act_min", "act_max", "stride", "padding", "acc", "y"}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("digits-cache")
+
+
+@pytest.fixture(scope="module")
+def nets(cache):
+    return {v: digits.build(v, seed=0, cache_dir=cache) for v in digits.VARIANTS}
+
+
+def _weights_hash(net):
+    h = hashlib.sha256()
+    for layer in net.layers:
+        for t in (layer.w, layer.bias, layer.mult, layer.shift):
+            h.update(t.numpy().astype(np.int64).tobytes())
+        h.update(repr((layer.input_zero_point, layer.output_zero_point, layer.act_min)).encode())
+    return h.hexdigest()
+
+
+def test_data_split_and_validation():
+    x_tr, y_tr, x_te, y_te = digits.load_data(0)
+    assert x_tr.shape == (1437, 1, 8, 8) and x_te.shape == (360, 1, 8, 8)
+    assert torch.bincount(y_te).min() >= 35  # stratified: about 36 per class
+    assert torch.equal(digits.load_data(0)[3], y_te)
+    assert 0.0 <= float(x_tr.min()) and float(x_tr.max()) <= 1.0
+    with pytest.raises(ValueError, match="'int4'"):
+        digits.build("int4")
+
+
+@pytest.mark.slow
+def test_accuracy_targets(nets):
+    for v, net in nets.items():
+        assert net.variant == v
+        print(f"{v}: {net.accuracy:.2f}% sparsity {net.sparsity:.3f} trained in {net.train_seconds:.1f}s")
+    assert nets["float"].accuracy >= TARGETS["float"]
+    assert nets["int8"].accuracy >= nets["float"].accuracy - 1.0
+    assert nets["sparse"].accuracy >= TARGETS["sparse"]
+    assert nets["ternary"].accuracy >= TARGETS["ternary"]
+    assert nets["sparse"].sparsity >= 0.80
+    assert sum(n.train_seconds for n in nets.values()) <= 60  # float is trained only once
+    for layer in nets["ternary"].layers:
+        assert set(layer.w.unique().tolist()) <= {-1, 0, 1} and layer.alpha > 0
+    # accuracy is what the integer pipeline computes
+    net = nets["int8"]
+    x_q, labels = net.test_inputs()
+    assert 100 * float((net.predict(x_q) == labels).double().mean()) == net.accuracy
+
+
+@pytest.mark.slow
+def test_float_variant_has_no_integer_layers(nets, tmp_path):
+    net = nets["float"]
+    assert net.layers == [] and net.model is not None
+    assert net.export_vectors(tmp_path) == []
+    with pytest.raises(ValueError, match="float"):
+        net.run_int(torch.zeros(1, 1, 8, 8, dtype=torch.int64))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["int8", "sparse", "ternary"])
+def test_exported_vectors_chain(nets, tmp_path, variant):
+    net = nets[variant]
+    paths = net.export_vectors(tmp_path, n=8)
+    assert [p.name for p in paths] == [f"{variant}_{i}_{name}.npz" for i, (name, *_) in enumerate(digits.ARCH)]
+    vecs = [dict(np.load(p)) for p in paths]
+    live = list(digits.layer_vectors(net, 8))
+    prev_y = None
+    for vec, lv in zip(vecs, live):
+        keys = VECTOR_KEYS | ({"alpha"} if variant == "ternary" else set())
+        assert set(vec) == set(lv) == keys
+        for k in keys:
+            assert np.array_equal(vec[k], lv[k]), k
+        assert vec["x"].dtype == vec["w"].dtype == vec["y"].dtype == np.int8
+        assert vec["bias"].dtype == vec["acc"].dtype == vec["mult"].dtype == vec["shift"].dtype == np.int32
+        x, w, b = (torch.from_numpy(vec[k].astype(np.int64)) for k in ("x", "w", "bias"))
+        if prev_y is not None:
+            assert np.array_equal(vec["x"], prev_y.reshape(vec["x"].shape))
+        if str(vec["kind"]) == "conv":
+            acc = conv2d_int(x, w, b, int(vec["input_zero_point"]), int(vec["stride"]), int(vec["padding"]))
+            shape = (-1, 1, 1)
+        else:
+            acc = linear_int(x, w, b, int(vec["input_zero_point"]))
+            shape = (-1,)
+        assert np.array_equal(acc.numpy(), vec["acc"])
+        y = quant.requantize(acc, torch.from_numpy(vec["mult"]).long().reshape(shape),
+                             torch.from_numpy(vec["shift"]).long().reshape(shape),
+                             int(vec["output_zero_point"]), int(vec["act_min"]), int(vec["act_max"]))
+        assert np.array_equal(y.numpy(), vec["y"])
+        prev_y = vec["y"]
+    x0, _ = net.test_inputs(8)
+    assert np.array_equal(vecs[0]["x"], x0.numpy()) and vecs[0]["x"].shape == (8, 1, 8, 8)
+    assert np.array_equal(net.run_int(x0).numpy(), prev_y) and prev_y.shape == (8, 10)
+    if variant == "ternary":
+        assert all(float(v["alpha"]) > 0 and set(np.unique(v["w"])) <= {-1, 0, 1} for v in vecs)
+
+
+@pytest.mark.slow
+def test_cache_and_determinism(nets, cache, tmp_path):
+    again = digits.build("sparse", seed=0, cache_dir=cache)  # loaded from the cache
+    assert again.train_seconds == 0.0 and again.accuracy == nets["sparse"].accuracy
+    assert _weights_hash(again) == _weights_hash(nets["sparse"])
+    fresh = digits.build("sparse", seed=0, cache_dir=tmp_path)  # retrains float + sparse
+    assert fresh.train_seconds > 0
+    assert _weights_hash(fresh) == _weights_hash(nets["sparse"])
+    assert fresh.accuracy == nets["sparse"].accuracy
