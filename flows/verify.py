@@ -115,8 +115,13 @@ def write_plots(results: dict, directory: Path) -> list[str]:
         labels = [f"{l['variant']}\n{l['layer']}" for l in layers]
         fig, axes = plt.subplots(3, 1, figsize=(max(6, 0.8 * len(layers)), 7), sharex=True)
         for ax, key, color in zip(axes, ("vectors", "cycles", "mismatches"), ("#4a7ab5", "#6aa84f", "#cc4125")):
-            ax.bar(range(len(layers)), [l[key] for l in layers], color=color)
+            vals = [l[key] for l in layers]
+            ax.bar(range(len(layers)), vals, color=color)
             ax.set_ylabel(key)
+            ax.set_ylim(0, 1.15 * max(1, max(vals)))
+        if not any(l["mismatches"] for l in layers):
+            axes[2].text(0.5, 0.5, "0 mismatches: bit-exact", transform=axes[2].transAxes, ha="center",
+                         va="center", color="#38761d")
         axes[-1].set_xticks(range(len(layers)), labels, fontsize=7)
         axes[0].set_title(f"layers through {results['engine']} on {results['simulator']}")
         fig.tight_layout()
