@@ -90,8 +90,8 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
     cfg = np.array([int(statics[p]) for p in wanted] or [0], dtype=np.int64)
     hexio.write_hex(run_dir / "cfg.hex", hexio.pack_fields([(cfg, 0, 64)], 64), 64)
     hexio.write_hex(run_dir / "expected.hex", hexio.pack_fields([(expected, 0, out.width)], out.width), out.width)
-    np.savez(run_dir / "inputs.npz", **{k: np.asarray(v) for k, v in inputs.items()})  # read on mismatch only
-    spec = {"out_width": out.width, "out_signed": out.signed, "n_out": int(expected.size),
+    spec = {"out_width": out.width, "out_signed": out.signed, "n_out": int(expected.size), "n_in": n,
+            "in_width": payload.width, "in_fields": [list(f) for f in fields],
             "result": str(run_dir / "result.json")}
     (run_dir / "spec.json").write_text(json.dumps(spec))
     limit = max_cycles or 64 * (n + expected.size) + 10_000
