@@ -6,12 +6,17 @@ from typing import Callable
 
 from cosim import requant
 
+
+class NotMapped(Exception):
+    """An engine cannot run this layer (kernel, stride, ...); the message says why."""
+
 # engine name -> cosim(design, *, sim, seed, vectors, verilog, waves, timeout_s) -> list[StreamResult]
 TESTBENCHES: dict[str, Callable] = {
     "requant": requant.cosim,
 }
 
 # engine name -> verify_layer(design, layer_vectors, *, sim, seed) -> StreamResult
+# (a verifier raises NotMapped for a layer its engine cannot run)
 LAYER_VERIFIERS: dict[str, Callable] = {
     "requant": requant.verify_layer,
 }

@@ -15,7 +15,7 @@ import platform
 import time
 from pathlib import Path
 
-from cosim.engines import layer_verifier
+from cosim.engines import NotMapped, layer_verifier
 from cosim.runner import cache_root, tool_version
 from flows.outdir import Progress, atomic_dir
 from rtl.export import generate
@@ -53,17 +53,25 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
     layers = []
     for v, vec in jobs:
         prog.start(f"{v} {vec['name']} through {engine} on {sim}")
-        r = verify_layer(design, vec, sim=sim, seed=seed + 1)
+        entry = {"variant": v, "layer": vec["name"], "kind": vec["kind"], "input_shape": list(vec["x"].shape),
+                 "output_shape": list(vec["y"].shape), "weights_zero": float((vec["w"] == 0).mean())}
+        try:
+            r = verify_layer(design, vec, sim=sim, seed=seed + 1)
+        except NotMapped as e:
+            prog.done(f"not mapped: {e}")
+            layers.append({**entry, "status": "not mapped", "reason": str(e), "vectors": 0, "outputs": 0,
+                           "cycles": 0, "mismatches": 0, "first_mismatch": None, "passed": None})
+            continue
         prog.done(r.summary().split(": ", 1)[1] if ": " in r.summary() else r.summary())
         layers.append({
-            "variant": v, "layer": vec["name"], "kind": vec["kind"], "input_shape": list(vec["x"].shape),
-            "output_shape": list(vec["y"].shape), "weights_zero": float((vec["w"] == 0).mean()),
+            **entry, "status": "PASS" if r.passed else "FAIL",
             "vectors": r.vectors, "outputs": r.outputs, "cycles": r.cycles, "mismatches": r.mismatches,
             "first_mismatch": r.first_mismatch, "passed": r.passed, "build_reused": r.build_reused,
-            "wall_s": round(r.wall_s, 3), "log": r.log,
+            "wall_s": round(r.wall_s, 3), "log": r.log, **r.extra,
         })
 
-    passed = bool(layers) and all(l["passed"] for l in layers)
+    mapped = [l for l in layers if l["status"] != "not mapped"]
+    passed = bool(mapped) and all(l["passed"] for l in mapped)
     results = {
         "passed": passed,
         "net": net, "engine": engine, "simulator": sim, "seed": seed, "images": n_images,
@@ -74,7 +82,7 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
                       "integer_layers": len(nets[v].layers), "train_seconds": nets[v].train_seconds}
                      for v in variants],
         "layers": layers,
-        "totals": {"layers": len(layers), "vectors": sum(l["vectors"] for l in layers),
+        "totals": {"layers": len(mapped), "not_mapped": len(layers) - len(mapped), "vectors": sum(l["vectors"] for l in layers),
                    "cycles": sum(l["cycles"] for l in layers), "mismatches": sum(l["mismatches"] for l in layers)},
         "wall_s": round(time.perf_counter() - t_start, 2),
     }
@@ -85,7 +93,8 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
         (tmp / "report.md").write_text(report_markdown(results, plots))
     t = results["totals"]
     word = "PASS" if passed else "FAIL"
-    print(f"{word}: {t['layers']} layers of {net} ({', '.join(variants)}) through {engine} on {sim}: "
+    skipped = f", {t['not_mapped']} not mapped" if t["not_mapped"] else ""
+    print(f"{word}: {t['layers']} layers of {net} ({', '.join(variants)}) through {engine} on {sim}{skipped}: "
           f"{t['vectors']} vectors, {t['cycles']} cycles, {t['mismatches']} mismatches "
           f"({results['wall_s']:.1f} s)")
     print(f"report: {out_dir / 'report.md'}")
@@ -110,7 +119,7 @@ def write_plots(results: dict, directory: Path) -> list[str]:
     plt.close(fig)
     names.append("accuracy.png")
 
-    layers = results["layers"]
+    layers = [l for l in results["layers"] if l["status"] != "not mapped"]
     if layers:
         labels = [f"{l['variant']}\n{l['layer']}" for l in layers]
         fig, axes = plt.subplots(3, 1, figsize=(max(6, 0.8 * len(layers)), 7), sharex=True)
@@ -157,9 +166,13 @@ def report_markdown(r: dict, plots: list[str]) -> str:
               "|---|---|---|---|---:|---:|---:|---:|---|"]
     for l in r["layers"]:
         shape = f"{'x'.join(map(str, l['input_shape']))} → {'x'.join(map(str, l['output_shape']))}"
+        if l["status"] == "not mapped":
+            lines.append(f"| {l['variant']} | {l['layer']} | {l['kind']} | {shape} | | | | | not mapped: "
+                         f"{l['reason']} |")
+            continue
         cpv = l["cycles"] / l["vectors"] if l["vectors"] else 0
         lines.append(f"| {l['variant']} | {l['layer']} | {l['kind']} | {shape} | {l['vectors']} | {l['cycles']} "
-                     f"| {cpv:.2f} | {l['mismatches']} | {'PASS' if l['passed'] else 'FAIL'} |")
+                     f"| {cpv:.2f} | {l['mismatches']} | {l['status']} |")
         if l["first_mismatch"]:
             m = l["first_mismatch"]
             lines.append(f"|  | first mismatch | | index {m['index']}, inputs {m['inputs']} | expected {m['expected']}"

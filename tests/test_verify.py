@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 import flows.verify as fv
@@ -53,7 +54,8 @@ def test_interrupted_verify_leaves_no_output(tmp_path, monkeypatch, capsys):
 
         @staticmethod
         def layer_vectors(net, n):
-            yield {"name": "conv1"}
+            z = np.zeros((1, 2, 2, 2), dtype=np.int8)
+            yield {"name": "conv1", "kind": "conv", "x": z, "y": z, "w": z}
 
     def explode(*a, **k):
         raise RuntimeError("simulator crashed")
@@ -64,3 +66,18 @@ def test_interrupted_verify_leaves_no_output(tmp_path, monkeypatch, capsys):
     with pytest.raises(RuntimeError):
         fv.verify(out_dir=out)
     assert not out.exists() and not list(tmp_path.iterdir()), "half-written output left behind"
+
+
+def test_not_mapped_layers_are_reported_not_failed(tmp_path, monkeypatch, capsys):
+    from cosim.engines import NotMapped
+    from golden.nets import digits
+
+    def picky(design, vec, **kw):
+        raise NotMapped(f"{vec['name']}: kernel not supported")
+
+    monkeypatch.setattr(fv, "layer_verifier", lambda engine: picky)
+    out = tmp_path / "v"
+    assert fv.verify(variants=["int8"], n_images=2, out_dir=out) == 1  # nothing mapped: no PASS
+    res = json.loads((out / "results.json").read_text())
+    assert {l["status"] for l in res["layers"]} == {"not mapped"}
+    assert "not mapped: conv1: kernel not supported" in (out / "report.md").read_text()
