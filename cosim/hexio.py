@@ -17,12 +17,23 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 def pack_fields(fields: list[tuple[np.ndarray, int, int]], width: int) -> np.ndarray:
     """Pack ``(values, offset, bits)`` fields into words of ``width`` bits.
 
-    Values are taken two's-complement modulo ``2**bits`` (bits <= 64). Returns a
-    ``(n, limbs)`` uint64 array, limb 0 least significant.
+    Values are taken two's-complement modulo ``2**bits``. A field wider than 64 bits
+    is given as an ``(n, limbs)`` uint64 array (limb 0 least significant) and is
+    split into 64-bit pieces. Returns a ``(n, limbs)`` uint64 array.
     """
     n = len(fields[0][0]) if fields else 0
     limbs = np.zeros((n, max(1, -(-width // 64))), dtype=np.uint64)
+    wide = []
     for values, offset, bits in fields:
+        if bits > 64:
+            values = np.asarray(values, dtype=np.uint64).reshape(n, -1)
+            for k in range(values.shape[1]):
+                piece = min(64, bits - 64 * k)
+                if piece > 0:
+                    wide.append((values[:, k].view(np.int64), offset + 64 * k, piece))
+        else:
+            wide.append((values, offset, bits))
+    for values, offset, bits in wide:
         if not 0 < bits <= 64 or offset + bits > width:
             raise ValueError(f"field of {bits} bits at {offset} does not fit a {width}-bit word")
         v = np.asarray(values).astype(np.int64).view(np.uint64)

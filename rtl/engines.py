@@ -14,6 +14,8 @@ from typing import Callable
 from amaranth.lib import wiring
 
 from rtl.common.requant import Requantizer, RequantConfig
+from rtl.fat.config import FatConfig
+from rtl.fat.engine import FatEngine
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,21 @@ ENGINES: dict[str, EngineSpec] = {
         config_cls=RequantConfig,
         build=Requantizer,
     ),
+    "fat": EngineSpec(
+        name="fat",
+        summary="FAT ternary in-memory-computing subarray with a Sparse Addition Control Unit",
+        config_cls=FatConfig,
+        build=FatEngine,
+    ),
 }
+
+from rtl.winograd import WinogradConfig, WinogradEngine  # noqa: E402  (issue 5)
+ENGINES["winograd"] = EngineSpec(
+    name="winograd",
+    summary="int8 Winograd F(2x2,3x3) / F(4x4,3x3) 3x3 stride-1 convolution, integer-exact, pipelined",
+    config_cls=WinogradConfig,
+    build=WinogradEngine,
+)
 
 
 def get_engine(name: str) -> EngineSpec:

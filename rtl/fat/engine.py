@@ -1,0 +1,316 @@
+"""FAT: a ternary-weight in-memory-computing subarray with a Sparse Addition Control Unit.
+
+After Zhu, Duong, Chen, Liu, Liu, "FAT: An In-Memory Accelerator With Fast Addition
+for Ternary Weight Neural Networks", IEEE TCAD 2022 (arXiv 2201.07634).
+
+Data mapping (Combined-Stationary, see rtl/fat/mapper.py): every column holds the
+receptive field of one output position, one operand of act_bits + 1 rows per
+input element (bit plane per row, two's complement of u = x - zero_point); the
+partial sums stay in the same columns in accumulator regions of acc_bits rows;
+ternary weights are streamed. A step senses rows into per-column sense amplifiers
+that produce sum and carry at once and writes the sum back to a row.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtl.common.requant import Requantizer
+from rtl.fat.config import CODE_INVALID, CODE_MINUS, CODE_PLUS, CODE_ZERO, OP_CLEAR, OP_LOAD, OP_READ, OP_WEIGHTS, FatConfig
+
+STATS = ("busy", "steps", "row_reads", "row_writes", "latch_ops", "adds", "subs", "zero_ops", "skipped_bits",
+         "errors")
+
+
+class FatEngine(wiring.Component):
+    """FAT subarray + SACU + readout + shared requantizer.
+
+    Ports
+    -----
+    i : In(stream)   commands (``FatConfig.cmd_layout``):
+        LOAD    write ``data[:cols]`` to row ``addr`` (1 cycle)
+        CLEAR   zero the accumulator at rows ``addr ..`` (acc_bits cycles)
+        WEIGHTS accumulate ``cnt`` ternary weights (2-bit codes in ``data``) into the
+                accumulator at ``aux``, weight j using the operand in slot ``addr + j``
+                (rows ``(addr + j) * op_bits ..``); the SACU skips zero weights in
+                "fat" mode at no cost; each non-zero weight is a bit-serial add (+1)
+                or subtract (-1: inverted operand, carry-in 1)
+        READ    sense the accumulator at ``addr`` (acc_bits cycles), then emit its
+                first ``aux`` columns, plus ``bias``, through the requantizer with
+                (``mult``, ``shift``) while the array goes on with later commands
+    o : Out(stream)  int8 results, column order, one per cycle when flowing
+    zero_point, act_min, act_max : In  requantizer statics
+    stat_* : Out(32)  counters of array operations (see STATS)
+    """
+
+    def __init__(self, config: FatConfig | None = None):
+        self._config = cfg = config or FatConfig()
+        ports = {
+            "i": In(stream.Signature(cfg.cmd_layout())),
+            "o": Out(stream.Signature(signed(8))),
+            "zero_point": In(signed(8)),
+            "act_min": In(signed(8)),
+            "act_max": In(signed(8)),
+        }
+        ports.update({f"stat_{name}": Out(32) for name in STATS})
+        super().__init__(ports)
+
+    @property
+    def config(self) -> FatConfig:
+        return self._config
+
+    def elaborate(self, platform):
+        cfg = self._config
+        m = Module()
+        C, B, A, W = cfg.cols, cfg.acc_bits, cfg.op_bits, cfg.word_weights
+        fat_steps = cfg.mode in ("fat", "dense")
+        ones = Const((1 << C) - 1, unsigned(C))
+
+        m.submodules.mem = mem = Memory(shape=unsigned(C), depth=cfg.rows, init=[])
+        rd_acc = mem.read_port(domain="comb")
+        rd_op = mem.read_port(domain="comb")
+        rd_car = mem.read_port(domain="comb")
+        wr = mem.write_port()
+        nz = Signal(cfg.rows)  # per row: some column holds a 1 (set when the row is loaded)
+
+        m.submodules.rq = rq = Requantizer()
+        wiring.connect(m, rq.o, wiring.flipped(self.o))
+        m.d.comb += [rq.zero_point.eq(self.zero_point), rq.act_min.eq(self.act_min), rq.act_max.eq(self.act_max)]
+
+        stats = {name: Signal(32, name=f"n_{name}") for name in STATS}
+        for name, sig in stats.items():
+            m.d.comb += getattr(self, f"stat_{name}").eq(sig)
+
+        def count(name, amount=1):
+            m.d.sync += stats[name].eq(stats[name] + amount)
+
+        cmd = self.i.payload
+        # ---- SACU state ----------------------------------------------------------------
+        codes = Signal(2 * W)
+        mask = Signal(W)  # weights still to issue
+        slot0 = Signal(16)
+        acc_base = Signal(16)
+        slot = Signal(16)
+        inv = Signal()  # subtract: inverted operand, carry-in 1
+        zero_op = Signal()  # a zero weight processed as an add of 0 (dense / parapim)
+        bit = Signal(range(B + 1))
+        carry = Signal(C)
+        phase = Signal()  # parapim: 0 = carry step, 1 = sum step
+        cur = Signal()  # parapim: which carry row holds the carry in
+        # ---- readout state -------------------------------------------------------------
+        tbuf = Signal(B * C)
+        obuf = Signal(B * C)
+        rd_base = Signal(16)
+        rd_cols = Signal(16)
+        rd_params = Signal(cfg.read_layout())
+        em_params = Signal(cfg.read_layout())
+        em_cols = Signal(16)
+        em_col = Signal(16)
+        em_busy = Signal()
+
+        # Priority encoder: the next weight to issue (lowest set bit of mask).
+        j = Signal(range(W))
+        for k in reversed(range(W)):
+            with m.If(mask[k]):
+                m.d.comb += j.eq(k)
+        code_j = codes.word_select(j, 2)
+
+        # Operand bit planes of the current slot, and the bit-level-sparsity search.
+        op_row0 = Signal(16 + 8)
+        m.d.comb += op_row0.eq(slot * A)
+        planes_nz = Signal(A)
+        m.d.comb += planes_nz.eq(nz.bit_select(op_row0, A))
+
+        def first_bit(start, c_vec, inv_bit):
+            """(found, t): next bit >= start whose step can change the accumulator.
+
+            Below A a plane that is all zero leaves the result unchanged when every
+            carry equals the (inverted) operand bit. From A on the operand is its sign
+            extension; the step that reached A already checked that some carry differs
+            from its sign (otherwise the operation ended there), so the step is needed.
+            """
+            eq_inv = c_vec == Mux(inv_bit, ones, 0)
+            found = Signal(name="skip_found")
+            t = Signal(range(B + 1), name="skip_t")
+            m.d.comb += [found.eq(0), t.eq(start)]
+            with m.If(start >= A):
+                m.d.comb += found.eq(start < B)
+            with m.Else():
+                for b in reversed(range(A)):
+                    with m.If((b >= start) & (planes_nz[b] | ~eq_inv)):
+                        m.d.comb += [found.eq(1), t.eq(b)]
+            return found, t
+
+        # ---- datapath of one FAT step --------------------------------------------------
+        op_row = Signal(16 + 8)
+        m.d.comb += op_row.eq(op_row0 + Mux(bit < A, bit, A - 1))
+        m.d.comb += [rd_acc.addr.eq(acc_base + bit), rd_op.addr.eq(op_row),
+                     rd_car.addr.eq(Mux(cur, cfg.carry_rows[1], cfg.carry_rows[0]))]
+        a_vec = rd_acc.data
+        o_vec = Mux(zero_op, 0, rd_op.data ^ Mux(inv, ones, 0))
+        c_in = Mux(fat_steps, carry, rd_car.data)
+        s_vec = a_vec ^ o_vec ^ c_in
+        c_out = Signal(C)
+        m.d.comb += c_out.eq((a_vec & o_vec) | (a_vec & c_in) | (o_vec & c_in))
+
+        def start_op():
+            """Issue weight j: load the operation, then go to its first step."""
+            m.d.sync += [
+                mask.eq(mask & ~(Const(1, W) << j)),
+                slot.eq(slot0 + j),
+                inv.eq(code_j == CODE_MINUS),
+                zero_op.eq((code_j == CODE_ZERO) | (code_j == CODE_INVALID)),
+                carry.eq(Mux(code_j == CODE_MINUS, ones, 0)),  # carry-in 1 for subtract
+                bit.eq(0),
+                phase.eq(0),
+            ]
+            with m.If(code_j == CODE_MINUS):
+                count("subs")
+            with m.Elif(code_j == CODE_PLUS):
+                count("adds")
+            with m.Else():
+                count("zero_ops")
+
+        busy = Signal()
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    with m.Switch(cmd.op):
+                        with m.Case(OP_LOAD):
+                            m.d.comb += [wr.addr.eq(cmd.addr), wr.data.eq(cmd.data[:C]), wr.en.eq(1), busy.eq(1)]
+                            m.d.sync += nz.bit_select(cmd.addr, 1).eq(cmd.data[:C] != 0)
+                            count("row_writes")
+                        with m.Case(OP_CLEAR):
+                            m.d.sync += [acc_base.eq(cmd.addr), bit.eq(0)]
+                            m.next = "CLEAR"
+                        with m.Case(OP_WEIGHTS):
+                            codes_in = cmd.data[:2 * W]
+                            # fat: the SACU issues only +1 / -1; the baselines issue every weight.
+                            live = Cat((((codes_in.word_select(k, 2) == CODE_PLUS)
+                                         | (codes_in.word_select(k, 2) == CODE_MINUS)) if cfg.mode == "fat"
+                                        else Const(1)) & (k < cmd.cnt) for k in range(W))
+                            bad = Cat((codes_in.word_select(k, 2) == CODE_INVALID) & (k < cmd.cnt)
+                                      for k in range(W))
+                            m.d.sync += [codes.eq(codes_in), mask.eq(live), slot0.eq(cmd.addr),
+                                         acc_base.eq(cmd.aux)]
+                            with m.If(bad.any()):
+                                count("errors")
+                            with m.If(live.any()):
+                                m.next = "ISSUE"
+                        with m.Case(OP_READ):
+                            m.d.sync += [rd_base.eq(cmd.addr), rd_cols.eq(cmd.aux), bit.eq(0),
+                                         rd_params.eq(cmd.data[:70])]
+                            m.next = "READ"
+
+            with m.State("CLEAR"):
+                m.d.comb += [wr.addr.eq(acc_base + bit), wr.data.eq(0), wr.en.eq(1), busy.eq(1)]
+                count("row_writes")
+                m.d.sync += bit.eq(bit + 1)
+                with m.If(bit == B - 1):
+                    m.next = "IDLE"
+
+            with m.State("ISSUE"):
+                # The SACU issues the next weight; zero weights never get here in fat mode.
+                start_op()
+                m.next = "STEP" if fat_steps else "PINIT"
+
+            if fat_steps:
+                with m.State("STEP"):
+                    if cfg.bitskip:
+                        # Jump straight to the next bit whose step can change anything.
+                        found, t = first_bit(bit, carry, inv)
+                        with m.If(~found):  # every plane left is zero, every carry matches
+                            count("skipped_bits", B - bit)
+                            self._op_done(m, mask)
+                        with m.Else():
+                            m.d.comb += rd_acc.addr.eq(acc_base + t)
+                            m.d.comb += rd_op.addr.eq(op_row0 + Mux(t < A, t, A - 1))
+                            self._fat_step(m, wr, acc_base + t, s_vec, c_out, carry, busy, count)
+                            nxt = Signal(range(B + 2))
+                            m.d.comb += nxt.eq(t + 1)
+                            m.d.sync += bit.eq(nxt)
+                            # Done now when nothing above can change: at or past the sign
+                            # plane every carry must equal that column's operand sign.
+                            finished = (nxt == B) | ((nxt >= A) & (c_out == o_vec))
+                            count("skipped_bits", (t - bit) + Mux(finished, B - nxt, 0))
+                            with m.If(finished):
+                                self._op_done(m, mask)
+                    else:
+                        self._fat_step(m, wr, acc_base + bit, s_vec, c_out, carry, busy, count)
+                        m.d.sync += bit.eq(bit + 1)
+                        with m.If(bit == B - 1):
+                            self._op_done(m, mask)
+            else:
+                with m.State("PINIT"):
+                    # ParaPIM keeps the carry in a row: write the carry-in first.
+                    m.d.comb += [wr.addr.eq(Mux(cur, cfg.carry_rows[1], cfg.carry_rows[0])),
+                                 wr.data.eq(Mux(inv, ones, 0)), wr.en.eq(1), busy.eq(1)]
+                    count("row_writes")
+                    m.next = "PSTEP"
+                with m.State("PSTEP"):
+                    m.d.comb += busy.eq(1)
+                    count("steps")
+                    count("row_reads", 3)
+                    count("row_writes")
+                    with m.If(phase == 0):  # carry step: new carry to the other carry row
+                        m.d.comb += [wr.addr.eq(Mux(cur, cfg.carry_rows[0], cfg.carry_rows[1])),
+                                     wr.data.eq(c_out), wr.en.eq(1)]
+                        m.d.sync += phase.eq(1)
+                    with m.Else():  # sum step
+                        m.d.comb += [wr.addr.eq(acc_base + bit), wr.data.eq(s_vec), wr.en.eq(1)]
+                        m.d.sync += [phase.eq(0), cur.eq(~cur), bit.eq(bit + 1)]
+                        with m.If(bit == B - 1):
+                            self._op_done(m, mask)
+
+            with m.State("READ"):
+                m.d.comb += [rd_acc.addr.eq(rd_base + bit), busy.eq(1)]
+                m.d.sync += [tbuf.word_select(bit, C).eq(rd_acc.data), bit.eq(bit + 1)]
+                count("row_reads")
+                count("steps")
+                with m.If(bit == B - 1):
+                    m.next = "HANDOFF"
+
+            with m.State("HANDOFF"):  # give the sensed accumulator to the emitter
+                with m.If(~em_busy):
+                    m.d.sync += [obuf.eq(tbuf), em_params.eq(rd_params), em_cols.eq(rd_cols), em_col.eq(0),
+                                 em_busy.eq(rd_cols != 0)]
+                    m.next = "IDLE"
+
+        with m.If(busy):
+            count("busy")
+
+        # ---- emitter: columns -> bias -> requantizer --------------------------------
+        col_val = Signal(signed(B))
+        m.d.comb += col_val.eq(Cat(obuf.bit_select(i * C + em_col, 1) for i in range(B)))
+        m.d.comb += [
+            rq.i.valid.eq(em_busy),
+            rq.i.payload.acc.eq(col_val + em_params.bias),
+            rq.i.payload.mult.eq(em_params.mult),
+            rq.i.payload.shift.eq(em_params.shift),
+        ]
+        with m.If(rq.i.valid & rq.i.ready):
+            m.d.sync += em_col.eq(em_col + 1)
+            with m.If(em_col == em_cols - 1):
+                m.d.sync += em_busy.eq(0)
+        return m
+
+    @staticmethod
+    def _fat_step(m, wr, row, s_vec, c_out, carry, busy, count):
+        """One FAT step: sense accumulator and operand rows, write the sum, latch the carry."""
+        m.d.comb += [wr.addr.eq(row), wr.data.eq(s_vec), wr.en.eq(1), busy.eq(1)]
+        m.d.sync += carry.eq(c_out)
+        count("steps")
+        count("row_reads", 2)
+        count("row_writes")
+        count("latch_ops")
+
+    @staticmethod
+    def _op_done(m, mask):
+        with m.If(mask.any()):
+            m.next = "ISSUE"
+        with m.Else():
+            m.next = "IDLE"
