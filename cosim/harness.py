@@ -104,6 +104,13 @@ module {HARNESS_TOP};
     .o__payload(o_payload)
   );
 
+`ifdef NNACCEL_VCD
+  initial begin
+    $dumpfile("waves.vcd");
+    $dumpvars(0, {HARNESS_TOP});
+  end
+`endif
+
   initial begin
     if (!$value$plusargs("IN=%s", in_file)) in_file = "in.bin";
     if (!$value$plusargs("OUT=%s", out_file)) out_file = "out.hex";

@@ -27,10 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SIMULATORS = ("verilator", "icarus")
+BUILD_RECIPE = "4"  # bump when the way builds are made changes: old cached builds are then ignored
 TIMESCALE = ("1ns", "1ps")
 # Amaranth's Verilog trips Verilator's width lint warnings; they are not errors here.
 VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--timing", "-O3",
                   "--x-assign", "fast", "--x-initial", "fast")
+
+
+# Icarus in Verilog-2005 mode (cocotb asks for -g2012; the later flag wins): there a
+# declaration initializer is an event at time 0, which Yosys's Verilog relies on to
+# run its `always @*` blocks once; in -g2012 mode such blocks (a ready that depends
+# only on an FSM state, say) stay x until an input changes, and the design deadlocks.
+ICARUS_ARGS = ("-g2005",)
 
 
 class CosimError(Exception):
@@ -133,7 +141,7 @@ def build(sources: dict[str, str], top: str, sim: str = "verilator", *, defines:
     env = tool_env(sim)
     defines = dict(defines or {})
     h = hashlib.sha256()
-    for part in (sim, tool_version(sim), top, repr(sorted(defines.items())), repr(VERILATOR_ARGS),
+    for part in (BUILD_RECIPE, sim, tool_version(sim), top, repr(sorted(defines.items())), repr(VERILATOR_ARGS), repr(ICARUS_ARGS),
                  repr(TIMESCALE), str(waves), *(f"{n}\0{t}" for n, t in sorted(sources.items()))):
         h.update(part.encode() + b"\0")
     name = f"{tag or top}-{sim}{'-waves' if waves else ''}-{h.hexdigest()[:16]}"
@@ -172,29 +180,33 @@ def _FastVerilator():
 
 
 def _compile(sources, top, sim, defines, waves, timeout_s, env, final: Path) -> None:
-    """Build under a temporary name, then rename: a directory named ``final`` is complete."""
+    """Build in ``final`` (under the caller's lock); ``final/COMPLETE`` is written last, so a
+    directory without it is an interrupted build and is rebuilt. (Building in place rather
+    than renaming keeps absolute paths that simulators bake into a build valid, such as
+    Icarus's waveform dump file.)"""
     from cocotb_tools.runner import get_runner
 
-    tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "src").mkdir(parents=True)
+    shutil.rmtree(final, ignore_errors=True)
+    (final / "src").mkdir(parents=True)
     paths = []
     for fname, text in sources.items():
-        (tmp / "src" / fname).write_text(text)
-        paths.append(tmp / "src" / fname)
-    log = tmp / "build.log"
+        (final / "src" / fname).write_text(text)
+        paths.append(final / "src" / fname)
+    log = final / "build.log"
     runner = _FastVerilator() if sim == "verilator" else get_runner(sim)
-    args = list(VERILATOR_ARGS) if sim == "verilator" else []
+    args = list(VERILATOR_ARGS) if sim == "verilator" else list(ICARUS_ARGS)
+    if sim == "icarus" and waves:
+        # cocotb's Icarus dump module needs SystemVerilog; the harness dumps a VCD itself.
+        defines = {**defines, "NNACCEL_VCD": 1}
+        waves = False
     with _env(**env, SIM_CMD_PREFIX=None):
         try:
             with _deadline(timeout_s, f"building {top} with {sim}"):
-                runner.build(sources=paths, hdl_toplevel=top, build_dir=tmp / "build", build_args=args,
+                runner.build(sources=paths, hdl_toplevel=top, build_dir=final / "build", build_args=args,
                              defines=defines, timescale=TIMESCALE, waves=waves, log_file=log, always=True)
         except (RuntimeError, SystemExit, subprocess.CalledProcessError) as e:
             raise CosimError(f"{sim} build of {top} failed ({e}); log: {log}") from None
-    (tmp / "COMPLETE").write_text(f"{time.ctime()}\n")
-    shutil.rmtree(final, ignore_errors=True)  # a stale, incomplete directory
-    os.replace(tmp, final)
+    (final / "COMPLETE").write_text(f"{time.ctime()}\n")
 
 
 @contextlib.contextmanager
@@ -259,6 +271,6 @@ def run(b: Build, test_module: str, run_dir: Path, *, plusargs: list[str] = (), 
         raise CosimError(f"{b.sim} simulation of {b.top} left no results ({e}); log: {log}") from None
     waves = None
     if b.waves:
-        found = sorted(run_dir.glob("*.vcd")) + sorted(run_dir.glob("*.fst")) + sorted(b.build_dir.glob("*.fst"))
+        found = sorted(run_dir.glob("*.vcd")) + sorted(run_dir.glob("*.fst"))
         waves = found[0] if found else None
     return RunResult(n_tests > 0 and n_failed == 0, xml, log, wall, waves)

@@ -61,6 +61,25 @@ def cmd_bench(args) -> int:
     return bench(args.what, out=Path(args.output), vectors=args.vectors)
 
 
+def cmd_synth(args) -> int:
+    from flows.synth import SynthError, summary, synth
+    try:
+        r = synth(args.engine, target=args.target, params=_params(args.param), out_dir=Path(args.output),
+                  freq_mhz=args.freq, place=not args.no_place, timeout_s=args.timeout)
+    except SynthError as e:
+        print(f"nnaccel: error: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(summary(r)))
+    print(f"wrote {Path(args.output) / f'{args.engine}-{args.target}.json'}")
+    return 0
+
+
+def cmd_analog(args) -> int:
+    from flows.analog import analog
+    return analog(args.what, mc=args.mc, use_spice=args.spice, out_dir=Path(args.output), seed=args.seed,
+                  keep_spice=args.keep_spice)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cosim.runner import SIMULATORS
 
@@ -100,10 +119,30 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_verify)
 
     b = sub.add_parser("bench", help="benchmarks that write JSON")
-    b.add_argument("what", choices=["cosim"])
+    from flows.bench import BENCHES
+    b.add_argument("what", choices=list(BENCHES))
     b.add_argument("--vectors", type=int, default=1_000_000)
     b.add_argument("-o", "--output", default="out/bench")
     b.set_defaults(func=cmd_bench)
+
+    y = sub.add_parser("synth", help="synthesize (Yosys) and place and route (nextpnr): resources, Fmax, JSON")
+    y.add_argument("engine")
+    y.add_argument("--target", choices=["ecp5", "ice40", "generic"], default="generic")
+    y.add_argument("--param", action="append", metavar="K=V", help="override a configuration field")
+    y.add_argument("--freq", type=float, default=50.0, help="clock constraint for nextpnr, MHz")
+    y.add_argument("--no-place", action="store_true", help="synthesis only, no place and route")
+    y.add_argument("--timeout", type=float, default=3600, help="wall-clock limit per tool, seconds")
+    y.add_argument("-o", "--output", default="out/synth")
+    y.set_defaults(func=cmd_synth)
+
+    an = sub.add_parser("analog", help="analog in-SRAM multiplier studies (AID): JSON + plots")
+    an.add_argument("what", choices=["aid"])
+    an.add_argument("--mc", type=int, default=1000, help="Monte Carlo samples (>= 2)")
+    an.add_argument("--spice", action="store_true", help="refit the model and measure SNR/energy in ngspice")
+    an.add_argument("--keep-spice", action="store_true", help="keep netlists, logs and raw files in DIR/spice")
+    an.add_argument("--seed", type=int, default=0, help="Monte Carlo seed")
+    an.add_argument("-o", "--output", default="out/analog")
+    an.set_defaults(func=cmd_analog)
     return p
 
 

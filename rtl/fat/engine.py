@@ -175,6 +175,7 @@ class FatEngine(wiring.Component):
                 count("zero_ops")
 
         busy = Signal()
+        first_state = "STEP" if fat_steps else "PINIT"
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
@@ -216,7 +217,7 @@ class FatEngine(wiring.Component):
             with m.State("ISSUE"):
                 # The SACU issues the next weight; zero weights never get here in fat mode.
                 start_op()
-                m.next = "STEP" if fat_steps else "PINIT"
+                m.next = first_state
 
             if fat_steps:
                 with m.State("STEP"):
@@ -225,7 +226,7 @@ class FatEngine(wiring.Component):
                         found, t = first_bit(bit, carry, inv)
                         with m.If(~found):  # every plane left is zero, every carry matches
                             count("skipped_bits", B - bit)
-                            self._op_done(m, mask)
+                            self._op_done(m, mask, start_op, first_state)
                         with m.Else():
                             m.d.comb += rd_acc.addr.eq(acc_base + t)
                             m.d.comb += rd_op.addr.eq(op_row0 + Mux(t < A, t, A - 1))
@@ -238,12 +239,12 @@ class FatEngine(wiring.Component):
                             finished = (nxt == B) | ((nxt >= A) & (c_out == o_vec))
                             count("skipped_bits", (t - bit) + Mux(finished, B - nxt, 0))
                             with m.If(finished):
-                                self._op_done(m, mask)
+                                self._op_done(m, mask, start_op, first_state)
                     else:
                         self._fat_step(m, wr, acc_base + bit, s_vec, c_out, carry, busy, count)
                         m.d.sync += bit.eq(bit + 1)
                         with m.If(bit == B - 1):
-                            self._op_done(m, mask)
+                            self._op_done(m, mask, start_op, first_state)
             else:
                 with m.State("PINIT"):
                     # ParaPIM keeps the carry in a row: write the carry-in first.
@@ -264,7 +265,7 @@ class FatEngine(wiring.Component):
                         m.d.comb += [wr.addr.eq(acc_base + bit), wr.data.eq(s_vec), wr.en.eq(1)]
                         m.d.sync += [phase.eq(0), cur.eq(~cur), bit.eq(bit + 1)]
                         with m.If(bit == B - 1):
-                            self._op_done(m, mask)
+                            self._op_done(m, mask, start_op, first_state)
 
             with m.State("READ"):
                 m.d.comb += [rd_acc.addr.eq(rd_base + bit), busy.eq(1)]
@@ -308,9 +309,11 @@ class FatEngine(wiring.Component):
         count("row_writes")
         count("latch_ops")
 
-    @staticmethod
-    def _op_done(m, mask):
+    def _op_done(self, m, mask, start_op, first_state):
+        """The operation ends this cycle; the SACU issues the next non-zero weight in
+        the same cycle (its lookahead hides the issue), or the word is finished."""
         with m.If(mask.any()):
-            m.next = "ISSUE"
+            start_op()
+            m.next = first_state
         with m.Else():
             m.next = "IDLE"

@@ -227,7 +227,8 @@ def cycle_model(cmds: dict, cfg: FatConfig) -> dict:
             st["busy"] += B
             t += 1 + B
         elif op == OP_WEIGHTS:
-            t += 1
+            t += 1  # accept the word
+            issued = False
             for jj in range(cnt):
                 code = (word >> (2 * jj)) & 3
                 if code == 0b10:
@@ -237,7 +238,9 @@ def cycle_model(cmds: dict, cfg: FatConfig) -> dict:
                 inv = code == CODE_MINUS
                 zero = code not in (CODE_PLUS, CODE_MINUS)
                 st["subs" if inv else "adds" if not zero else "zero_ops"] += 1
-                t += 1  # the SACU issues the weight
+                if not issued:  # the first issue of a word takes a cycle; later ones hide
+                    t += 1      # under the previous operation's last step
+                    issued = True
                 t += _bit_serial(rows, cfg, addr + jj, aux, inv, zero, st)
         elif op == OP_READ:
             val = [0] * C
