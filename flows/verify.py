@@ -162,21 +162,22 @@ def report_markdown(r: dict, plots: list[str]) -> str:
     lines += ["", "Accuracy of the int8, sparse and ternary variants is that of the pure-integer pipeline "
               "(golden integer conv/linear + requantization).", "",
               "## Layers through the RTL", "",
-              "| variant | layer | kind | in → out shape | vectors | cycles | cycles/vector | mismatches | result |",
-              "|---|---|---|---|---:|---:|---:|---:|---|"]
+              "| variant | layer | kind | in → out shape | input words | outputs | cycles | cycles/output "
+              "| mismatches | result |",
+              "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
     for l in r["layers"]:
         shape = f"{'x'.join(map(str, l['input_shape']))} → {'x'.join(map(str, l['output_shape']))}"
         if l["status"] == "not mapped":
-            lines.append(f"| {l['variant']} | {l['layer']} | {l['kind']} | {shape} | | | | | not mapped: "
+            lines.append(f"| {l['variant']} | {l['layer']} | {l['kind']} | {shape} | | | | | | not mapped: "
                          f"{l['reason']} |")
             continue
-        cpv = l["cycles"] / l["vectors"] if l["vectors"] else 0
-        lines.append(f"| {l['variant']} | {l['layer']} | {l['kind']} | {shape} | {l['vectors']} | {l['cycles']} "
-                     f"| {cpv:.2f} | {l['mismatches']} | {l['status']} |")
+        cpo = l["cycles"] / l["outputs"] if l["outputs"] else 0
+        lines.append(f"| {l['variant']} | {l['layer']} | {l['kind']} | {shape} | {l['vectors']} | {l['outputs']} "
+                     f"| {l['cycles']} | {cpo:.2f} | {l['mismatches']} | {l['status']} |")
         if l["first_mismatch"]:
             m = l["first_mismatch"]
-            lines.append(f"|  | first mismatch | | index {m['index']}, inputs {m['inputs']} | expected {m['expected']}"
-                         f" | got {m['got']} | | | |")
+            lines.append(f"|  | first mismatch | | output {m['index']}, inputs {m['inputs']} | expected "
+                         f"{m['expected']} | got {m['got']} | | | | |")
     if r["engine"] == "requant":
         lines += ["", "With engine `requant` each layer's accumulators come from the golden integer "
                   "convolution and its requantization runs through the RTL requantizer, streamed with 10% idle "
