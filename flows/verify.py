@@ -88,6 +88,8 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
     }
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
+        for v in variants:  # each layer's integer test vectors, for other tools and engines
+            module.export_vectors(nets[v], tmp / "vectors", n_images)
         (tmp / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         plots = write_plots(results, tmp)
         (tmp / "report.md").write_text(report_markdown(results, plots))
@@ -149,7 +151,9 @@ def report_markdown(r: dict, plots: list[str]) -> str:
         f"{r['images']} test images per layer, {r['date']}.",
         "",
         f"{t['layers']} layers, {t['vectors']} vectors, {t['cycles']} cycles, **{t['mismatches']} mismatches** "
-        f"(exact comparison with the golden model). Wall time {r['wall_s']:.1f} s.",
+        f"(exact comparison with the golden model). Wall time {r['wall_s']:.1f} s. Each layer's integer "
+        f"test vectors (input, weights, bias, requantization parameters, accumulators, output) are in "
+        f"`vectors/<variant>_<index>_<layer>.npz`.",
         "",
         "## Variants",
         "",

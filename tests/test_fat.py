@@ -82,9 +82,12 @@ def test_mutated_fat_verilog_fails(tmp_path, capsys):
 
 
 @pytest.mark.verilator
+@pytest.mark.icarus
 @pytest.mark.slow
-def test_verify_every_ternary_demo_layer(tmp_path, capsys):
-    assert main(["verify", "--engine", "fat", "--variant", "ternary", "--images", "2", "-o", str(tmp_path / "v")]) == 0
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_verify_every_ternary_demo_layer(sim, tmp_path, capsys):
+    argv = ["verify", "--engine", "fat", "--variant", "ternary", "--images", "2", "--sim", sim, "-o", str(tmp_path)]
+    assert main(argv) == 0
     assert "PASS: 4 layers" in capsys.readouterr().out
 
 

@@ -22,6 +22,11 @@ def test_verify_passes_and_writes_report(tmp_path, capsys):
     assert all(l["outputs"] == l["vectors"] > 0 for l in res["layers"])
     assert (out / "accuracy.png").stat().st_size > 1000 and (out / "layers.png").stat().st_size > 1000
     assert (out / "report.md").read_text().startswith("# nnaccel verify: PASS")
+    import numpy as np
+    npz = sorted((out / "vectors").glob("int8_*.npz"))
+    assert len(npz) == 4
+    with np.load(npz[0]) as f:
+        assert {"x", "w", "bias", "mult", "shift", "acc", "y", "input_zero_point"} <= set(f.files)
     assert "PASS:" in capsys.readouterr().out
 
 
@@ -51,6 +56,10 @@ def test_interrupted_verify_leaves_no_output(tmp_path, monkeypatch, capsys):
         @staticmethod
         def build(v, seed, cache_dir):
             return FakeNet()
+
+        @staticmethod
+        def export_vectors(net, directory, n):
+            return []
 
         @staticmethod
         def layer_vectors(net, n):
