@@ -41,6 +41,11 @@ VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--timing
 ICARUS_ARGS = ("-g2005",)
 
 
+# Our checkers write explicit assertion messages, so cocotb need not set up pytest's
+# assertion rewriting, which loads every installed pytest plugin (~0.15 s a run).
+QUICK_START_ENV = {"COCOTB_REWRITE_ASSERTION_FILES": ""}
+
+
 class CosimError(Exception):
     """A simulation could not be built or run (message is one line for the user)."""
 
@@ -254,7 +259,7 @@ def run(b: Build, test_module: str, run_dir: Path, *, plusargs: list[str] = (), 
     with _env(**env, SIM_CMD_PREFIX=prefix, PYTEST_CURRENT_TEST=None):
         try:
             runner.test(test_module=test_module, hdl_toplevel=b.top, hdl_toplevel_lang="verilog", build_dir=b.build_dir, test_dir=run_dir,
-                        plusargs=list(plusargs), extra_env=dict(extra_env or {}), waves=b.waves,
+                        plusargs=list(plusargs), extra_env={**QUICK_START_ENV, **(extra_env or {})}, waves=b.waves,
                         results_xml=str(xml), log_file=log, seed=seed, timescale=TIMESCALE)
             failed_to_run = None
         except (RuntimeError, SystemExit) as e:
