@@ -85,6 +85,7 @@ def bench_fat(out_dir) -> tuple[dict, list[str], bool]:
         "demo_net": demo,
         "figures": {
             "sa_level_speedup_vs_parapim": sa_speedup,
+            "sa_level_energy_ratio_vs_parapim": at0["parapim"]["compute_energy_pj"] / at0["dense"]["compute_energy_pj"],
             "speedup_vs_parapim_at_80pct": speed80,
             "compute_speedup_vs_parapim_at_80pct": compute80,
             "bitskip_compute_speedup_vs_parapim_at_80pct": compute80_bs,
