@@ -1,0 +1,173 @@
+"""Phantom core: mapper packing, cycle model vs RTL counters, bit-exact co-simulation, mask errors, mutants."""
+
+import numpy as np
+import pytest
+
+from cosim.phantom import random_layer, random_layers, run_plan
+from flows.cli import main
+from golden.nets import digits
+from rtl.export import generate
+from rtl.phantom.config import A_BITS, W_BITS, PhantomConfig
+from rtl.phantom.mapper import MappingError, plan_layer
+from tests.conftest import mutate
+
+ODD = {"threads": "3", "chunk": "8", "window": "3"}  # a second, odd-sized core
+
+
+def _unpack(limbs: np.ndarray, bits: int, count: int) -> list[int]:
+    word = sum((int(v) & (2**64 - 1)) << (64 * j) for j, v in enumerate(np.atleast_1d(limbs)))
+    vals = [(word >> (bits * j)) & ((1 << bits) - 1) for j in range(count)]
+    return [v - (1 << bits) if v >> (bits - 1) else v for v in vals]
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_chunks_decode_to_golden_accumulators(dense):
+    """Decoding every chunk (masks + packed values) and summing the useful products gives golden acc."""
+    cfg = PhantomConfig(chunk=8, dense=dense)
+    for vec in random_layers(0):
+        plan = plan_layer(vec, cfg)
+        f, CH = plan.fields, cfg.chunk
+        accs, acc = [], 0
+        for c in range(len(plan.last)):
+            wm, am = int(f["wmask"][c]) & (2**CH - 1), int(f["amask"][c]) & (2**CH - 1)
+            assert bin(wm).count("1") == f["wcnt"][c] and bin(am).count("1") == f["acnt"][c]
+            wv = iter(_unpack(f["wvals"][c], W_BITS, CH))
+            av = iter(_unpack(f["avals"][c], A_BITS, CH))
+            wexp = [next(wv) if wm >> p & 1 else 0 for p in range(CH)]
+            aexp = [next(av) if am >> p & 1 else 0 for p in range(CH)]
+            assert plan.useful[c] == bin(wm & am).count("1")
+            acc += sum(wexp[p] * aexp[p] for p in range(CH) if (wm & am) >> p & 1)
+            if plan.last[c]:
+                accs.append(acc + int(f["bias"][c]))
+                acc = 0
+        golden = np.asarray(vec["acc"], dtype=np.int64).ravel()[plan.out_index]
+        assert np.array_equal(np.array(accs), golden), vec["name"]
+        assert plan.model["products"] == (plan.work["dense_macs"] if dense else plan.work["useful_macs"])
+
+
+def test_model_bounds():
+    """Cycles at least useful / T and at least one per chunk; dense mode never faster."""
+    cfg = PhantomConfig()
+    for vec in random_layers(3):
+        sp, de = plan_layer(vec, cfg), plan_layer(vec, PhantomConfig(dense=True))
+        assert sp.model["busy"] >= max(len(sp.last), -(-sp.work["useful_macs"] // cfg.threads))
+        assert sp.model["busy"] <= de.model["busy"], vec["name"]
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("params", [{}, ODD, {"dense": "1"}], ids=["default", "T3-CH8-L3", "dense"])
+def test_rtl_bit_exact_and_counters_equal_model(params):
+    """Outputs exact; every counter equal to the cycle model; cycles equal up to the harness offset."""
+    design = generate("phantom", params)
+    for k, vec in enumerate(random_layers(5)):
+        plan = plan_layer(vec, design.config)
+        r = run_plan(design, plan, vec, seed=k)
+        assert r.passed, f"{vec['name']}: {r.summary()} first mismatch {r.first_mismatch}"
+        model = {key: v for key, v in plan.model.items() if key != "cycles"}
+        assert r.extra["stats"] == model, f"{vec['name']}: RTL counters {r.extra['stats']} != model {model}"
+        # The harness counts from reset to the last output: two cycles more than the model.
+        assert r.cycles - plan.model["cycles"] == 2, (vec["name"], r.cycles, plan.model["cycles"])
+
+
+@pytest.mark.verilator
+def test_rtl_under_backpressure_stays_exact():
+    design = generate("phantom", ODD)
+    for k, vec in enumerate(random_layers(6)[:4]):
+        r = run_plan(design, plan_layer(vec, design.config), vec, idle=0.3, stall=0.6, seed=11 + k)
+        assert r.passed, f"{vec['name']}: {r.summary()} first mismatch {r.first_mismatch}"
+
+
+@pytest.mark.icarus
+def test_icarus_agrees_with_verilator():
+    design = generate("phantom", ODD)
+    vec = random_layers(7)[4]  # depthwise
+    plan = plan_layer(vec, design.config)
+    rs = [run_plan(design, plan, vec, sim=sim) for sim in ("verilator", "icarus")]
+    assert all(r.passed for r in rs), [r.summary() for r in rs]
+    assert rs[0].cycles == rs[1].cycles and rs[0].extra["stats"] == rs[1].extra["stats"]
+
+
+@pytest.mark.verilator
+def test_bad_mask_raises_error_flag_with_its_chunk():
+    design = generate("phantom", ODD)
+    vec = random_layers(8)[0]
+    plan = plan_layer(vec, design.config)
+    plan.fields["wcnt"] = plan.fields["wcnt"].copy()
+    plan.fields["acnt"] = plan.fields["acnt"].copy()
+    plan.fields["wcnt"][5] += 1  # popcount(wmask) no longer equals the count
+    plan.fields["acnt"][9] = (plan.fields["acnt"][9] + 3) % (design.config.chunk + 1)
+    r = run_plan(design, plan, vec)
+    assert r.extra["stats"]["errors"] == 2 and r.extra["stats"]["error_chunk"] == 6, r.extra["stats"]
+    assert not r.passed and "in chunk 5" in r.extra["error"]
+
+
+@pytest.mark.verilator
+def test_mutated_phantom_verilog_fails(tmp_path, capsys):
+    design = generate("phantom", {})
+    p = tmp_path / "phantom_mutant.v"
+    # the accumulator subtracts this cycle's products instead of adding them
+    p.write_text(mutate(design.verilog, r"assign (\\\$\d+ ) = \$signed\(acc\) \+", r"assign \1 = $signed(acc) -"))
+    assert main(["cosim", "phantom", "--verilog", str(p)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL phantom on verilator" in out and "first mismatch" in out
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+def test_verify_every_sparse_demo_layer(tmp_path, capsys):
+    assert main(["verify", "--engine", "phantom", "--variant", "sparse", "--images", "4",
+                 "-o", str(tmp_path / "v")]) == 0
+    assert "PASS: 4 layers" in capsys.readouterr().out
+
+
+def test_unsupported_layer_is_named():
+    vec = dict(random_layers(0)[0], kind="pool", name="pool1")
+    with pytest.raises(MappingError, match="pool1: layer kind 'pool' is not supported by phantom"):
+        plan_layer(vec, PhantomConfig())
+    vec = dict(random_layers(0)[0], groups=3, name="grp")
+    with pytest.raises(MappingError, match=r"grp: grouped conv \(groups=3\)"):
+        plan_layer(vec, PhantomConfig())
+
+
+def test_wide_activation_is_rejected():
+    vec = random_layer(np.random.default_rng(0), name="wide")
+    vec["input_zero_point"] = -300
+    with pytest.raises(MappingError, match=r"wide: activations x - zero_point must lie in \[-255, 255\]"):
+        plan_layer(vec, PhantomConfig())
+
+
+@pytest.mark.parametrize("kw, msg", [({"threads": 0}, "threads must be a positive integer"),
+                                     ({"chunk": 1}, "chunk must lie in"), ({"window": 9}, "window must lie in"),
+                                     ({"chunk": 64}, "chunk must lie in"),
+                                     ({"chunk": 48, "threads": 3}, None)])
+def test_config_validation(kw, msg):
+    if msg is None:
+        assert PhantomConfig(**kw).in_bits <= 1024
+        return
+    with pytest.raises(ValueError, match=msg):
+        PhantomConfig(**kw)
+
+
+def test_cli_rejects_bad_phantom_param(capsys):
+    assert main(["verilog", "phantom", "--param", "window=0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "window must be a positive integer" in err
+
+
+def test_demo_net_layers_map():
+    net = digits.build("sparse")
+    for vec in digits.layer_vectors(net, 1):
+        plan = plan_layer(vec, PhantomConfig())
+        assert len(plan.expected) == np.asarray(vec["y"]).size
+        assert plan.work["useful_macs"] < plan.work["dense_macs"]
+
+
+def test_harness_depth_fits_wide_words():
+    from cosim.harness import fit_depth_log2
+    from cosim.stream import run_stream
+    assert fit_depth_log2(8) == 20 and fit_depth_log2(691) == 17 and fit_depth_log2(1 << 30) == 10
+    design = generate("phantom", ODD)
+    plan = plan_layer(random_layers(0)[0], design.config)
+    with pytest.raises(ValueError, match="exceed the harness depth of 16"):
+        run_stream(design, plan.fields, {"zero_point": 0, "act_min": -128, "act_max": 127}, plan.expected,
+                   depth_log2=4)
