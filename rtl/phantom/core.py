@@ -23,9 +23,6 @@ from rtl.phantom.config import A_BITS, ACC_BITS, W_BITS, PhantomConfig
 STATS = ("busy", "products", "slots", "chunks", "errors", "error_chunk")
 
 
-
-
-
 class PhantomCore(wiring.Component):
     """One Phantom core with the shared requantizer.
 
