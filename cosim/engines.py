@@ -41,6 +41,18 @@ TESTBENCHES["winograd"] = _winograd("cosim")
 LAYER_VERIFIERS["winograd"] = _winograd("verify_layer")
 
 
+def _phantom(name: str) -> Callable:
+    """cosim.phantom's ``name``, imported on use (that module imports NotMapped from here)."""
+    def call(*args, **kwargs):
+        from cosim import phantom
+        return getattr(phantom, name)(*args, **kwargs)
+    return call
+
+
+TESTBENCHES["phantom"] = _phantom("cosim")
+LAYER_VERIFIERS["phantom"] = _phantom("verify_layer")
+
+
 def _lookup(table: dict, engine: str, what: str) -> Callable:
     if engine not in table:
         raise ValueError(f"no {what} for engine {engine!r} (valid: {', '.join(sorted(table))})")

@@ -45,6 +45,14 @@ FAST_CLOCK = """  always #10 clk = 1'b1;
 VISIBLE_CLOCK = """  always #5 clk = ~clk;"""
 
 
+def fit_depth_log2(width: int, budget_bits: int = 1 << 27, max_log2: int = 20) -> int:
+    """Largest memory depth (log2, at most ``max_log2``) whose ``width``-bit words fit ``budget_bits``.
+
+    The default depth of 2**20 words costs much simulator memory for wide payloads;
+    an engine with a wide input word can ask for this smaller depth instead."""
+    return max(10, min(max_log2, (budget_bits // max(1, width)).bit_length() - 1))
+
+
 def stream_harness(design: Design, depth_log2: int = 20, visible_clock: bool = False) -> str:
     names = {p.name for p in design.ports}
     missing = [n for n in STREAM_PORTS if n not in names]

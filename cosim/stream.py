@@ -51,21 +51,24 @@ class StreamResult:
         return s
 
 
-def build_stream(design: Design, sim: str, *, verilog: str | None = None, waves: bool = False) -> runner.Build:
-    """Build the design (or a given Verilog text for it) inside the stream harness."""
+def build_stream(design: Design, sim: str, *, verilog: str | None = None, waves: bool = False,
+                 depth_log2: int = 20) -> runner.Build:
+    """Build the design (or a given Verilog text for it) inside the stream harness
+    (``depth_log2``: harness memory depth, see :func:`cosim.harness.fit_depth_log2`)."""
     sources = {f"{design.top}.v": verilog if verilog is not None else design.verilog,
-               "nnaccel_harness.v": stream_harness(design, visible_clock=waves)}
+               "nnaccel_harness.v": stream_harness(design, depth_log2=depth_log2, visible_clock=waves)}
     return runner.build(sources, HARNESS_TOP, sim, waves=waves, tag=design.engine)
 
 
 def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str, int], expected: np.ndarray, *,
                sim: str = "verilator", verilog: str | None = None, seed: int = 1, idle: float = 0.0,
                stall: float = 0.0, waves: bool = False, timeout_s: float = 300, workdir: Path | None = None,
-               keep: bool = False, max_cycles: int | None = None) -> StreamResult:
+               keep: bool = False, max_cycles: int | None = None, depth_log2: int = 20) -> StreamResult:
     """Stream ``inputs`` (payload field arrays) through ``design``; compare with ``expected``.
 
     ``idle`` and ``stall`` are the probabilities of an idle input cycle and of an
-    output cycle without ``ready`` (back-pressure).
+    output cycle without ``ready`` (back-pressure). ``depth_log2`` sets the
+    harness memories' depth (default 2**20 words; wide payloads may ask for less).
     """
     t0 = time.perf_counter()
     payload = design.port("i__payload")
@@ -79,7 +82,9 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
     if set(statics) != set(wanted):
         raise ValueError(f"static inputs must be exactly {wanted}, not {sorted(statics)}")
 
-    b = build_stream(design, sim, verilog=verilog, waves=waves)
+    if max(n, expected.size) > 1 << depth_log2:
+        raise ValueError(f"{max(n, expected.size)} words exceed the harness depth of {1 << depth_log2}")
+    b = build_stream(design, sim, verilog=verilog, waves=waves, depth_log2=depth_log2)
     parent = runner.cache_root() / "runs"
     parent.mkdir(parents=True, exist_ok=True)
     run_dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"{design.engine}-{sim}-", dir=parent))

@@ -38,6 +38,14 @@ def _winograd(out: Path, vectors: int):
 BENCHES["winograd"] = _winograd
 
 
+def _phantom(out: Path, vectors: int):
+    from cosim.phantom_bench import bench_phantom
+    return bench_phantom(out)
+
+
+BENCHES["phantom"] = _phantom
+
+
 def bench(what: str, *, out: Path, vectors: int) -> int:
     if what not in BENCHES:
         raise ValueError(f"unknown benchmark {what!r} (valid: {', '.join(BENCHES)})")

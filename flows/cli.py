@@ -77,7 +77,7 @@ def cmd_synth(args) -> int:
 def cmd_analog(args) -> int:
     from flows.analog import analog
     return analog(args.what, mc=args.mc, use_spice=args.spice, out_dir=Path(args.output), seed=args.seed,
-                  keep_spice=args.keep_spice)
+                  keep_spice=args.keep_spice, images=args.images)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--spice", action="store_true", help="refit the model and measure SNR/energy in ngspice")
     an.add_argument("--keep-spice", action="store_true", help="keep netlists, logs and raw files in DIR/spice")
     an.add_argument("--seed", type=int, default=0, help="Monte Carlo seed")
+    an.add_argument("--images", type=int, default=None, help="digits test images for the network study "
+                    "(default: all 360; 0 skips it)")
     an.add_argument("-o", "--output", default="out/analog")
     an.set_defaults(func=cmd_analog)
     return p

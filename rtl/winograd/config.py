@@ -1,0 +1,152 @@
+"""Configuration of the Winograd engine: the single source of truth.
+
+The RTL generator (:mod:`rtl.winograd.engine`), the mapper and cycle model
+(:mod:`rtl.winograd.mapper`), the testbench (:mod:`cosim.winograd`), the bench and
+the synthesis report all read one :class:`WinogradConfig`. Every datapath width
+comes from the exact worst-case analysis :func:`golden.winograd.winograd_widths`
+for int8 activations, int8 zero point, int8 weights and at most
+``max_in_channels`` input channels, so no stage can overflow for a layer the
+mapper accepts.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from golden.winograd import integer_transforms, winograd_widths
+from rtl.common.requant import RequantConfig
+
+ACT_BITS = 8  # int8 activations and zero point
+BIAS_BITS = 32  # int32 bias and accumulator (TFLite)
+
+
+@dataclass(frozen=True)
+class WinogradConfig:
+    """Parameters of :class:`rtl.winograd.engine.WinogradEngine`.
+
+    m : output tile size, F(m x m, 3 x 3); 2 or 4. The input tile is ``a = m + 2``.
+    channels : output channels computed in parallel (``channels * a * a`` multipliers).
+    max_in_channels : largest number of input channels the accumulators are sized for.
+    """
+
+    m: int = 2
+    channels: int = 2
+    max_in_channels: int = 1024
+
+    TRANSFORM_STAGES = 8  # BTd, V, U*V, accumulate, ATM, ATMA, divide, + bias
+
+    def __post_init__(self):
+        if self.m not in (2, 4):
+            raise ValueError(f"m must be 2 or 4 (F(2x2,3x3) or F(4x4,3x3)), not {self.m!r}")
+        if not isinstance(self.channels, int) or not 1 <= self.channels <= 64:
+            raise ValueError(f"channels must be an integer in [1, 64], not {self.channels!r}")
+        if not isinstance(self.max_in_channels, int) or not 1 <= self.max_in_channels <= 1 << 16:
+            raise ValueError(f"max_in_channels must be an integer in [1, 65536], not {self.max_in_channels!r}")
+
+    # --- transforms and widths -------------------------------------------------------
+
+    @property
+    def a(self) -> int:
+        """Input tile size m + 2."""
+        return self.m + 2
+
+    @functools.cached_property
+    def _transforms(self):
+        bt, sg, at, s = integer_transforms(self.m)
+        return tuple(map(tuple, bt.tolist())), tuple(map(tuple, sg.tolist())), tuple(map(tuple, at.tolist())), s
+
+    @property
+    def bt(self) -> tuple:
+        """B^T, integer (a x a)."""
+        return self._transforms[0]
+
+    @property
+    def sg(self) -> tuple:
+        """s * G, integer (a x 3): the weight transform, applied offline by the mapper."""
+        return self._transforms[1]
+
+    @property
+    def at(self) -> tuple:
+        """A^T, integer (m x a)."""
+        return self._transforms[2]
+
+    @property
+    def s(self) -> int:
+        """Scale of the weight transform; the output transform result is divided by s**2."""
+        return self._transforms[3]
+
+    @functools.cached_property
+    def widths(self) -> dict:
+        """``{stage: (min, max, signed bits)}`` from :func:`golden.winograd.winograd_widths`."""
+        return winograd_widths(self.m, self.max_in_channels)
+
+    def bits(self, stage: str) -> int:
+        return self.widths[stage][2]
+
+    # --- performance figures -------------------------------------------------------
+
+    @property
+    def multipliers(self) -> int:
+        """Physical multipliers of the element-wise stage (the Winograd multipliers)."""
+        return self.channels * self.a * self.a
+
+    @property
+    def requant_lanes(self) -> int:
+        """Requantizers (one 32 x 32 multiplier each), one per output of a tile group."""
+        return self.channels * self.m * self.m
+
+    @property
+    def macs_per_tile(self) -> int:
+        """Direct-convolution multiply-accumulates one input beat replaces."""
+        return self.channels * self.m * self.m * 9
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the handshake of a group's last input beat to its output valid."""
+        return self.TRANSFORM_STAGES + RequantConfig.LATENCY
+
+    @property
+    def throughput(self) -> int:
+        """Input beats (one input tile x ``channels`` weight tiles) per cycle."""
+        return 1
+
+    # --- stream layouts ------------------------------------------------------------
+
+    def in_layout(self) -> data.StructLayout:
+        """One beat: an input tile of one input channel with the transformed weight tiles
+        of ``channels`` output channels; bias, multiplier and shift of those channels
+        (used on the ``last`` beat); ``first`` / ``last`` mark the first / last input
+        channel of the accumulation."""
+        n, p = self.a * self.a, self.channels
+        return data.StructLayout({
+            "x": data.ArrayLayout(signed(ACT_BITS), n),
+            "u": data.ArrayLayout(data.ArrayLayout(signed(self.bits("U")), n), p),
+            "bias": data.ArrayLayout(signed(BIAS_BITS), p),
+            "mult": data.ArrayLayout(signed(BIAS_BITS), p),
+            "shift": data.ArrayLayout(signed(RequantConfig().shift_bits), p),
+            "first": unsigned(1),
+            "last": unsigned(1),
+        })
+
+    def out_layout(self) -> data.ArrayLayout:
+        """One beat: ``channels`` output tiles of m x m int8 values, row-major."""
+        return data.ArrayLayout(data.ArrayLayout(signed(ACT_BITS), self.m * self.m), self.channels)
+
+    def in_elements(self) -> list[tuple[str, tuple, int, int]]:
+        """Every scalar of an input beat as ``(field, index, bit offset, bits)``."""
+        lay = self.in_layout()
+        n, p = self.a * self.a, self.channels
+        out = [("x", (k,), lay["x"].offset + k * ACT_BITS, ACT_BITS) for k in range(n)]
+        ub = self.bits("U")
+        out += [("u", (q, k), lay["u"].offset + (q * n + k) * ub, ub) for q in range(p) for k in range(n)]
+        for name, w in (("bias", BIAS_BITS), ("mult", BIAS_BITS), ("shift", RequantConfig().shift_bits)):
+            out += [(name, (q,), lay[name].offset + q * w, w) for q in range(p)]
+        out += [("first", (), lay["first"].offset, 1), ("last", (), lay["last"].offset, 1)]
+        return out
+
+    def params(self) -> dict:
+        return asdict(self)
