@@ -1,56 +1,33 @@
-"""Which testbench co-simulates which engine, and which runs a golden layer through it."""
+"""Which testbench co-simulates which engine, and which runs a golden layer through it.
+
+Each engine ``E`` has a module ``cosim.E`` with
+``cosim(design, *, sim, seed, vectors, verilog, waves, timeout_s) -> list[StreamResult]``
+and ``verify_layer(design, layer_vectors, *, sim, seed) -> StreamResult``; a
+verifier raises :class:`NotMapped` for a layer its engine cannot run. The modules
+are imported on use (they import NotMapped from here).
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
-from cosim import requant
+ENGINES = ("requant", "fat", "winograd", "phantom")
 
 
 class NotMapped(Exception):
     """An engine cannot run this layer (kernel, stride, ...); the message says why."""
 
-# engine name -> cosim(design, *, sim, seed, vectors, verilog, waves, timeout_s) -> list[StreamResult]
-TESTBENCHES: dict[str, Callable] = {
-    "requant": requant.cosim,
-    "fat": lambda *a, **k: _fat().cosim(*a, **k),
-}
 
-# engine name -> verify_layer(design, layer_vectors, *, sim, seed) -> StreamResult
-# (a verifier raises NotMapped for a layer its engine cannot run)
-LAYER_VERIFIERS: dict[str, Callable] = {
-    "requant": requant.verify_layer,
-    "fat": lambda *a, **k: _fat().verify_layer(*a, **k),
-}
-
-
-def _fat():
-    from cosim import fat  # imports NotMapped from this module
-    return fat
-
-
-def _winograd(name: str) -> Callable:
-    """cosim.winograd's ``name``, imported on use (that module imports NotMapped from here)."""
+def _lazy(engine: str, name: str) -> Callable:
     def call(*args, **kwargs):
-        from cosim import winograd
-        return getattr(winograd, name)(*args, **kwargs)
+        return getattr(importlib.import_module(f"cosim.{engine}"), name)(*args, **kwargs)
+    call.__name__ = f"{engine}.{name}"
     return call
 
 
-TESTBENCHES["winograd"] = _winograd("cosim")
-LAYER_VERIFIERS["winograd"] = _winograd("verify_layer")
-
-
-def _phantom(name: str) -> Callable:
-    """cosim.phantom's ``name``, imported on use (that module imports NotMapped from here)."""
-    def call(*args, **kwargs):
-        from cosim import phantom
-        return getattr(phantom, name)(*args, **kwargs)
-    return call
-
-
-TESTBENCHES["phantom"] = _phantom("cosim")
-LAYER_VERIFIERS["phantom"] = _phantom("verify_layer")
+TESTBENCHES: dict[str, Callable] = {e: _lazy(e, "cosim") for e in ENGINES}
+LAYER_VERIFIERS: dict[str, Callable] = {e: _lazy(e, "verify_layer") for e in ENGINES}
 
 
 def _lookup(table: dict, engine: str, what: str) -> Callable:

@@ -14,12 +14,13 @@ that produce sum and carry at once and writes the sum back to a row.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
+from rtl.common.ports import int8_engine_ports
 from rtl.common.requant import Requantizer
-from rtl.fat.config import CODE_INVALID, CODE_MINUS, CODE_PLUS, CODE_ZERO, OP_CLEAR, OP_LOAD, OP_READ, OP_WEIGHTS, FatConfig
+from rtl.fat.config import (CODE_INVALID, CODE_MINUS, CODE_PLUS, CODE_ZERO, OP_CLEAR, OP_LOAD, OP_READ, OP_WEIGHTS,
+                            FatConfig)
 
 STATS = ("busy", "steps", "row_reads", "row_writes", "latch_ops", "adds", "subs", "zero_ops", "skipped_bits",
          "errors")
@@ -48,15 +49,7 @@ class FatEngine(wiring.Component):
 
     def __init__(self, config: FatConfig | None = None):
         self._config = cfg = config or FatConfig()
-        ports = {
-            "i": In(stream.Signature(cfg.cmd_layout())),
-            "o": Out(stream.Signature(signed(8))),
-            "zero_point": In(signed(8)),
-            "act_min": In(signed(8)),
-            "act_max": In(signed(8)),
-        }
-        ports.update({f"stat_{name}": Out(32) for name in STATS})
-        super().__init__(ports)
+        super().__init__(int8_engine_ports(cfg.cmd_layout(), STATS))
 
     @property
     def config(self) -> FatConfig:

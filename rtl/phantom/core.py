@@ -14,9 +14,9 @@ end of a chunk while work is buffered.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
+from rtl.common.ports import int8_engine_ports
 from rtl.common.requant import Requantizer
 from rtl.phantom.config import A_BITS, ACC_BITS, W_BITS, PhantomConfig
 
@@ -49,15 +49,7 @@ class PhantomCore(wiring.Component):
 
     def __init__(self, config: PhantomConfig | None = None):
         self._config = cfg = config or PhantomConfig()
-        ports = {
-            "i": In(stream.Signature(cfg.chunk_layout())),
-            "o": Out(stream.Signature(signed(8))),
-            "zero_point": In(signed(8)),
-            "act_min": In(signed(8)),
-            "act_max": In(signed(8)),
-        }
-        ports.update({f"stat_{name}": Out(32) for name in STATS})
-        super().__init__(ports)
+        super().__init__(int8_engine_ports(cfg.chunk_layout(), STATS))
 
     @property
     def config(self) -> PhantomConfig:
