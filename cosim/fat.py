@@ -9,12 +9,10 @@ array-operation counters are compared with the mapper's cycle model.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from cosim.engines import NotMapped
 from cosim.stream import StreamResult, run_stream
-from golden.conv import conv2d_int, linear_int
-from golden.quant import quantize_multipliers, requantize
+from golden.layer import layer_vectors_from
 from rtl.export import Design
 from rtl.fat.mapper import MappingError, plan_layer
 
@@ -41,16 +39,9 @@ def random_layer(rng: np.random.Generator, *, kind="conv", n=1, c=3, h=6, w=6, o
     shape = (o, c, k, k) if kind == "conv" else (o, c)
     wt = rng.choice([-1, 1], size=shape) * (rng.random(shape) >= sparsity)
     bias = rng.integers(-2000, 2000, size=o)
-    xt, wtt, bt = (torch.as_tensor(a, dtype=torch.int64) for a in (x, wt, bias))
-    acc = conv2d_int(xt, wtt, bt, zp_in, stride, padding) if kind == "conv" else linear_int(xt, wtt, bt, zp_in)
-    mult, shift = quantize_multipliers(rng.uniform(0.002, 0.05, size=o))
-    zp_out = int(rng.integers(-128, -100))
-    cshape = (1, -1) + (1,) * (acc.dim() - 2)
-    y = requantize(acc, mult.reshape(cshape), shift.reshape(cshape), zp_out, zp_out, 127)
-    return {"name": name, "kind": kind, "x": x, "w": wt, "bias": bias, "input_zero_point": zp_in,
-            "mult": mult.numpy(), "shift": shift.numpy(), "output_zero_point": zp_out, "act_min": zp_out,
-            "act_max": 127, "stride": stride if kind == "conv" else 1, "padding": padding if kind == "conv" else 0,
-            "acc": acc.numpy(), "y": y.numpy()}
+    return layer_vectors_from(name=name, kind=kind, x=x, w=wt, bias=bias, input_zero_point=zp_in,
+                              real_multipliers=rng.uniform(0.002, 0.05, size=o),
+                              output_zero_point=int(rng.integers(-128, -100)), stride=stride, padding=padding)
 
 
 RANDOM_LAYERS = (  # kernel 1 and 3, stride 1 and 2, odd channel counts, FC

@@ -12,13 +12,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
 
 from cosim.engines import NotMapped
 from cosim.harness import fit_depth_log2
 from cosim.stream import StreamResult, run_stream
-from golden.conv import conv2d_int, linear_int
-from golden.quant import quantize_multipliers, requantize
+from golden.layer import layer_vectors_from
 from rtl.export import Design
 from rtl.phantom.mapper import MappingError, plan_layer
 
@@ -60,19 +58,9 @@ def random_layer(rng: np.random.Generator, *, kind="conv", n=1, c=3, h=6, w=6, o
     wt = rng.integers(-127, 128, size=shape)
     wt = np.where(wt == 0, 1, wt) * (rng.random(shape) < wd)
     bias = rng.integers(-5000, 5000, size=o)
-    xt, wtt, bt = (torch.as_tensor(a, dtype=torch.int64) for a in (x, wt, bias))
-    if kind == "linear":
-        acc = linear_int(xt, wtt, bt, zp_in)
-    else:
-        acc = conv2d_int(xt, wtt, bt, zp_in, stride, padding, groups=c if kind == "depthwise" else 1)
-    mult, shift = quantize_multipliers(rng.uniform(0.0002, 0.004, size=o))
-    zp_out = int(rng.integers(-128, -100))
-    cshape = (1, -1) + (1,) * (acc.dim() - 2)
-    y = requantize(acc, mult.reshape(cshape), shift.reshape(cshape), zp_out, zp_out, 127)
-    return {"name": name, "kind": kind, "x": x, "w": wt, "bias": bias, "input_zero_point": zp_in,
-            "mult": mult.numpy(), "shift": shift.numpy(), "output_zero_point": zp_out, "act_min": zp_out,
-            "act_max": 127, "stride": stride if kind != "linear" else 1, "padding": padding if kind != "linear" else 0,
-            "acc": acc.numpy(), "y": y.numpy()}
+    return layer_vectors_from(name=name, kind=kind, x=x, w=wt, bias=bias, input_zero_point=zp_in,
+                              real_multipliers=rng.uniform(0.0002, 0.004, size=o),
+                              output_zero_point=int(rng.integers(-128, -100)), stride=stride, padding=padding)
 
 
 RANDOM_LAYERS = (  # densities 5-100 %, stride 1 and 2, padding 0-2, FC, depthwise, odd sizes

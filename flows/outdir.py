@@ -38,9 +38,9 @@ def atomic_dir(final: Path):
 class Progress:
     """`[k/n] label ... result` lines on stderr; a live line when stderr is a terminal."""
 
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total, self.k, self.stream = total, 0, stream
-        self.tty = stream.isatty()
+    def __init__(self, total: int, stream=None):
+        self.total, self.k, self.stream = total, 0, stream or sys.stderr  # the current stderr
+        self.tty = self.stream.isatty()
         self.t0 = time.perf_counter()
 
     def start(self, label: str) -> None:
