@@ -11,7 +11,7 @@ from rtl.phantom.config import A_BITS, W_BITS, PhantomConfig
 from rtl.phantom.mapper import MappingError, plan_layer
 from tests.conftest import mutate
 
-ODD = {"threads": "3", "chunk": "8", "window": "3"}  # a second, odd-sized core
+ODD = {"threads": "3", "chunk": "12", "values": "5", "window": "3"}  # a second, odd-sized core
 
 
 def _unpack(limbs: np.ndarray, bits: int, count: int) -> list[int]:
@@ -23,7 +23,7 @@ def _unpack(limbs: np.ndarray, bits: int, count: int) -> list[int]:
 @pytest.mark.parametrize("dense", [False, True])
 def test_chunks_decode_to_golden_accumulators(dense):
     """Decoding every chunk (masks + packed values) and summing the useful products gives golden acc."""
-    cfg = PhantomConfig(chunk=8, dense=dense)
+    cfg = PhantomConfig(chunk=8, values=5, dense=dense)
     for vec in random_layers(0):
         plan = plan_layer(vec, cfg)
         f, CH = plan.fields, cfg.chunk
@@ -31,8 +31,9 @@ def test_chunks_decode_to_golden_accumulators(dense):
         for c in range(len(plan.last)):
             wm, am = int(f["wmask"][c]) & (2**CH - 1), int(f["amask"][c]) & (2**CH - 1)
             assert bin(wm).count("1") == f["wcnt"][c] and bin(am).count("1") == f["acnt"][c]
-            wv = iter(_unpack(f["wvals"][c], W_BITS, CH))
-            av = iter(_unpack(f["avals"][c], A_BITS, CH))
+            wv = iter(_unpack(f["wvals"][c], W_BITS, cfg.values))
+            av = iter(_unpack(f["avals"][c], A_BITS, cfg.values))
+            assert f["wcnt"][c] <= cfg.values and f["acnt"][c] <= cfg.values
             wexp = [next(wv) if wm >> p & 1 else 0 for p in range(CH)]
             aexp = [next(av) if am >> p & 1 else 0 for p in range(CH)]
             assert plan.useful[c] == bin(wm & am).count("1")
@@ -95,7 +96,7 @@ def test_bad_mask_raises_error_flag_with_its_chunk():
     plan.fields["wcnt"] = plan.fields["wcnt"].copy()
     plan.fields["acnt"] = plan.fields["acnt"].copy()
     plan.fields["wcnt"][5] += 1  # popcount(wmask) no longer equals the count
-    plan.fields["acnt"][9] = (plan.fields["acnt"][9] + 3) % (design.config.chunk + 1)
+    plan.fields["acnt"][9] = (plan.fields["acnt"][9] + 3) % (design.config.values + 1)
     r = run_plan(design, plan, vec)
     assert r.extra["stats"]["errors"] == 2 and r.extra["stats"]["error_chunk"] == 6, r.extra["stats"]
     assert not r.passed and "in chunk 5" in r.extra["error"]
@@ -138,11 +139,13 @@ def test_wide_activation_is_rejected():
 
 @pytest.mark.parametrize("kw, msg", [({"threads": 0}, "threads must be a positive integer"),
                                      ({"chunk": 1}, "chunk must lie in"), ({"window": 9}, "window must lie in"),
-                                     ({"chunk": 64}, "chunk must lie in"),
-                                     ({"chunk": 48, "threads": 3}, None)])
+                                     ({"chunk": 512}, "chunk must lie in"), ({"values": 300}, "values must lie in"),
+                                     ({"window": 1}, "window must lie in"),
+                                     ({"chunk": 256, "values": 256}, "-bit input word"),
+                                     ({"chunk": 48, "values": 48, "threads": 3}, None)])
 def test_config_validation(kw, msg):
     if msg is None:
-        assert PhantomConfig(**kw).in_bits <= 1024
+        assert PhantomConfig(**kw).in_bits <= 4096
         return
     with pytest.raises(ValueError, match=msg):
         PhantomConfig(**kw)

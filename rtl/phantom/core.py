@@ -4,16 +4,18 @@ After Qureshi & Munir, "Phantom: An Efficient Sparse Convolution Neural Network
 Accelerator with Dynamic Thread Scheduling" (arXiv 2111.05002), whose core follows
 their Sparse-PE (IEEE Access 9, 2021). Weights and activations arrive as chunks of
 (binary mask, packed non-zero values); the AND of the two masks marks the useful
-products. As a chunk enters the window, prefix popcounts of each mask give every
-position its offset into the packed values (the chunk is expanded in place).
-Each cycle the thread scheduler takes the next T set bits of the window's useful
-masks -- across chunk boundaries, within one output -- so no thread idles at the
-end of a chunk while work is buffered.
+products. Each cycle the thread scheduler takes
+the next T set bits of the window's useful masks -- across chunk boundaries and
+across the boundary between two outputs -- and each thread fetches its weight and
+activation from the packed values at offsets given by popcounts of the masks below
+its position, so no thread idles at the end of a chunk or of an
+output while work is buffered. Values travel packed: a word carries ``values``
+non-zeros of each operand over up to ``chunk`` mask positions.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 
 from rtl.common.ports import int8_engine_ports
@@ -21,6 +23,30 @@ from rtl.common.requant import Requantizer
 from rtl.phantom.config import A_BITS, ACC_BITS, W_BITS, PhantomConfig
 
 STATS = ("busy", "products", "slots", "chunks", "errors", "error_chunk")
+
+
+def _popcount(m: Module, bits: Value, name: str) -> Signal:
+    """Number of set bits, by a balanced adder tree (netlist and event cost ~ n)."""
+    src = Signal(len(bits), name=f"{name}_in")  # a signal, so bit selects do not copy the expression
+    m.d.comb += src.eq(bits)
+    terms = [src[p] for p in range(len(bits))]
+    while len(terms) > 1:
+        terms = [terms[j] + terms[j + 1] if j + 1 < len(terms) else terms[j] for j in range(0, len(terms), 2)]
+    out = Signal(range(len(bits) + 1), name=name)
+    m.d.comb += out.eq(terms[0])
+    return out
+
+
+def _prefix_or(m: Module, bits: Value, name: str) -> Signal:
+    """out[p] = bits[0] | ... | bits[p], in log2(n) levels of shift-or (no carry chain:
+    each level is bitwise, so the netlist stays ~ n log n)."""
+    n = len(bits)
+    level, d = bits, 1
+    while d < n:
+        nxt = Signal(n, name=f"{name}_{d}")
+        m.d.comb += nxt.eq(level | Cat(Const(0, d), level)[:n])  # wiring, not a shifter
+        level, d = nxt, d * 2
+    return level
 
 
 class PhantomCore(wiring.Component):
@@ -31,7 +57,8 @@ class PhantomCore(wiring.Component):
     i : In(stream)   chunk pairs (``PhantomConfig.chunk_layout``); a chunk with ``last``
                      closes its output, whose ``bias``, ``mult`` and ``shift`` it carries.
                      At most one chunk per cycle; ``ready`` while the window has room
-                     after this cycle's issue.
+                     after this cycle's issue. All chunks of an output are
+                     consecutive; the output is one int32 dot product.
     o : Out(stream)  int8 outputs in chunk-stream order. Back-pressure stalls the core.
     zero_point, act_min, act_max : In  requantizer statics
     stat_busy      cycles with a chunk in the window
@@ -43,8 +70,9 @@ class PhantomCore(wiring.Component):
                    computed with its masks as given (the flag is sticky)
 
     Latency: an output leaves the requantizer 1 + 5 cycles after its last products
-    issue. Throughput: T products per cycle, at most one chunk per cycle, at least one
-    cycle per output (outputs do not share a cycle).
+    issue. Throughput: T products per cycle, shared by at most two outputs (the
+    older closes, the younger starts); at most one chunk in and one output closed
+    per cycle.
     """
 
     def __init__(self, config: PhantomConfig | None = None):
@@ -58,8 +86,8 @@ class PhantomCore(wiring.Component):
     def elaborate(self, platform):
         cfg = self._config
         m = Module()
-        T, CH, L = cfg.threads, cfg.chunk, cfg.window
-        N = L * CH  # window positions
+        T, M, L = cfg.threads, cfg.chunk, cfg.window
+        N = L * M  # window positions
 
         m.submodules.rq = rq = Requantizer()
         wiring.connect(m, rq.o, wiring.flipped(self.o))
@@ -70,67 +98,86 @@ class PhantomCore(wiring.Component):
             m.d.comb += getattr(self, f"stat_{name}").eq(sig)
 
         # ---- window: L chunk slots, slot 0 the oldest ------------------------------------
+        VB = cfg.cnt_bits  # offsets into the packed values: 0 .. values
+        VP = 1 << VB  # packed entries per slot, padded so that a value's index is Cat(offset, slot)
         valid = [Signal(name=f"valid{s}") for s in range(L)]
         last = [Signal(name=f"last{s}") for s in range(L)]
-        rem = [Signal(CH, name=f"rem{s}") for s in range(L)]  # useful products not yet issued
-        wexp = [Signal(CH * W_BITS, name=f"wexp{s}") for s in range(L)]  # expanded weights
-        aexp = [Signal(CH * A_BITS, name=f"aexp{s}") for s in range(L)]  # expanded activations
+        rem = [Signal(M, name=f"rem{s}") for s in range(L)]  # useful products not yet issued
+        wmsk = [Signal(M, name=f"wmask{s}") for s in range(L)]  # weight mask (offsets into wval)
+        amsk = [Signal(M, name=f"amask{s}") for s in range(L)]  # activation mask (offsets into aval)
+        wval = [Signal(VP * W_BITS, name=f"wval{s}") for s in range(L)]  # packed non-zero weights
+        aval = [Signal(VP * A_BITS, name=f"aval{s}") for s in range(L)]  # packed non-zero activations
         params = [Signal(70, name=f"params{s}") for s in range(L)]  # bias, mult, shift
         acc = Signal(signed(ACC_BITS))
 
-        # ---- expansion of the incoming chunk (prefix popcounts of the masks) ---------------
+        # ---- the incoming chunk: mask popcounts must equal the packed counts -----------------
         c = self.i.payload
-        new_w = Signal(CH * W_BITS)
-        new_a = Signal(CH * A_BITS)
-        pw = Const(0, range(CH + 1))
-        pa = Const(0, range(CH + 1))
-        for p in range(CH):
-            m.d.comb += new_w.word_select(p, W_BITS).eq(Mux(c.wmask[p], c.wvals.word_select(pw, W_BITS), 0))
-            m.d.comb += new_a.word_select(p, A_BITS).eq(Mux(c.amask[p], c.avals.word_select(pa, A_BITS), 0))
-            nw, na = Signal(range(CH + 1), name=f"pw{p + 1}"), Signal(range(CH + 1), name=f"pa{p + 1}")
-            m.d.comb += [nw.eq(pw + c.wmask[p]), na.eq(pa + c.amask[p])]
-            pw, pa = nw, na
-        bad = (pw != c.wcnt) | (pa != c.acnt)  # pw, pa: popcounts of the whole masks
+        bad = (_popcount(m, c.wmask, "wpop") != c.wcnt) | (_popcount(m, c.amask, "apop") != c.acnt)
 
-        # ---- thread scheduler: the next T useful positions of the eligible window ---------
-        elig = []
+        # ---- eligibility: the oldest output (region A) and the next one (region B) --------
+        elig, elig_a = [], []
         for s in range(L):
-            e = Signal(name=f"elig{s}")
-            m.d.comb += e.eq(valid[s] if s == 0 else (elig[-1] & valid[s] & ~last[s - 1]))
+            e, ea = Signal(name=f"elig{s}"), Signal(name=f"eligA{s}")
+            lasts_before = sum(last[j] for j in range(s)) if s else Const(0, 1)
+            m.d.comb += [e.eq(valid[s] & (lasts_before < 2)), ea.eq(valid[s] & (lasts_before == 0))]
             elig.append(e)
+            elig_a.append(ea)
         r = Signal(N, name="r0")
         m.d.comb += r.eq(Cat(Mux(elig[s], rem[s], 0) for s in range(L)))
-        wflat, aflat = Cat(*wexp), Cat(*aexp)
-        total = Signal(signed(ACC_BITS))
-        prods, ens = [], []
+        region_a = Cat(elig_a[s].replicate(M) for s in range(L))
+
+        # ---- thread scheduler: the next T useful positions, oldest first ------------------
+        wmask_flat, amask_flat = Cat(*wmsk), Cat(*amsk)
+        wval_flat, aval_flat = Cat(*wval), Cat(*aval)
+        total_a, total_b = Signal(signed(ACC_BITS)), Signal(signed(ACC_BITS))
+        prods_a, prods_b, ens = [], [], []
         for k in range(T):
+            # the lowest set bit of r, one-hot, and the positions below it
+            upto = _prefix_or(m, r, f"upto{k}")
             low = Signal(N, name=f"low{k}")
-            m.d.comb += low.eq(r & (~r + 1))  # lowest set bit, one-hot
+            below = Signal(N, name=f"below{k}")
+            m.d.comb += [below.eq(~upto), low.eq(r & Cat(Const(1, 1), below[:N - 1]))]
             idx = Signal(range(N), name=f"idx{k}")
             m.d.comb += idx.eq(Cat(Cat(low[p] for p in range(N) if (p >> b) & 1).any()
                                    for b in range(max(1, (N - 1).bit_length()))))
+            slot = Signal(range(L), name=f"slot{k}")
+            m.d.comb += slot.eq(sum((idx >= s * M) for s in range(1, L)))
+            # offsets into the slot's packed values: set mask bits of the slot below the position
+            in_slot = Cat(Cat(low[s * M:(s + 1) * M]).any().replicate(M) for s in range(L))
+            wo = _popcount(m, wmask_flat & below & in_slot, f"woff{k}")
+            ao = _popcount(m, amask_flat & below & in_slot, f"aoff{k}")
+            wi = Signal(VB + len(slot), name=f"wi{k}")
+            ai = Signal(VB + len(slot), name=f"ai{k}")
+            m.d.comb += [wi.eq(Cat(wo[:VB], slot)), ai.eq(Cat(ao[:VB], slot))]
             en = Signal(name=f"en{k}")
             m.d.comb += en.eq(r.any())
             prod = Signal(signed(W_BITS + A_BITS), name=f"prod{k}")
-            m.d.comb += prod.eq(Mux(en, wflat.word_select(idx, W_BITS).as_signed()
-                                    * aflat.word_select(idx, A_BITS).as_signed(), 0))
-            prods.append(prod)
+            m.d.comb += prod.eq(Mux(en, wval_flat.word_select(wi, W_BITS).as_signed()
+                                    * aval_flat.word_select(ai, A_BITS).as_signed(), 0))
+            in_a = Signal(name=f"inA{k}")
+            m.d.comb += in_a.eq((low & region_a).any())
+            prods_a.append(Mux(in_a, prod, 0))
+            prods_b.append(Mux(in_a, 0, prod))
             ens.append(en)
             nr = Signal(N, name=f"r{k + 1}")
             m.d.comb += nr.eq(r & ~low)
             r = nr
-        m.d.comb += total.eq(sum(prods))
+        m.d.comb += [total_a.eq(sum(prods_a)), total_b.eq(sum(prods_b))]
 
-        # slots emptied this cycle, in order from the oldest; the output closes with a last one
-        freed = []
+        # slots emptied this cycle, a prefix from the oldest, closing at most one output
+        freed, closed = [], []
         for s in range(L):
-            f = Signal(name=f"freed{s}")
-            m.d.comb += f.eq(elig[s] & (r[s * CH:(s + 1) * CH] == 0) & (freed[-1] if freed else 1))
+            f, cl = Signal(name=f"freed{s}"), Signal(name=f"closed{s}")
+            before = closed[-1] if closed else Const(0, 1)
+            m.d.comb += f.eq(elig[s] & (r[s * M:(s + 1) * M] == 0) & (freed[-1] if freed else 1)
+                             & ~(last[s] & before))
+            m.d.comb += cl.eq(before | (f & last[s]))
             freed.append(f)
+            closed.append(cl)
         d = Signal(range(L + 1))
         m.d.comb += d.eq(sum(freed))
         fin = Signal()
-        m.d.comb += fin.eq(Cat(freed[s] & last[s] for s in range(L)).any())
+        m.d.comb += fin.eq(closed[-1])
         fin_params = Signal(70)
         for s in reversed(range(L)):
             with m.If(freed[s] & last[s]):
@@ -149,10 +196,10 @@ class PhantomCore(wiring.Component):
             m.d.sync += out_valid.eq(0)
         with m.If(go):
             with m.If(fin):
-                m.d.sync += [acc.eq(0), out_valid.eq(1), out_acc.eq(acc + total + fin_params[:32].as_signed()),
-                             out_ms.eq(fin_params[32:])]
+                m.d.sync += [acc.eq(total_b), out_valid.eq(1),
+                             out_acc.eq(acc + total_a + fin_params[:32].as_signed()), out_ms.eq(fin_params[32:])]
             with m.Else():
-                m.d.sync += acc.eq(acc + total)
+                m.d.sync += acc.eq(acc + total_a + total_b)
 
         # ---- window update: issue, shift out freed slots, take a new chunk ------------------
         d_eff = Signal(range(L + 1))
@@ -162,15 +209,16 @@ class PhantomCore(wiring.Component):
         n_after = Signal(range(L + 1))
         m.d.comb += n_after.eq(count - d_eff)
         m.d.comb += self.i.ready.eq(n_after < L)
-        rem_u = [Mux(go & elig[s], r[s * CH:(s + 1) * CH], rem[s]) for s in range(L)]
+        rem_u = [Mux(go & elig[s], r[s * M:(s + 1) * M], rem[s]) for s in range(L)]
         with m.Switch(d_eff):
             for dd in range(L + 1):
                 with m.Case(dd):
                     for s in range(L):
                         if s + dd < L:
                             m.d.sync += [valid[s].eq(valid[s + dd]), last[s].eq(last[s + dd]),
-                                         rem[s].eq(rem_u[s + dd]), wexp[s].eq(wexp[s + dd]),
-                                         aexp[s].eq(aexp[s + dd]), params[s].eq(params[s + dd])]
+                                         rem[s].eq(rem_u[s + dd]), wmsk[s].eq(wmsk[s + dd]),
+                                         amsk[s].eq(amsk[s + dd]), wval[s].eq(wval[s + dd]),
+                                         aval[s].eq(aval[s + dd]), params[s].eq(params[s + dd])]
                         else:
                             m.d.sync += valid[s].eq(0)
         accept = self.i.valid & self.i.ready
@@ -179,7 +227,8 @@ class PhantomCore(wiring.Component):
                 for s in range(L):
                     with m.Case(s):
                         m.d.sync += [valid[s].eq(1), last[s].eq(c.last), rem[s].eq(c.wmask & c.amask),
-                                     wexp[s].eq(new_w), aexp[s].eq(new_a),
+                                     wmsk[s].eq(c.wmask), amsk[s].eq(c.amask), wval[s].eq(c.wvals),
+                                     aval[s].eq(c.avals),
                                      params[s].eq(Cat(c.bias, c.mult, c.shift))]
             m.d.sync += stats["chunks"].eq(stats["chunks"] + 1)
             with m.If(bad):

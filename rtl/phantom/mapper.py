@@ -2,10 +2,11 @@
 
 Every output (one output channel at one output position) is a dot product of K
 terms: its weights w[k] and its operands u[k] = x[k] - input_zero_point (padding
-is u = 0). The mapper cuts both vectors into ceil(K / chunk) chunks; each chunk
-travels as one input word with both masks, both packed non-zero arrays, their
-counts, and on every chunk the output's bias, mult and shift (the core uses them
-on the chunk flagged ``last``). Outputs stream position-major, channel-minor;
+is u = 0). The mapper cuts both vectors into chunks (:func:`cut_chunks`: at most
+``chunk`` positions and ``values`` non-zeros of either operand); each chunk travels
+as one input word with both masks, both packed non-zero arrays, their counts, and
+the output's bias, mult and shift (the core uses them on the chunk flagged
+``last``). Outputs stream position-major, channel-minor;
 ``out_index`` maps stream position to the flat (NCHW / NC) index of the golden y.
 
 The core accumulates in int32 with wrap-around, so the result is exact whenever
@@ -104,7 +105,44 @@ def _pack(vals: np.ndarray, bits: int) -> np.ndarray:
 
 
 def _mask_word(bits: np.ndarray) -> np.ndarray:
-    return (bits.astype(np.uint64) << np.arange(bits.shape[1], dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+    return _pack(bits.astype(np.int64), 1)
+
+
+def cut_chunks(wmask: np.ndarray, amask: np.ndarray, cfg: PhantomConfig):
+    """Cut every output's dot product (rows of the (R, K) masks) into chunks, greedily:
+    a chunk ends after ``chunk`` positions, or before either operand would exceed
+    ``values`` non-zeros. Returns (row, start, end) arrays in stream order (row-major)."""
+    r, k = wmask.shape
+    cw = np.zeros((r, k + 1), dtype=np.int32)
+    cu = np.zeros((r, k + 1), dtype=np.int32)
+    np.cumsum(wmask, axis=1, out=cw[:, 1:])
+    np.cumsum(amask, axis=1, out=cu[:, 1:])
+    rows_all = np.arange(r)
+    start = np.zeros(r, dtype=np.int64)
+    parts = []
+    step = 0
+    while True:
+        act = np.flatnonzero(start < k)
+        if act.size == 0:
+            break
+        s0 = start[act]
+        ew = (cw[act] <= (cw[act, s0] + cfg.values)[:, None]).sum(axis=1) - 1
+        eu = (cu[act] <= (cu[act, s0] + cfg.values)[:, None]).sum(axis=1) - 1
+        end = np.minimum(np.minimum(s0 + cfg.chunk, k), np.minimum(ew, eu))
+        parts.append((rows_all[act], s0, end, np.full(act.size, step)))
+        start[act] = end
+        step += 1
+    rows, s0, e, st = (np.concatenate([p[j] for p in parts]) for j in range(4))
+    order = np.lexsort((st, rows))
+    return rows[order], s0[order], e[order]
+
+
+def _gather(mat: np.ndarray, rows, s0, e, width: int) -> np.ndarray:
+    """(n_chunks, width) slices mat[row, s0:e], zero-padded."""
+    off = np.arange(width)
+    col = s0[:, None] + off
+    ok = col < e[:, None]
+    return np.where(ok, mat[rows[:, None], np.minimum(col, mat.shape[1] - 1)], 0)
 
 
 def plan_layer(vec: dict, cfg: PhantomConfig) -> Plan:
@@ -116,33 +154,35 @@ def plan_layer(vec: dict, cfg: PhantomConfig) -> Plan:
     if um.size and np.abs(um).max() > 255:
         raise MappingError(f"{name}: activations x - zero_point must lie in [-255, 255]")
     m_out, k = wm.shape
-    CH = cfg.chunk
-    nch = -(-k // CH)
-    pad = nch * CH - k
-    wp = np.pad(wm, ((0, 0), (0, pad))).reshape(m_out * nch, CH)
-    up = np.pad(um, ((0, 0), (0, pad))).reshape(m_out * nch, CH)
-    inside = np.pad(np.ones((m_out, k), dtype=bool), ((0, 0), (0, pad))).reshape(m_out * nch, CH)
-    nzw, nzu = wp != 0, up != 0
-    wmask, amask = (inside, inside) if cfg.dense else (nzw, nzu)
+    nzw, nzu = wm != 0, um != 0
+    if cfg.dense:
+        ones = np.ones_like(nzw)
+        rows, s0, e = cut_chunks(ones, ones, cfg)
+    else:
+        rows, s0, e = cut_chunks(nzw, nzu, cfg)
+    M, V = cfg.chunk, cfg.values
+    wp, up = _gather(wm, rows, s0, e, M), _gather(um, rows, s0, e, M)
+    inside = np.arange(M)[None, :] < (e - s0)[:, None]
+    wmask, amask = (inside, inside) if cfg.dense else (wp != 0, up != 0)
     useful = (wmask & amask).sum(axis=1)
 
     def packed(vals, mask):
-        order = np.argsort(~mask, axis=1, kind="stable")
+        order = np.argsort(~mask, axis=1, kind="stable")[:, :V]
         return np.take_along_axis(vals, order, axis=1) * np.take_along_axis(mask, order, axis=1)
 
-    last = np.tile(np.arange(nch) == nch - 1, m_out)
-    bias = np.asarray(vec["bias"], dtype=np.int64)[ch]
-    mult = np.asarray(vec["mult"], dtype=np.int64)[ch]
-    shift = np.asarray(vec["shift"], dtype=np.int64)[ch]
+    last = np.r_[rows[1:] != rows[:-1], True] if rows.size else np.zeros(0, dtype=bool)
+    bias = np.asarray(vec["bias"], dtype=np.int64)[ch][rows]
+    mult = np.asarray(vec["mult"], dtype=np.int64)[ch][rows]
+    shift = np.asarray(vec["shift"], dtype=np.int64)[ch][rows]
     fields = {
-        "wmask": _mask_word(wmask).view(np.int64), "wvals": _pack(packed(wp, wmask), W_BITS),
-        "amask": _mask_word(amask).view(np.int64), "avals": _pack(packed(up, amask), A_BITS),
+        "wmask": _mask_word(wmask), "wvals": _pack(packed(wp, wmask), W_BITS),
+        "amask": _mask_word(amask), "avals": _pack(packed(up, amask), A_BITS),
         "wcnt": wmask.sum(axis=1), "acnt": amask.sum(axis=1), "last": last.astype(np.int64),
-        "bias": np.repeat(bias, nch), "mult": np.repeat(mult, nch), "shift": np.repeat(shift, nch),
+        "bias": bias, "mult": mult, "shift": shift,
     }
     y = np.asarray(vec["y"], dtype=np.int64).ravel()
     nz_pairs = int((nzw & nzu).sum())
-    work = {"outputs": int(m_out), "k": int(k), "chunks_per_output": nch, "dense_macs": int(m_out * k),
+    work = {"outputs": int(m_out), "k": int(k), "chunks": int(rows.size), "dense_macs": int(m_out * k),
             "useful_macs": nz_pairs, "weight_density": float(nzw.sum() / max(1, m_out * k)),
             "act_density": float(nzu.sum() / max(1, m_out * k))}
     plan = Plan(name, fields, useful, last, idx, y[idx], work)
@@ -153,13 +193,14 @@ def plan_layer(vec: dict, cfg: PhantomConfig) -> Plan:
 def cycle_model(useful, last, cfg: PhantomConfig) -> dict:
     """Cycles and counters of a chunk stream, mirroring PhantomCore cycle by cycle.
 
-    Each cycle the threads take up to T products from the eligible window (slots
-    from the oldest up to the first one closing an output); the leading slots left
-    empty are freed (a freed ``last`` slot closes the output); then one chunk enters
-    if the window has room. The input is assumed always valid and the output never
-    stalled. ``cycles`` runs from the first input cycle to the last output handshake
-    (the harness adds a constant, checked in tests); the other keys equal the RTL's
-    stat_* counters.
+    The eligible window runs from the oldest slot up to the second slot that closes an
+    output (so two outputs share a cycle). Each cycle the threads take up to T products
+    from it, oldest first; the leading slots left empty are freed, up to and including
+    at most one closing slot (one output per cycle); then one chunk enters if the
+    window has room. The input is assumed always valid and the output never stalled.
+    ``cycles`` runs from the first input cycle to the last output handshake (the
+    harness adds a constant, checked in tests); the other keys equal the RTL's stat_*
+    counters.
     """
     T, L = cfg.threads, cfg.window
     u = [int(v) for v in useful]
@@ -171,18 +212,21 @@ def cycle_model(useful, last, cfg: PhantomConfig) -> dict:
     while i < n or slots:
         if slots:
             busy += 1
-        budget, d, fin = T, 0, False
+        budget, lasts = T, 0
         for s in slots:
             take = min(budget, s[0])
             s[0] -= take
             budget -= take
-            if s[0]:
-                break
-            d += 1
-            if s[1]:
-                fin = True
+            lasts += s[1]
+            if lasts == 2 or budget == 0:
                 break
         products += T - budget
+        d, fin = 0, False
+        for s in slots:
+            if s[0] or (s[1] and fin):
+                break
+            d += 1
+            fin = fin or s[1]
         if d:
             del slots[:d]
         if fin:
