@@ -4,11 +4,11 @@ After Qureshi & Munir, "Phantom: An Efficient Sparse Convolution Neural Network
 Accelerator with Dynamic Thread Scheduling" (arXiv 2111.05002), whose core follows
 their Sparse-PE (IEEE Access 9, 2021). Weights and activations arrive as chunks of
 (binary mask, packed non-zero values); the AND of the two masks marks the useful
-products. Each cycle the thread scheduler takes
+products. As a chunk enters the window, prefix popcounts of both masks give every
+position its offsets into the packed values. Each cycle the thread scheduler takes
 the next T set bits of the window's useful masks -- across chunk boundaries and
 across the boundary between two outputs -- and each thread fetches its weight and
-activation from the packed values at offsets given by popcounts of the masks below
-its position, so no thread idles at the end of a chunk or of an
+activation at its position's offsets, so no thread idles at the end of a chunk or of an
 output while work is buffered. Values travel packed: a word carries ``values``
 non-zeros of each operand over up to ``chunk`` mask positions.
 """
@@ -26,7 +26,7 @@ STATS = ("busy", "products", "slots", "chunks", "errors", "error_chunk")
 
 
 def _popcount(m: Module, bits: Value, name: str) -> Signal:
-    """Number of set bits, by a balanced adder tree (netlist and event cost ~ n)."""
+    """Number of set bits, by a balanced adder tree."""
     src = Signal(len(bits), name=f"{name}_in")  # a signal, so bit selects do not copy the expression
     m.d.comb += src.eq(bits)
     terms = [src[p] for p in range(len(bits))]
@@ -37,14 +37,24 @@ def _popcount(m: Module, bits: Value, name: str) -> Signal:
     return out
 
 
-def _prefix_or(m: Module, bits: Value, name: str) -> Signal:
-    """out[p] = bits[0] | ... | bits[p], in log2(n) levels of shift-or (no carry chain:
-    each level is bitwise, so the netlist stays ~ n log n)."""
+def _prefix_popcounts(m: Module, bits: Value, width: int, name: str) -> Signal:
+    """Packed [popcount(bits[:p]) for p in range(len(bits))], ``width``-bit fields.
+
+    Log-depth (Kogge-Stone) prefix sum: each level adds the packed vector to itself
+    shifted by d fields. A field never exceeds n < 2**width, so a wide add is n
+    field-wise adds (no carry crosses a field); the adds are cut into segments of
+    whole fields, which keeps the netlist small, and each level is one signal, which
+    keeps event-driven simulators fast."""
     n = len(bits)
-    level, d = bits, 1
+    level = Signal(n * width, name=f"{name}_l0")  # exclusive: field p counts bits[:p]
+    m.d.comb += level.eq(Cat(Const(0, width), Cat(Cat(bits[p], Const(0, width - 1)) for p in range(n - 1))))
+    seg = max(1, 64 // width) * width
+    d = 1
     while d < n:
-        nxt = Signal(n, name=f"{name}_{d}")
-        m.d.comb += nxt.eq(level | Cat(Const(0, d), level)[:n])  # wiring, not a shifter
+        nxt = Signal(n * width, name=f"{name}_l{d}")
+        shifted = Cat(Const(0, d * width), level)[:n * width]  # wiring, not a shifter
+        m.d.comb += nxt.eq(Cat((level[j:j + seg] + shifted[j:j + seg])[:min(seg, n * width - j)]
+                               for j in range(0, n * width, seg)))
         level, d = nxt, d * 2
     return level
 
@@ -100,18 +110,21 @@ class PhantomCore(wiring.Component):
         # ---- window: L chunk slots, slot 0 the oldest ------------------------------------
         VB = cfg.cnt_bits  # offsets into the packed values: 0 .. values
         VP = 1 << VB  # packed entries per slot, padded so that a value's index is Cat(offset, slot)
+        PB = M.bit_length()  # prefix popcount fields: 0 .. M
         valid = [Signal(name=f"valid{s}") for s in range(L)]
         last = [Signal(name=f"last{s}") for s in range(L)]
         rem = [Signal(M, name=f"rem{s}") for s in range(L)]  # useful products not yet issued
-        wmsk = [Signal(M, name=f"wmask{s}") for s in range(L)]  # weight mask (offsets into wval)
-        amsk = [Signal(M, name=f"amask{s}") for s in range(L)]  # activation mask (offsets into aval)
+        woff = [Signal(M * PB, name=f"woff{s}") for s in range(L)]  # prefix popcounts of the weight mask
+        aoff = [Signal(M * PB, name=f"aoff{s}") for s in range(L)]  # ... and of the activation mask
         wval = [Signal(VP * W_BITS, name=f"wval{s}") for s in range(L)]  # packed non-zero weights
         aval = [Signal(VP * A_BITS, name=f"aval{s}") for s in range(L)]  # packed non-zero activations
         params = [Signal(70, name=f"params{s}") for s in range(L)]  # bias, mult, shift
         acc = Signal(signed(ACC_BITS))
 
-        # ---- the incoming chunk: mask popcounts must equal the packed counts -----------------
+        # ---- the incoming chunk: prefix popcounts of both masks; popcounts = packed counts ---
         c = self.i.payload
+        new_woff = _prefix_popcounts(m, c.wmask, PB, "pw")  # offsets into the packed values
+        new_aoff = _prefix_popcounts(m, c.amask, PB, "pa")
         bad = (_popcount(m, c.wmask, "wpop") != c.wcnt) | (_popcount(m, c.amask, "apop") != c.acnt)
 
         # ---- eligibility: the oldest output (region A) and the next one (region B) --------
@@ -127,25 +140,19 @@ class PhantomCore(wiring.Component):
         region_a = Cat(elig_a[s].replicate(M) for s in range(L))
 
         # ---- thread scheduler: the next T useful positions, oldest first ------------------
-        wmask_flat, amask_flat = Cat(*wmsk), Cat(*amsk)
+        woff_flat, aoff_flat = Cat(*woff), Cat(*aoff)
         wval_flat, aval_flat = Cat(*wval), Cat(*aval)
         total_a, total_b = Signal(signed(ACC_BITS)), Signal(signed(ACC_BITS))
         prods_a, prods_b, ens = [], [], []
         for k in range(T):
-            # the lowest set bit of r, one-hot, and the positions below it
-            upto = _prefix_or(m, r, f"upto{k}")
             low = Signal(N, name=f"low{k}")
-            below = Signal(N, name=f"below{k}")
-            m.d.comb += [below.eq(~upto), low.eq(r & Cat(Const(1, 1), below[:N - 1]))]
+            m.d.comb += low.eq(r & (~r + 1))  # lowest set bit, one-hot
             idx = Signal(range(N), name=f"idx{k}")
             m.d.comb += idx.eq(Cat(Cat(low[p] for p in range(N) if (p >> b) & 1).any()
                                    for b in range(max(1, (N - 1).bit_length()))))
             slot = Signal(range(L), name=f"slot{k}")
             m.d.comb += slot.eq(sum((idx >= s * M) for s in range(1, L)))
-            # offsets into the slot's packed values: set mask bits of the slot below the position
-            in_slot = Cat(Cat(low[s * M:(s + 1) * M]).any().replicate(M) for s in range(L))
-            wo = _popcount(m, wmask_flat & below & in_slot, f"woff{k}")
-            ao = _popcount(m, amask_flat & below & in_slot, f"aoff{k}")
+            wo, ao = woff_flat.word_select(idx, PB), aoff_flat.word_select(idx, PB)
             wi = Signal(VB + len(slot), name=f"wi{k}")
             ai = Signal(VB + len(slot), name=f"ai{k}")
             m.d.comb += [wi.eq(Cat(wo[:VB], slot)), ai.eq(Cat(ao[:VB], slot))]
@@ -216,8 +223,8 @@ class PhantomCore(wiring.Component):
                     for s in range(L):
                         if s + dd < L:
                             m.d.sync += [valid[s].eq(valid[s + dd]), last[s].eq(last[s + dd]),
-                                         rem[s].eq(rem_u[s + dd]), wmsk[s].eq(wmsk[s + dd]),
-                                         amsk[s].eq(amsk[s + dd]), wval[s].eq(wval[s + dd]),
+                                         rem[s].eq(rem_u[s + dd]), woff[s].eq(woff[s + dd]),
+                                         aoff[s].eq(aoff[s + dd]), wval[s].eq(wval[s + dd]),
                                          aval[s].eq(aval[s + dd]), params[s].eq(params[s + dd])]
                         else:
                             m.d.sync += valid[s].eq(0)
@@ -227,7 +234,7 @@ class PhantomCore(wiring.Component):
                 for s in range(L):
                     with m.Case(s):
                         m.d.sync += [valid[s].eq(1), last[s].eq(c.last), rem[s].eq(c.wmask & c.amask),
-                                     wmsk[s].eq(c.wmask), amsk[s].eq(c.amask), wval[s].eq(c.wvals),
+                                     woff[s].eq(new_woff), aoff[s].eq(new_aoff), wval[s].eq(c.wvals),
                                      aval[s].eq(c.avals),
                                      params[s].eq(Cat(c.bias, c.mult, c.shift))]
             m.d.sync += stats["chunks"].eq(stats["chunks"] + 1)
