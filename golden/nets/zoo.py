@@ -63,11 +63,15 @@ def out_hw(layer: dict) -> tuple[int, int]:
     return size(layer["h"]), size(layer["w"])
 
 
+def terms(layer: dict) -> int:
+    """K, the terms of one output's dot product: c*k*k (conv), k*k (depthwise), c (linear)."""
+    return {"conv": layer["c"] * layer["k"] ** 2, "depthwise": layer["k"] ** 2, "linear": layer["c"]}[layer["kind"]]
+
+
 def macs(layer: dict) -> int:
-    """Dense multiply-accumulates: outputs x K, K = c*k*k (conv), k*k (depthwise), c (linear)."""
+    """Dense multiply-accumulates: outputs x K (:func:`terms`)."""
     oh, ow = out_hw(layer)
-    per_output = {"conv": layer["c"] * layer["k"] ** 2, "depthwise": layer["k"] ** 2, "linear": layer["c"]}
-    return oh * ow * layer["o"] * per_output[layer["kind"]]
+    return oh * ow * layer["o"] * terms(layer)
 
 
 def _vgg16() -> list[dict]:

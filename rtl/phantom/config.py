@@ -11,7 +11,7 @@ W_BITS = 8  # int8 weights
 A_BITS = 9  # activations as u = x - zero_point: 9-bit signed
 ACC_BITS = 32  # int32 accumulation (TFLite)
 PARAM_BITS = 32 + 32 + 6  # bias, mult, shift of the output a chunk closes
-MAX_IN_BITS = 4096  # widest input word the harness memory is sized for
+MAX_IN_BITS = 4096  # widest input word allowed (the harness memory gets shallower as words widen)
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,11 @@ def cut_chunks(wmask: np.ndarray, amask: np.ndarray, cfg: PhantomConfig):
     return rows[order], s0[order], e[order]
 
 
+def closes(rows: np.ndarray) -> np.ndarray:
+    """Per chunk of a (row-major) chunk stream: it is its output's last chunk."""
+    return np.r_[rows[1:] != rows[:-1], True] if rows.size else np.zeros(0, dtype=bool)
+
+
 def _gather(mat: np.ndarray, rows, s0, e, width: int) -> np.ndarray:
     """(n_chunks, width) slices mat[row, s0:e], zero-padded."""
     off = np.arange(width)
@@ -173,7 +178,7 @@ def plan_layer(vec: dict, cfg: PhantomConfig) -> Plan:
         order = np.argsort(~mask, axis=1, kind="stable")[:, :V]
         return np.take_along_axis(vals, order, axis=1) * np.take_along_axis(mask, order, axis=1)
 
-    last = np.r_[rows[1:] != rows[:-1], True] if rows.size else np.zeros(0, dtype=bool)
+    last = closes(rows)
     bias = np.asarray(vec["bias"], dtype=np.int64)[ch][rows]
     mult = np.asarray(vec["mult"], dtype=np.int64)[ch][rows]
     shift = np.asarray(vec["shift"], dtype=np.int64)[ch][rows]

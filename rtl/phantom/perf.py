@@ -28,13 +28,14 @@ Checked against RTL cycle counts on random and demo layers (see tests and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from rtl.phantom.config import PhantomConfig
-from rtl.phantom.mapper import cut_chunks, cycle_model, operands
+from rtl.phantom.mapper import closes, cut_chunks, cycle_model, operands
 
 TAIL = 1 + 1 + 5  # model cycles after the last close: output register + requantizer
 # (and one more before the first: a chunk enters the window the cycle before it issues)
@@ -67,8 +68,7 @@ def stream_cycles(wmask: np.ndarray, amask: np.ndarray, cfg: PhantomConfig) -> d
     cum = np.zeros((wmask.shape[0], wmask.shape[1] + 1), dtype=np.int32)
     np.cumsum(both, axis=1, dtype=np.int32, out=cum[:, 1:])
     useful = cum[rows, e] - cum[rows, s0]
-    last = np.r_[rows[1:] != rows[:-1], True]
-    m = cycle_model(useful, last, cfg)
+    m = cycle_model(useful, closes(rows), cfg)
     chunks = np.bincount(rows, minlength=wmask.shape[0])
     return {"cycles": m["cycles"] - TAIL - 1, "products": m["products"], "slots": m["slots"],
             "static": static_cycles(both, chunks, cfg.threads)}
@@ -119,9 +119,8 @@ def synthetic_masks(rng: np.random.Generator, layer: dict, weight: float, activa
     """Random masks of a ``golden.nets.zoo`` layer at the given densities: per-filter weight
     densities from a Beta law (mean ``weight``, coefficient of variation ``cv``), activations
     i.i.d. (conv: one mask per position, shared by all filters; depthwise: per channel)."""
-    from golden.nets.zoo import out_hw
-    kind = layer["kind"]
-    k = {"conv": layer["c"] * layer["k"] ** 2, "depthwise": layer["k"] ** 2, "linear": layer["c"]}[kind]
+    from golden.nets.zoo import out_hw, terms
+    kind, k = layer["kind"], terms(layer)
     wmask = synthetic_filters(rng, layer["o"], k, weight, cv)
     oh, ow = out_hw(layer)
     seed = int(rng.integers(1 << 31))
@@ -137,11 +136,6 @@ def synthetic_masks(rng: np.random.Generator, layer: dict, weight: float, activa
     return LayerMasks(layer["name"], kind, wmask, act, 1 if kind == "linear" else oh * ow)
 
 
-def _stream(lm: LayerMasks, filters: np.ndarray, pos: np.ndarray, cfg: PhantomConfig) -> dict:
-    """Exact-model cycles of the outputs (pos x filters), and their static-thread cycles."""
-    return stream_cycles(np.tile(lm.wmask[filters], (len(pos), 1)), lm.act(pos, filters), cfg)
-
-
 def core_rate(lm: LayerMasks, filters: np.ndarray, cfg: PhantomConfig, rng: np.random.Generator,
               budget: int = 60_000) -> dict:
     """Cycles per output position of a core that holds ``filters``: the exact model on a
@@ -152,9 +146,8 @@ def core_rate(lm: LayerMasks, filters: np.ndarray, cfg: PhantomConfig, rng: np.r
     per_out = max(1, -(-lm.wmask.shape[1] // cfg.chunk))
     n = int(min(lm.positions, max(4, budget // (len(filters) * per_out))))
     pos = np.arange(lm.positions) if n == lm.positions else np.sort(rng.choice(lm.positions, n, replace=False))
-    r = _stream(lm, filters, pos, cfg)
-    st = r["static"]
-    return {"cycles": r["cycles"] / n, "static": st / n, "products": r["products"] / n, "slots": r["slots"] / n}
+    r = stream_cycles(np.tile(lm.wmask[filters], (len(pos), 1)), lm.act(pos, filters), cfg)
+    return {"cycles": r["cycles"] / n, "static": r["static"] / n, "products": r["products"] / n, "slots": r["slots"] / n}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -163,7 +156,7 @@ def dense_rate(filters: int, k: int, cfg: PhantomConfig) -> float:
     terms (steady state: n + 1 positions minus one, over n)."""
     if filters == 0:
         return 0.0
-    dense_cfg = PhantomConfig(**{**cfg.__dict__, "dense": True})
+    dense_cfg = dataclasses.replace(cfg, dense=True)
     n = max(1, min(64, 4096 // filters))
     ones = np.ones(((n + 1) * filters, k), dtype=bool)
     many = stream_cycles(ones, ones, dense_cfg)["cycles"]
