@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-ENGINES = ("requant", "fat", "winograd", "phantom")
+ENGINES = ("requant", "fat", "winograd", "phantom", "phantom2d")
 
 
 class NotMapped(Exception):

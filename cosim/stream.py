@@ -52,23 +52,28 @@ class StreamResult:
 
 
 def build_stream(design: Design, sim: str, *, verilog: str | None = None, waves: bool = False,
-                 depth_log2: int = 20) -> runner.Build:
+                 depth_log2: int = 20, lanes: tuple[int, int] | None = None) -> runner.Build:
     """Build the design (or a given Verilog text for it) inside the stream harness
     (``depth_log2``: harness memory depth, see :func:`cosim.harness.fit_depth_log2`)."""
     sources = {f"{design.top}.v": verilog if verilog is not None else design.verilog,
-               "nnaccel_harness.v": stream_harness(design, depth_log2=depth_log2, visible_clock=waves)}
+               "nnaccel_harness.v": stream_harness(design, depth_log2=depth_log2, visible_clock=waves,
+                                                         lanes=lanes)}
     return runner.build(sources, HARNESS_TOP, sim, waves=waves, tag=design.engine)
 
 
 def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str, int], expected: np.ndarray, *,
                sim: str = "verilator", verilog: str | None = None, seed: int = 1, idle: float = 0.0,
                stall: float = 0.0, waves: bool = False, timeout_s: float = 300, workdir: Path | None = None,
-               keep: bool = False, max_cycles: int | None = None, depth_log2: int = 20) -> StreamResult:
+               keep: bool = False, max_cycles: int | None = None, depth_log2: int = 20,
+               lanes: tuple[int, int] | None = None) -> StreamResult:
     """Stream ``inputs`` (payload field arrays) through ``design``; compare with ``expected``.
 
     ``idle`` and ``stall`` are the probabilities of an idle input cycle and of an
     output cycle without ``ready`` (back-pressure). ``depth_log2`` sets the
     harness memories' depth (default 2**20 words; wide payloads may ask for less).
+    ``lanes`` = (n, bits): every output word holds n lanes, each an output tagged with
+    its source from bit 8 up and a valid top bit; ``expected`` lists the outputs (without
+    the valid bit) source by source, and the check sorts the valid lanes by tag, stably.
     """
     t0 = time.perf_counter()
     payload = design.port("i__payload")
@@ -84,7 +89,7 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
 
     if max(n, expected.size) > 1 << depth_log2:
         raise ValueError(f"{max(n, expected.size)} words exceed the harness depth of {1 << depth_log2}")
-    b = build_stream(design, sim, verilog=verilog, waves=waves, depth_log2=depth_log2)
+    b = build_stream(design, sim, verilog=verilog, waves=waves, depth_log2=depth_log2, lanes=lanes)
     parent = runner.cache_root() / "runs"
     parent.mkdir(parents=True, exist_ok=True)
     run_dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"{design.engine}-{sim}-", dir=parent))
@@ -94,10 +99,11 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
     hexio.write_bin(run_dir / "in.bin", limbs, payload.width)
     cfg = np.array([int(statics[p]) for p in wanted] or [0], dtype=np.int64)
     hexio.write_hex(run_dir / "cfg.hex", hexio.pack_fields([(cfg, 0, 64)], 64), 64)
-    hexio.write_hex(run_dir / "expected.hex", hexio.pack_fields([(expected, 0, out.width)], out.width), out.width)
+    ew = lanes[1] - 1 if lanes else out.width
+    hexio.write_hex(run_dir / "expected.hex", hexio.pack_fields([(expected, 0, ew)], ew), ew)
     spec = {"out_width": out.width, "out_signed": out.signed, "n_out": int(expected.size), "n_in": n,
             "in_width": payload.width, "in_fields": [list(f) for f in fields],
-            "result": str(run_dir / "result.json")}
+            "result": str(run_dir / "result.json"), "lanes": list(lanes) if lanes else None}
     (run_dir / "spec.json").write_text(json.dumps(spec))
     limit = max_cycles or 64 * (n + expected.size) + 10_000
     plusargs = [f"+IN={run_dir / 'in.bin'}", f"+OUT={run_dir / 'out.hex'}", f"+CFG={run_dir / 'cfg.hex'}",

@@ -9,7 +9,9 @@ file named by ``NNACCEL_SPEC``.
 
 The module imports no numpy: in the simulator's embedded interpreter that import
 alone costs more than checking a million outputs. A byte-equal file is a pass;
-anything else is compared line by line to find the first mismatch.
+anything else is compared line by line to find the first mismatch. Output words of
+several lanes tagged by their source (``lanes`` in the spec) are unpacked and sorted
+by tag, stably: each source must deliver its own outputs in order.
 """
 
 import json
@@ -48,6 +50,8 @@ def compare(got: bytes, expected: bytes, spec: dict, in_file: Path) -> dict:
     """Exact comparison; the first mismatch names its index, expected and got, and its
     inputs when outputs and inputs correspond one to one."""
     width, signed = spec["out_width"], spec["out_signed"]
+    if spec.get("lanes"):
+        return compare_lanes(got, expected, spec)
     if got == expected:
         return {"outputs": expected.count(b"\n"), "mismatches": 0, "first_mismatch": None}
     g, e = words(got), words(expected)
@@ -60,6 +64,33 @@ def compare(got: bytes, expected: bytes, spec: dict, in_file: Path) -> dict:
         first = {"index": i, "expected": to_int(e[i], width, signed), "got": to_int(g[i], width, signed),
                  "inputs": inputs}
     return {"outputs": len(g), "mismatches": n_bad, "first_mismatch": first}
+
+
+def compare_lanes(got: bytes, expected: bytes, spec: dict) -> dict:
+    """Output words of n lanes (valid top bit; source tag from bit 8 up): the valid lanes,
+    sorted by tag (stably), must equal the expected list, which is source by source."""
+    n, bits = spec["lanes"]
+    mask = (1 << (bits - 1)) - 1
+    g = []
+    for w in words(got):
+        try:
+            v = int(w, 16)
+        except ValueError:
+            return {"outputs": len(g), "mismatches": 1, "first_mismatch": {"index": len(g), "expected": None,
+                                                                          "got": w.decode(errors="replace"),
+                                                                          "inputs": {}}}
+        g += [(v >> (bits * j)) & mask for j in range(n) if (v >> (bits * j + bits - 1)) & 1]
+    g.sort(key=lambda e: e >> 8)
+    e = [int(w, 16) for w in words(expected)]
+    bad = [i for i, (a, b) in enumerate(zip(g, e)) if a != b]
+    first = None
+    if bad:
+        i = bad[0]
+
+        def show(x):
+            return {"core": x >> 8, "value": (x & 0xFF) - ((x & 0x80) << 1)}
+        first = {"index": i, "expected": show(e[i]), "got": show(g[i]), "inputs": {}}
+    return {"outputs": len(g), "mismatches": len(bad) + abs(len(e) - len(g)), "first_mismatch": first}
 
 
 @cocotb.test()
@@ -79,7 +110,8 @@ async def stream_through_memory(dut):
               **compare(got, (run_dir / "expected.hex").read_bytes(), spec, run_dir / "in.bin"),
               "run_s": t1 - t0, "check_s": time.perf_counter() - t1}
     Path(spec["result"]).write_text(json.dumps(result))
-    assert not timed_out, f"harness cycle limit reached after {cycles} cycles: {n_got} of {spec['n_out']} outputs"
+    assert not timed_out, (f"harness cycle limit reached after {cycles} cycles: {result['outputs']} of "
+                           f"{spec['n_out']} outputs")
     first = result["first_mismatch"]
     assert result["mismatches"] == 0, (
         f"{result['mismatches']} mismatches; first at index {first['index']}: inputs {first['inputs']}, "

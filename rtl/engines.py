@@ -79,6 +79,15 @@ ENGINES["phantom"] = EngineSpec(
     build=PhantomCore,
 )
 
+from rtl.phantom.config import Phantom2DConfig  # noqa: E402  (issue 4)
+from rtl.phantom.mesh import PhantomMesh  # noqa: E402
+ENGINES["phantom2d"] = EngineSpec(
+    name="phantom2d",
+    summary="Phantom-2D mesh of Phantom cores: row operand broadcast, per-core queues, tagged output collection",
+    config_cls=Phantom2DConfig,
+    build=PhantomMesh,
+)
+
 
 def get_engine(name: str) -> EngineSpec:
     if name not in ENGINES:

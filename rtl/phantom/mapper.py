@@ -108,19 +108,20 @@ def _mask_word(bits: np.ndarray) -> np.ndarray:
     return _pack(bits.astype(np.int64), 1)
 
 
-def cut_chunks(wmask: np.ndarray, amask: np.ndarray, cfg: PhantomConfig):
+def cut_chunks(wmask: np.ndarray, amask: np.ndarray, cfg: PhantomConfig, extra=()):
     """Cut every output's dot product (rows of the (R, K) masks) into chunks, greedily:
-    a chunk ends after ``chunk`` positions, or before either operand would exceed
-    ``values`` non-zeros. Returns (row, start, end) arrays in stream order (row-major)."""
+    a chunk ends after ``chunk`` positions, or before any operand (``wmask``, ``amask``
+    and the ``extra`` masks: a mesh row word's other columns) would exceed ``values``
+    non-zeros. Returns (row, start, end) arrays in stream order (row-major)."""
     r, k = wmask.shape
     # running counts, made globally increasing (row i offset by i * (k + 1)) so that one
     # searchsorted finds, for every row at once, the last position within the value budget
     off = np.arange(r, dtype=np.int64)[:, None] * (k + 1)
-    cw = np.zeros((r, k + 1), dtype=np.int64)
-    cu = np.zeros((r, k + 1), dtype=np.int64)
-    np.cumsum(wmask, axis=1, dtype=np.int64, out=cw[:, 1:])
-    np.cumsum(amask, axis=1, dtype=np.int64, out=cu[:, 1:])
-    cw, cu = (cw + off).ravel(), (cu + off).ravel()
+    cums = []
+    for mask in (wmask, amask, *extra):
+        cm = np.zeros((r, k + 1), dtype=np.int64)
+        np.cumsum(mask, axis=1, dtype=np.int64, out=cm[:, 1:])
+        cums.append((cm + off).ravel())
     start = np.zeros(r, dtype=np.int64)
     act = np.arange(r)
     parts = []
@@ -128,9 +129,9 @@ def cut_chunks(wmask: np.ndarray, amask: np.ndarray, cfg: PhantomConfig):
     while act.size:
         s0 = start[act]
         base = act * (k + 1)
-        ew = np.searchsorted(cw, cw[base + s0] + cfg.values, side="right") - 1 - base
-        eu = np.searchsorted(cu, cu[base + s0] + cfg.values, side="right") - 1 - base
-        end = np.minimum(np.minimum(s0 + cfg.chunk, k), np.minimum(ew, eu))
+        end = np.minimum(s0 + cfg.chunk, k)
+        for cm in cums:
+            end = np.minimum(end, np.searchsorted(cm, cm[base + s0] + cfg.values, side="right") - 1 - base)
         parts.append((act, s0, end, np.full(act.size, step)))
         start[act] = end
         act = act[end < k]
@@ -227,21 +228,10 @@ def cycle_model(useful, last, cfg: PhantomConfig) -> dict:
             t += q
         if slots:
             busy += 1
-        budget, lasts = T, 0
-        for s in slots:
-            take = min(budget, s[0])
+        takes, d, fin = schedule(slots, T)
+        for s, take in zip(slots, takes):
             s[0] -= take
-            budget -= take
-            lasts += s[1]
-            if lasts == 2 or budget == 0:
-                break
-        products += T - budget
-        d, fin = 0, False
-        for s in slots:
-            if s[0] or (s[1] and fin):
-                break
-            d += 1
-            fin = fin or s[1]
+        products += sum(takes)
         if d:
             del slots[:d]
         if fin:
@@ -252,3 +242,26 @@ def cycle_model(useful, last, cfg: PhantomConfig) -> dict:
         t += 1
     return {"cycles": last_fin + 1 + 1 + 5, "busy": busy, "products": products, "slots": T * busy, "chunks": n,
             "errors": 0, "error_chunk": 0}
+
+
+def schedule(slots: list, threads: int) -> tuple[list, int, bool]:
+    """One cycle of the core's scheduler over its window (``slots``: [remaining useful
+    products, closes its output], oldest first), without changing it: the products each
+    slot issues (the next ``threads`` useful pairs, oldest first, over at most two
+    outputs), how many leading slots are then empty and leave (at most one closing), and
+    whether an output closes."""
+    budget, lasts, takes = threads, 0, []
+    for s in slots:
+        take = min(budget, s[0])
+        takes.append(take)
+        budget -= take
+        lasts += s[1]
+        if lasts == 2 or budget == 0:
+            break
+    d, fin = 0, False
+    for j, s in enumerate(slots):
+        if s[0] - (takes[j] if j < len(takes) else 0) or (s[1] and fin):
+            break
+        d += 1
+        fin = fin or s[1]
+    return takes, d, fin

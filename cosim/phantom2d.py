@@ -1,0 +1,130 @@
+"""Phantom-2D testbench: layers mapped onto the mesh, co-simulated, compared exactly core by core.
+
+Each layer goes through rtl.phantom.mesh_map.plan_mesh (the same configuration object
+that built the mesh); the words are streamed from memory into the mesh, whose tagged
+int8 outputs are sorted by core and compared with the golden layer's, each core's in
+its own order. The mesh's timing-independent counters (products, chunks) must equal
+the mapper's; when input and output run free, its cycles and busy counts must equal
+the cycle-exact mesh model (rtl.phantom.mesh_map.mesh_sim).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from cosim.engines import NotMapped
+from cosim.harness import fit_depth_log2
+from cosim.phantom import random_layers
+from cosim.stream import StreamResult, run_stream
+from rtl.export import Design
+from rtl.phantom.mapper import MappingError
+from rtl.phantom.mesh_map import plan_mesh
+
+
+def depth_log2(design: Design) -> int:
+    return fit_depth_log2(design.port("i__payload").width)
+
+
+def run_plan(design: Design, plan, vec: dict, *, sim="verilator", seed=1, idle=0.0, stall=0.0, verilog=None,
+             waves=False, timeout_s=300) -> StreamResult:
+    statics = {"zero_point": int(vec["output_zero_point"]), "act_min": int(vec["act_min"]),
+               "act_max": int(vec["act_max"])}
+    r = run_stream(design, plan.fields, statics, plan.expected, sim=sim, seed=seed, idle=idle, stall=stall,
+                   verilog=verilog, waves=waves, timeout_s=timeout_s, depth_log2=depth_log2(design),
+                   max_cycles=8 * plan.model["cycles"] + 10_000,
+                   lanes=(design.config.rows, design.config.lane_bits))
+    r.extra["layer"] = plan.layer
+    r.extra["model"] = {k: v for k, v in plan.model.items() if k != "core_busy"}
+    r.extra["work"] = dict(plan.work)
+    stats = r.extra.get("stats", {})
+    if stats.get("errors"):
+        r.passed = False
+        r.extra["error"] = (f"mask popcount disagrees with its packed count in chunk {stats['error_chunk'] - 1} "
+                            f"of core {stats['error_core'] - 1} ({stats['errors']} bad chunk(s))")
+    return r
+
+
+def check_counters(r: StreamResult, plan) -> str | None:
+    """The timing-independent counters must equal the mapper's; None when they do."""
+    stats = r.extra.get("stats", {})
+    want = {k: plan.model[k] for k in ("products", "chunks", "errors")}
+    got = {k: stats.get(k) for k in want}
+    return None if got == want else f"counters {got} != mapper {want}"
+
+
+def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, waves=False,
+          timeout_s=300) -> list[StreamResult]:
+    """The random sparse layers of the core's testbench (conv stride 1 / 2, FC, depthwise,
+    densities 5-100 %, odd sizes), with level-2 balancing on and (every third) off, odd
+    ones with idle input and back-pressure, then the sparse demo net's layers."""
+    from golden.nets import digits
+    results = []
+    demo = list(digits.layer_vectors(digits.build("sparse"), 1))
+    for vec in demo:
+        vec["name"] = f"digits-sparse-{vec['name']}"
+    for idx, vec in enumerate(random_layers(seed) + demo):
+        level2 = idx % 3 != 2
+        plan = plan_mesh(vec, design.config, level2=level2)
+        busy = idx % 2 == 1 and not vec["name"].startswith("digits")
+        r = run_plan(design, plan, vec, sim=sim, seed=seed + idx, idle=0.1 * busy, stall=0.2 * busy,
+                     verilog=verilog, waves=waves, timeout_s=timeout_s)
+        r.extra["scenario"] = (vec["name"] + ("" if level2 else " (level 2 off)")
+                               + (" (idle + back-pressure)" if busy else ""))
+        r.extra["level2"] = level2
+        bad = check_counters(r, plan)
+        if not busy and not bad:  # free-running: the mesh model is cycle-exact
+            want = {"cycles": plan.model["cycles"], "busy": plan.model["busy"]}
+            got = {"cycles": r.cycles, "busy": r.extra.get("stats", {}).get("busy")}
+            bad = None if got == want else f"{got} != mesh model {want}"
+        if bad:
+            r.passed = False
+            r.extra["scenario"] += ": " + bad
+        if "error" in r.extra:
+            r.extra["scenario"] += ": " + r.extra["error"]
+        results.append(r)
+        if not r.passed:
+            break
+    return results
+
+
+def _slice(vec: dict, lo: int, hi: int) -> dict:
+    return {**vec, "x": vec["x"][lo:hi], "acc": vec["acc"][lo:hi], "y": vec["y"][lo:hi]}
+
+
+def verify_layer(design: Design, vec: dict, *, sim="verilator", seed=1, timeout_s=300) -> StreamResult:
+    """One golden layer through the mesh, in image batches that fit the harness memory."""
+    cfg = design.config
+    n = len(vec["x"])
+    try:
+        per_image = plan_mesh(_slice(vec, 0, 1), cfg).words
+    except MappingError as e:
+        raise NotMapped(str(e)) from None
+    batch = max(1, (1 << depth_log2(design)) // max(1, per_image))
+    total = None
+    for lo in range(0, n, batch):
+        plan = plan_mesh(_slice(vec, lo, min(n, lo + batch)), cfg)
+        r = run_plan(design, plan, vec, sim=sim, seed=seed, timeout_s=timeout_s)
+        bad = check_counters(r, plan)
+        if bad:
+            r.passed = False
+            r.extra["error"] = bad
+        if total is None:
+            total = r
+            total.extra["batches"] = 1
+            continue
+        if r.first_mismatch and total.first_mismatch is None:
+            total.first_mismatch = dict(r.first_mismatch, index=r.first_mismatch["index"] + total.outputs)
+        total = dataclasses.replace(
+            total, passed=total.passed and r.passed, vectors=total.vectors + r.vectors,
+            outputs=total.outputs + r.outputs, cycles=total.cycles + r.cycles,
+            mismatches=total.mismatches + r.mismatches, timed_out=total.timed_out or r.timed_out,
+            wall_s=total.wall_s + r.wall_s, sim_s=total.sim_s + r.sim_s)
+        for key in ("stats", "model"):
+            a, b = total.extra.get(key, {}), r.extra.get(key, {})
+            total.extra[key] = {k: a[k] + b.get(k, 0) for k in a
+                                if k not in ("error_chunk", "error_core", "imbalance")}
+        for k, v in r.extra["work"].items():
+            if isinstance(v, int) and k != "k":
+                total.extra["work"][k] += v
+        total.extra["batches"] += 1
+    return total

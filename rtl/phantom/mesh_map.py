@@ -1,0 +1,282 @@
+"""Layers -> Phantom-2D mesh words (the mesh dataflow), and the mesh cycle model.
+
+Dataflow (:func:`assign`):
+
+* **conv** (any stride and padding): columns take filters, rows take output
+  positions; a row word broadcasts the activation chunk of one position and each
+  column adds the weight chunk of one of its filters;
+* **FC**: filters spread over all cores (row r, column c take bin r * cols + c); every
+  row streams every image's activations, each column one of its filters;
+* **depthwise**: rows take channels, columns take positions; a row word broadcasts one
+  channel's weight chunk (``swap``) and each column adds the activation chunk of one of
+  its positions.
+
+**Level 2** load balancing gives filters (channels) to cores longest-work-first by
+their non-zero weights (known before run time) and interleaves positions; without it,
+both go in contiguous blocks. **Level 1** is each core's dynamic thread scheduling.
+
+A row word's chunk boundaries are common to its operands (``cut_chunks`` with every
+column's mask): a chunk ends after ``chunk`` positions or before any operand would
+exceed ``values`` non-zeros. A column part with no useful product that does not close
+its output is not sent (``use`` = 0); in dense mode every part is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtl.phantom.config import V_BITS, Phantom2DConfig
+from rtl.phantom.mapper import (MappingError, _gather, _mask_word, _pack, closes, cut_chunks, operands,
+                                schedule)
+from rtl.common.requant import RequantConfig
+
+HARNESS_CYCLES = 2  # harness cycles outside the mesh model (calibrated against the RTL)
+
+
+def lwf(work: np.ndarray, bins: int) -> np.ndarray:
+    """Longest work first: items in decreasing work, each to the least loaded bin."""
+    owner = np.zeros(len(work), dtype=np.int64)
+    load = np.zeros(bins)
+    for f in np.argsort(-np.asarray(work, dtype=float), kind="stable"):
+        b = int(np.argmin(load))
+        owner[f] = b
+        load[b] += work[f]
+    return owner
+
+
+def blocks(n: int, bins: int) -> np.ndarray:
+    """Contiguous blocks: item i to bin floor(i * bins / n)."""
+    return (np.arange(n) * bins) // max(1, n)
+
+
+def spread(n: int, bins: int, level2: bool) -> np.ndarray:
+    """Owner of each of n positions: interleaved (level 2) or in blocks."""
+    return np.arange(n) % bins if level2 else blocks(n, bins)
+
+
+def assign(kind: str, wmask: np.ndarray, positions: int, rows: int, cols: int, level2: bool = True):
+    """The mesh dataflow: per row, its slots as (outputs (S, cols) as (position, filter) pairs
+    with -1 for an idle column) and whether the row shares the weights (``swap``).
+
+    ``wmask`` (F, K) gives the per-filter work that level 2 balances."""
+    f_n = wmask.shape[0]
+    work = wmask.sum(axis=1)
+    out = []
+    if kind in ("conv", "linear"):
+        if kind == "conv":
+            owner = lwf(work, cols) if level2 else blocks(f_n, cols)
+            owner = np.broadcast_to(owner, (rows, f_n))  # every row: the same filters per column
+            pos_owner = spread(positions, rows, level2)
+        else:
+            bins = lwf(work, rows * cols) if level2 else blocks(f_n, rows * cols)
+            owner = np.array([np.where(bins // cols == r, bins % cols, -1) for r in range(rows)])
+            pos_owner = None
+        for r in range(rows):
+            pos = np.arange(positions) if pos_owner is None else np.flatnonzero(pos_owner == r)
+            per_col = [np.flatnonzero(owner[r] == c) for c in range(cols)]
+            depth = max(len(p) for p in per_col)
+            slots = np.full((len(pos), depth, cols, 2), -1, dtype=np.int64)
+            for c, fs in enumerate(per_col):
+                slots[:, :len(fs), c, 0] = pos[:, None]
+                slots[:, :len(fs), c, 1] = fs[None, :]
+            out.append((slots.reshape(-1, cols, 2), False))
+    elif kind == "depthwise":
+        ch_owner = lwf(work, rows) if level2 else blocks(f_n, rows)
+        pos_owner = spread(positions, cols, level2)
+        per_col = [np.flatnonzero(pos_owner == c) for c in range(cols)]
+        depth = max(len(p) for p in per_col)
+        for r in range(rows):
+            chans = np.flatnonzero(ch_owner == r)
+            slots = np.full((len(chans), depth, cols, 2), -1, dtype=np.int64)
+            for c, ps in enumerate(per_col):
+                slots[:, :len(ps), c, 0] = ps[None, :]
+                slots[:, :len(ps), c, 1] = chans[:, None]
+            out.append((slots.reshape(-1, cols, 2), True))
+    else:
+        raise MappingError(f"layer kind {kind!r} is not supported by phantom2d")
+    return out
+
+
+@dataclass
+class MeshPlan:
+    layer: str
+    fields: dict  # word_layout field -> array
+    words: int
+    expected: np.ndarray  # tagged outputs (core << 8 | int8 byte), core by core, each in its order
+    outputs: np.ndarray  # per core: number of outputs
+    useful: list  # per core: useful products of each chunk it receives
+    last: list  # per core: which of its chunks close an output
+    work: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+
+
+def plan_mesh(vec: dict, cfg: Phantom2DConfig, level2: bool = True) -> MeshPlan:
+    """Map one golden layer to mesh words, the tagged expected outputs and per-core chunk streams."""
+    name, kind = vec.get("name", "layer"), vec.get("kind")
+    try:
+        wm, um, ch, idx = operands(vec)
+    except MappingError as e:
+        raise MappingError(str(e).replace("by phantom", "by phantom2d")) from None
+    if wm.size and (wm.min() < -128 or wm.max() > 127):
+        raise MappingError(f"{name}: weights must be int8, found {int(wm.min())}..{int(wm.max())}")
+    if um.size and np.abs(um).max() > 255:
+        raise MappingError(f"{name}: activations x - zero_point must lie in [-255, 255]")
+    f_n = int(ch.max()) + 1
+    k = wm.shape[1]
+    positions = wm.shape[0] // f_n
+    core = cfg.core
+    R, C, M, V = cfg.rows, cfg.cols, cfg.chunk, cfg.values
+    y = np.asarray(vec["y"], dtype=np.int64).ravel()
+    params = {p: np.asarray(vec[p], dtype=np.int64) for p in ("bias", "mult", "shift")}
+    rows = assign(kind, wm[:f_n] != 0, positions, R, C, level2)
+
+    per_row, n_words = [], 0
+    core_outs = [[] for _ in range(R * C)]
+    useful_c = [[] for _ in range(R * C)]
+    last_c = [[] for _ in range(R * C)]
+    for r, (slots, swap) in enumerate(rows):
+        s_n = slots.shape[0]
+        live = slots[:, :, 0] >= 0  # (S, C)
+        out = np.where(live, slots[:, :, 0] * f_n + np.maximum(slots[:, :, 1], 0), 0)  # stream row of operands()
+        first = out[np.arange(s_n), np.argmax(live, axis=1)] if s_n else np.zeros(0, dtype=np.int64)
+        shared = (wm if swap else um)[first]  # (S, K)
+        colv = (um if swap else wm)[out] * live[:, :, None]  # (S, C, K)
+        if cfg.dense:
+            s_mask = np.ones_like(shared, dtype=bool)
+            c_mask = np.broadcast_to(live[:, :, None], colv.shape)
+        else:
+            s_mask, c_mask = shared != 0, colv != 0
+        rws, s0, e = (cut_chunks(s_mask, c_mask[:, 0], core, [c_mask[:, j] for j in range(1, C)]) if s_n
+                      else (np.zeros(0, dtype=np.int64),) * 3)
+        n = rws.size
+        n_words = max(n_words, n)
+        inside = np.arange(M)[None, :] < (e - s0)[:, None]
+        sm = inside if cfg.dense else (_gather(shared, rws, s0, e, M) != 0)
+        sv = _gather(shared, rws, s0, e, M)
+        row = {"valid": np.ones(n, dtype=np.int64), "swap": np.full(n, int(swap)), "smask": sm,
+               "svals": _packed(sv, sm, V), "scnt": sm.sum(axis=1)}
+        end = closes(rws)
+        for c in range(C):
+            cv = _gather(colv[:, c], rws, s0, e, M)
+            cm = inside & live[rws, c][:, None] if cfg.dense else cv != 0
+            useful = (sm & cm).sum(axis=1)
+            is_live = live[rws, c]
+            lst = end & is_live
+            use = is_live if cfg.dense else is_live & ((useful > 0) | lst)
+            o = out[rws, c]
+            chan = slots[rws, c, 1]
+            chan = np.maximum(chan, 0)
+            row.update({f"c{c}_use": use.astype(np.int64), f"c{c}_mask": cm, f"c{c}_vals": _packed(cv, cm, V),
+                        f"c{c}_cnt": cm.sum(axis=1), f"c{c}_last": lst.astype(np.int64),
+                        **{f"c{c}_{p}": np.where(is_live, params[p][chan], 0) for p in params}})
+            j = r * C + c
+            useful_c[j] = useful[use]
+            last_c[j] = lst[use]
+            core_outs[j] = o[lst]
+        per_row.append(row)
+
+    fields = {}
+    for r, row in enumerate(per_row):
+        for key, arr in row.items():
+            pad = n_words - len(arr)
+            arr = np.pad(arr, ((0, pad),) + ((0, 0),) * (arr.ndim - 1))
+            name_ = f"r{r}{key}" if key.startswith("c") else f"r{r}_{key}"
+            if key in ("smask",) or key.endswith("_mask"):
+                arr = _mask_word(arr)
+            elif key in ("svals",) or key.endswith("_vals"):
+                arr = _pack(arr, V_BITS)
+            fields[name_] = arr
+    outs_n = np.array([len(o) for o in core_outs])
+    expected = np.concatenate([(j << 8) | (y[idx[np.asarray(o, dtype=np.int64)]] & 0xFF)
+                               for j, o in enumerate(core_outs)]) if outs_n.sum() else np.zeros(0, dtype=np.int64)
+    nzw, nzu = wm != 0, um != 0
+    work = {"outputs": int(wm.shape[0]), "k": int(k), "words": int(n_words), "dense_macs": int(wm.size),
+            "useful_macs": int((nzw & nzu).sum()), "weight_density": float(nzw.mean()) if wm.size else 0.0,
+            "act_density": float(nzu.mean()) if um.size else 0.0}
+    plan = MeshPlan(name, fields, n_words, expected, outs_n, useful_c, last_c, work)
+    plan.model = mesh_sim(plan, cfg)
+    return plan
+
+
+def _packed(vals: np.ndarray, mask: np.ndarray, v: int) -> np.ndarray:
+    """(n, M) values and masks -> (n, v) the masked values, lowest position first, zero-padded."""
+    order = np.argsort(~mask, axis=1, kind="stable")[:, :v]
+    return np.take_along_axis(vals, order, axis=1) * np.take_along_axis(mask, order, axis=1)
+
+
+def _imbalance(c: np.ndarray) -> float:
+    busy = c[c > 0]
+    return float(busy.max() / busy.mean()) if busy.size else 1.0
+
+
+def mesh_sim(plan: MeshPlan, cfg: Phantom2DConfig, *, max_cycles: int = 10_000_000) -> dict:
+    """Cycle-exact model of the mesh RTL (input always valid, output never stalled):
+    per core its queue, window (:func:`rtl.phantom.mapper.schedule`), output register and
+    requantizer pipeline; the mesh takes a word when every queue has room; the collector
+    of each row serves one of its cores per cycle, round-robin. ``cycles`` matches the harness's count and
+    the counters the RTL's stat_* sums."""
+    T, L, D = cfg.threads, cfg.window, cfg.fifo
+    n_c = cfg.rows * cfg.cols
+    lat = RequantConfig.LATENCY
+    # per core, the chunks it receives from each word: word index -> (useful, last)
+    feeds = [[] for _ in range(n_c)]
+    for r in range(cfg.rows):
+        valid = plan.fields[f"r{r}_valid"]
+        for c in range(cfg.cols):
+            j = r * cfg.cols + c
+            use = np.flatnonzero((valid != 0) & (plan.fields[f"r{r}c{c}_use"] != 0))
+            feeds[j] = list(zip(use.tolist(), plan.useful[j].tolist(), plan.last[j].tolist()))
+    nxt = [0] * n_c  # next feed item per core
+    fifo = [[] for _ in range(n_c)]
+    slots = [[] for _ in range(n_c)]
+    out_valid = [False] * n_c
+    pipe = [[False] * lat for _ in range(n_c)]
+    busy, products = [0] * n_c, [0] * n_c
+    word, ptr, collected, total = 0, [0] * cfg.rows, 0, int(plan.outputs.sum())
+    t = 0
+    while collected < total:
+        if t > max_cycles:
+            raise RuntimeError("mesh model did not finish")
+        # collectors, one per row (combinational on the pipes' last stages)
+        grants = []
+        for r in range(cfg.rows):
+            cs = range(r * cfg.cols, (r + 1) * cfg.cols)
+            g = next((j for j in list(cs[ptr[r]:]) + list(cs[:ptr[r]]) if pipe[j][-1]), None)
+            if g is not None:
+                grants.append(g)
+                ptr[r] = (g - r * cfg.cols + 1) % cfg.cols
+        take_word = word < plan.words and all(len(q) < D for q in fifo)
+        for j in range(n_c):
+            o_ready = j in grants
+            en = not pipe[j][-1] or o_ready
+            takes, d, fin = schedule(slots[j], T)
+            go = not (fin and out_valid[j] and not en)
+            if slots[j]:
+                busy[j] += 1
+            if go:
+                for s, take in zip(slots[j], takes):
+                    s[0] -= take
+                products[j] += sum(takes)
+                del slots[j][:d]
+            accept = bool(fifo[j]) and len(slots[j]) < L  # room after this cycle's issue
+            if en:
+                pipe[j] = [out_valid[j]] + pipe[j][:-1]
+                out_valid[j] = False
+            if go and fin:
+                out_valid[j] = True
+            if accept:
+                u, lst = fifo[j].pop(0)
+                slots[j].append([u, lst])
+        collected += len(grants)
+        if take_word:
+            for j in range(n_c):
+                while nxt[j] < len(feeds[j]) and feeds[j][nxt[j]][0] == word:
+                    fifo[j].append(list(feeds[j][nxt[j]][1:]))
+                    nxt[j] += 1
+            word += 1
+        t += 1
+    return {"cycles": t + HARNESS_CYCLES, "products": sum(products), "chunks": sum(len(f) for f in feeds),
+            "busy": sum(busy), "slots": T * sum(busy), "errors": 0,
+            "core_busy": busy, "imbalance": _imbalance(np.array(busy, dtype=float))}
