@@ -32,7 +32,7 @@ def run_plan(design: Design, plan, vec: dict, *, sim="verilator", seed=1, idle=0
     r = run_stream(design, plan.fields, statics, plan.expected, sim=sim, seed=seed, idle=idle, stall=stall,
                    verilog=verilog, waves=waves, timeout_s=timeout_s, depth_log2=depth_log2(design),
                    max_cycles=8 * plan.model["cycles"] + 10_000,
-                   lanes=(design.config.rows, design.config.lane_bits))
+                   lanes=(design.config.cores, design.config.lane_bits))
     r.extra["layer"] = plan.layer
     r.extra["model"] = {k: v for k, v in plan.model.items() if k != "core_busy"}
     r.extra["work"] = dict(plan.work)

@@ -94,8 +94,8 @@ class Phantom2DConfig:
     the output's parameters and a ``use`` bit: conv and FC rows share an activation
     chunk (columns hold filters), depthwise rows share a channel's weights (columns hold
     positions). Chunk boundaries are common to a row word (``values`` bounds every
-    operand in it). Each core has a ``fifo``-deep input queue; each row's outputs are
-    collected round-robin into its lane of the output word, tagged with their core.
+    operand in it). Each core has a ``fifo``-deep input queue and its own lane of the
+    output word, tagged with the core.
 
     rows, cols   the mesh
     threads, chunk, values, window, dense   every core (see :class:`PhantomConfig`)
@@ -156,12 +156,12 @@ class Phantom2DConfig:
         return 8 + self.tag_bits + 1
 
     def out_layout(self) -> data.StructLayout:
-        """One output word: a lane per row (row r's cores are collected into lane r), each
-        an int8 ``value``, its ``core`` and a ``valid`` bit (the top bit of the lane)."""
+        """One output word: a lane per core, each an int8 ``value``, its ``core`` and a
+        ``valid`` bit (the top bit of the lane)."""
         fields = {}
-        for r in range(self.rows):
-            fields.update({f"lane{r}_value": signed(8), f"lane{r}_core": unsigned(self.tag_bits),
-                           f"lane{r}_valid": unsigned(1)})
+        for j in range(self.cores):
+            fields.update({f"lane{j}_value": signed(8), f"lane{j}_core": unsigned(self.tag_bits),
+                           f"lane{j}_valid": unsigned(1)})
         return data.StructLayout(fields)
 
     @property

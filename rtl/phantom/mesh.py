@@ -5,15 +5,14 @@ a row word's shared operand (an activation chunk for conv and FC rows, a channel
 weight chunk for depthwise rows) is broadcast to every core of the row, and each
 core takes its own column part (the other operand, its output's parameters). A core
 queues its chunks in a FIFO, so the cores of a row run apart by up to ``fifo``
-chunks; the mesh takes a word when every queue has room. Each row's outputs are
-collected round-robin into the row's lane of the output word (one output per row per
-cycle), each tagged with its core (r * cols + c): every core's outputs leave in its own
-stream order.
+chunks; the mesh takes a word when every queue has room. The output word has a lane
+per core, tagged with its core (r * cols + c), so every core can deliver an output each
+cycle, in its own stream order; back-pressure stalls every core.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -31,7 +30,7 @@ class PhantomMesh(wiring.Component):
     -----
     i : In(stream)   ``Phantom2DConfig.word_layout``: per row, the shared operand and
                      one part per column (``use``: this core takes a chunk)
-    o : Out(stream)  a lane per row: int8 ``value``, its ``core``, ``valid``
+    o : Out(stream)  a lane per core: int8 ``value``, its ``core``, ``valid``
     zero_point, act_min, act_max : In  requantizer statics (shared)
     stat_busy, stat_products, stat_slots, stat_chunks, stat_errors   sums over the cores
                      (see :class:`PhantomCore`)
@@ -42,6 +41,7 @@ class PhantomMesh(wiring.Component):
     def __init__(self, config: Phantom2DConfig | None = None):
         self._config = cfg = config or Phantom2DConfig()
         if cfg.in_bits > MAX_IN_BITS:
+            self._MustUse__silence = True  # never elaborated: no warning when it is collected
             raise ValueError(f"a {cfg.rows}x{cfg.cols} mesh with chunk {cfg.chunk} and {cfg.values} values makes a "
                              f"{cfg.in_bits}-bit input word (at most {MAX_IN_BITS})")
         ports = {"i": In(stream.Signature(cfg.word_layout())), "o": Out(stream.Signature(cfg.out_layout())),
@@ -96,34 +96,13 @@ class PhantomMesh(wiring.Component):
                              fifo.r_en.eq(core.i.ready)]
         m.d.comb += self.i.ready.eq(Cat(f.w_rdy for f in fifos).all())
 
-        # ---- output collection: per row, round-robin from the core after the last one served --
-        any_valid = []
-        for r in range(R):
-            row = cores[r * C:(r + 1) * C]
-            req = Signal(C, name=f"req{r}")
-            m.d.comb += req.eq(Cat(core.o.valid for core in row))
-            ptr = Signal(range(C), name=f"ptr{r}")  # the core served first this cycle
-            grant = Signal(range(C), name=f"grant{r}")
-            above = Signal(C, name=f"above{r}")
-            m.d.comb += above.eq(req & Cat((ptr <= j) for j in range(C)))
-            for j in reversed(range(C)):  # lowest requesting core at or after ptr, else the lowest
-                with m.If(req[j]):
-                    m.d.comb += grant.eq(j)
-            for j in reversed(range(C)):
-                with m.If(above[j]):
-                    m.d.comb += grant.eq(j)
-            lane_valid = getattr(self.o.payload, f"lane{r}_valid")
-            m.d.comb += lane_valid.eq(req.any())
-            any_valid.append(lane_valid)
-            with m.Switch(grant):
-                for j, core in enumerate(row):
-                    with m.Case(j):
-                        m.d.comb += [getattr(self.o.payload, f"lane{r}_value").eq(core.o.payload),
-                                     getattr(self.o.payload, f"lane{r}_core").eq(r * C + j),
-                                     core.o.ready.eq(self.o.ready)]
-            with m.If(self.o.ready & req.any()):
-                m.d.sync += ptr.eq(Mux(grant == C - 1, 0, grant + 1))
-        m.d.comb += self.o.valid.eq(Cat(any_valid).any())
+        # ---- output collection: a lane per core, tagged; one handshake takes every valid lane --
+        for j, core in enumerate(cores):
+            m.d.comb += [getattr(self.o.payload, f"lane{j}_value").eq(core.o.payload),
+                         getattr(self.o.payload, f"lane{j}_core").eq(j),
+                         getattr(self.o.payload, f"lane{j}_valid").eq(core.o.valid),
+                         core.o.ready.eq(self.o.ready)]
+        m.d.comb += self.o.valid.eq(Cat(core.o.valid for core in cores).any())
 
         # ---- counters: sums over the cores; the first core with a bad chunk -----------------
         for name in ("busy", "products", "slots", "chunks", "errors"):

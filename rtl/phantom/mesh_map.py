@@ -18,7 +18,8 @@ both go in contiguous blocks. **Level 1** is each core's dynamic thread scheduli
 A row word's chunk boundaries are common to its operands (``cut_chunks`` with every
 column's mask): a chunk ends after ``chunk`` positions or before any operand would
 exceed ``values`` non-zeros. A column part with no useful product that does not close
-its output is not sent (``use`` = 0); in dense mode every part is sent.
+its output is not sent (``use`` = 0), and a word that carries no part is dropped; in
+dense mode every part is sent.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from rtl.phantom.mapper import (MappingError, _gather, _mask_word, _pack, closes
                                 schedule)
 from rtl.common.requant import RequantConfig
 
+FIFO_DELAY = 1  # a word reaches its core one cycle after the mesh takes it
 HARNESS_CYCLES = 2  # harness cycles outside the mesh model (calibrated against the RTL)
 
 
@@ -60,10 +62,17 @@ def assign(kind: str, wmask: np.ndarray, positions: int, rows: int, cols: int, l
     """The mesh dataflow: per row, its slots as (outputs (S, cols) as (position, filter) pairs
     with -1 for an idle column) and whether the row shares the weights (``swap``).
 
-    ``wmask`` (F, K) gives the per-filter work that level 2 balances."""
+    ``wmask`` (F, K) gives the per-filter work that level 2 balances: it gives filters
+    (channels) to cores longest-work-first and orders each core's filters heaviest first,
+    so that the parts of one word -- which wait for each other through the cores'
+    queues -- carry about the same work."""
     f_n = wmask.shape[0]
     work = wmask.sum(axis=1)
     out = []
+
+    def order(items):  # level 2: heaviest first, so that a word's parts carry alike work
+        return items[np.argsort(-work[items], kind="stable")] if level2 else items
+
     if kind in ("conv", "linear"):
         if kind == "conv":
             owner = lwf(work, cols) if level2 else blocks(f_n, cols)
@@ -75,7 +84,7 @@ def assign(kind: str, wmask: np.ndarray, positions: int, rows: int, cols: int, l
             pos_owner = None
         for r in range(rows):
             pos = np.arange(positions) if pos_owner is None else np.flatnonzero(pos_owner == r)
-            per_col = [np.flatnonzero(owner[r] == c) for c in range(cols)]
+            per_col = [order(np.flatnonzero(owner[r] == c)) for c in range(cols)]
             depth = max(len(p) for p in per_col)
             slots = np.full((len(pos), depth, cols, 2), -1, dtype=np.int64)
             for c, fs in enumerate(per_col):
@@ -88,7 +97,7 @@ def assign(kind: str, wmask: np.ndarray, positions: int, rows: int, cols: int, l
         per_col = [np.flatnonzero(pos_owner == c) for c in range(cols)]
         depth = max(len(p) for p in per_col)
         for r in range(rows):
-            chans = np.flatnonzero(ch_owner == r)
+            chans = order(np.flatnonzero(ch_owner == r))
             slots = np.full((len(chans), depth, cols, 2), -1, dtype=np.int64)
             for c, ps in enumerate(per_col):
                 slots[:, :len(ps), c, 0] = ps[None, :]
@@ -106,6 +115,7 @@ class MeshPlan:
     words: int
     expected: np.ndarray  # tagged outputs (core << 8 | int8 byte), core by core, each in its order
     outputs: np.ndarray  # per core: number of outputs
+    sent: list  # per core: the words that carry a chunk for it
     useful: list  # per core: useful products of each chunk it receives
     last: list  # per core: which of its chunks close an output
     work: dict = field(default_factory=dict)
@@ -132,10 +142,12 @@ def plan_mesh(vec: dict, cfg: Phantom2DConfig, level2: bool = True) -> MeshPlan:
     params = {p: np.asarray(vec[p], dtype=np.int64) for p in ("bias", "mult", "shift")}
     rows = assign(kind, wm[:f_n] != 0, positions, R, C, level2)
 
-    per_row, n_words = [], 0
+    per_row = []
     core_outs = [[] for _ in range(R * C)]
     useful_c = [[] for _ in range(R * C)]
     last_c = [[] for _ in range(R * C)]
+    sent_c = [[] for _ in range(R * C)]
+    row_work = []
     for r, (slots, swap) in enumerate(rows):
         s_n = slots.shape[0]
         live = slots[:, :, 0] >= 0  # (S, C)
@@ -143,45 +155,37 @@ def plan_mesh(vec: dict, cfg: Phantom2DConfig, level2: bool = True) -> MeshPlan:
         first = out[np.arange(s_n), np.argmax(live, axis=1)] if s_n else np.zeros(0, dtype=np.int64)
         shared = (wm if swap else um)[first]  # (S, K)
         colv = (um if swap else wm)[out] * live[:, :, None]  # (S, C, K)
-        if cfg.dense:
-            s_mask = np.ones_like(shared, dtype=bool)
-            c_mask = np.broadcast_to(live[:, :, None], colv.shape)
-        else:
-            s_mask, c_mask = shared != 0, colv != 0
-        rws, s0, e = (cut_chunks(s_mask, c_mask[:, 0], core, [c_mask[:, j] for j in range(1, C)]) if s_n
-                      else (np.zeros(0, dtype=np.int64),) * 3)
+        rws, s0, e, useful, use, lst = row_chunks(shared != 0, colv != 0, live, cfg)
         n = rws.size
-        n_words = max(n_words, n)
         inside = np.arange(M)[None, :] < (e - s0)[:, None]
-        sm = inside if cfg.dense else (_gather(shared, rws, s0, e, M) != 0)
         sv = _gather(shared, rws, s0, e, M)
+        sm = inside if cfg.dense else sv != 0
         row = {"valid": np.ones(n, dtype=np.int64), "swap": np.full(n, int(swap)), "smask": sm,
                "svals": _packed(sv, sm, V), "scnt": sm.sum(axis=1)}
-        end = closes(rws)
         for c in range(C):
             cv = _gather(colv[:, c], rws, s0, e, M)
-            cm = inside & live[rws, c][:, None] if cfg.dense else cv != 0
-            useful = (sm & cm).sum(axis=1)
             is_live = live[rws, c]
-            lst = end & is_live
-            use = is_live if cfg.dense else is_live & ((useful > 0) | lst)
-            o = out[rws, c]
-            chan = slots[rws, c, 1]
-            chan = np.maximum(chan, 0)
-            row.update({f"c{c}_use": use.astype(np.int64), f"c{c}_mask": cm, f"c{c}_vals": _packed(cv, cm, V),
-                        f"c{c}_cnt": cm.sum(axis=1), f"c{c}_last": lst.astype(np.int64),
+            cm = inside & is_live[:, None] if cfg.dense else cv != 0
+            chan = np.maximum(slots[rws, c, 1], 0)
+            row.update({f"c{c}_use": use[:, c].astype(np.int64), f"c{c}_mask": cm, f"c{c}_vals": _packed(cv, cm, V),
+                        f"c{c}_cnt": cm.sum(axis=1), f"c{c}_last": lst[:, c].astype(np.int64),
                         **{f"c{c}_{p}": np.where(is_live, params[p][chan], 0) for p in params}})
             j = r * C + c
-            useful_c[j] = useful[use]
-            last_c[j] = lst[use]
-            core_outs[j] = o[lst]
+            sent_c[j] = np.flatnonzero(use[:, c])
+            useful_c[j] = useful[use[:, c], c]
+            last_c[j] = lst[use[:, c], c]
+            core_outs[j] = out[rws, c][lst[:, c]]
         per_row.append(row)
+        row_work.append((useful, use))
 
+    at, n_in = interleave(row_work, cfg.threads)
+    n_words, keep, sent_c = compact(n_in, [at[j // C][s] for j, s in enumerate(sent_c)])
     fields = {}
     for r, row in enumerate(per_row):
         for key, arr in row.items():
-            pad = n_words - len(arr)
-            arr = np.pad(arr, ((0, pad),) + ((0, 0),) * (arr.ndim - 1))
+            full = np.zeros((n_in,) + arr.shape[1:], dtype=arr.dtype)
+            full[at[r]] = arr
+            arr = full[keep]
             name_ = f"r{r}{key}" if key.startswith("c") else f"r{r}_{key}"
             if key in ("smask",) or key.endswith("_mask"):
                 arr = _mask_word(arr)
@@ -195,9 +199,72 @@ def plan_mesh(vec: dict, cfg: Phantom2DConfig, level2: bool = True) -> MeshPlan:
     work = {"outputs": int(wm.shape[0]), "k": int(k), "words": int(n_words), "dense_macs": int(wm.size),
             "useful_macs": int((nzw & nzu).sum()), "weight_density": float(nzw.mean()) if wm.size else 0.0,
             "act_density": float(nzu.mean()) if um.size else 0.0}
-    plan = MeshPlan(name, fields, n_words, expected, outs_n, useful_c, last_c, work)
-    plan.model = mesh_sim(plan, cfg)
+    plan = MeshPlan(name, fields, n_words, expected, outs_n, sent_c, useful_c, last_c, work)
+    plan.model = mesh_sim(n_words, sent_c, useful_c, last_c, cfg)
     return plan
+
+
+def interleave(row_work: list, threads: int) -> tuple[list, int]:
+    """Pack the rows' word streams into input words so that the rows keep pace in time,
+    not in word count: each input word carries the next word of every row whose
+    estimated cycles so far (a word: its busiest part's products / threads, at least one
+    cycle) are within one word of the row furthest behind. The cores' queues then
+    rarely hold a row back for another. Returns per row the input word of each of its
+    words, and the number of input words."""
+    est = [np.where(use, np.maximum(1, -(-useful // threads)), 0).max(axis=1, initial=0) if len(useful)
+           else np.zeros(0, dtype=np.int64) for useful, use in row_work]
+    n = [len(e) for e in est]
+    at = [np.zeros(k, dtype=np.int64) for k in n]
+    spent = np.zeros(len(est))
+    nxt = [0] * len(est)
+    slack = float(np.median(np.concatenate(est))) if sum(n) else 0.0
+    word = 0
+    while True:
+        live = [r for r in range(len(est)) if nxt[r] < n[r]]
+        if not live:
+            break
+        floor = min(spent[r] for r in live)
+        for r in live:
+            if spent[r] <= floor + slack:
+                at[r][nxt[r]] = word
+                spent[r] += est[r][nxt[r]]
+                nxt[r] += 1
+        word += 1
+    return at, word
+
+
+def compact(words: int, sent: list) -> tuple[int, np.ndarray, list]:
+    """Drop the words that carry no chunk for any core (the mesh would spend an input cycle
+    on each): the words left, the kept word indices, and ``sent`` renumbered."""
+    used = np.zeros(words, dtype=bool)
+    for s in sent:
+        used[np.asarray(s, dtype=np.int64)] = True
+    keep = np.flatnonzero(used)
+    new = np.cumsum(used) - 1
+    return len(keep), keep, [new[np.asarray(s, dtype=np.int64)] for s in sent]
+
+
+def row_chunks(s_mask: np.ndarray, c_mask: np.ndarray, live: np.ndarray, cfg: Phantom2DConfig):
+    """One row's slots (shared masks (S, K), column masks (S, C, K), live columns (S, C))
+    cut into words with common chunk boundaries. Per word: its slot, start, end, and per
+    column the useful products, whether the part is sent (``use``) and closes its output."""
+    C = cfg.cols
+    if cfg.dense:  # every element is sent and multiplied
+        s_mask = np.ones_like(s_mask, dtype=bool)
+        c_mask = np.broadcast_to(live[:, :, None], c_mask.shape)
+    if not s_mask.shape[0]:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, z, np.zeros((0, C), dtype=np.int64), np.zeros((0, C), bool), np.zeros((0, C), bool)
+    rws, s0, e = cut_chunks(s_mask, c_mask[:, 0], cfg.core, [c_mask[:, j] for j in range(1, C)])
+    useful = np.zeros((rws.size, C), dtype=np.int64)
+    cum = np.zeros((s_mask.shape[0], s_mask.shape[1] + 1), dtype=np.int32)
+    for c in range(C):
+        np.cumsum(s_mask & c_mask[:, c], axis=1, dtype=np.int32, out=cum[:, 1:])
+        useful[:, c] = cum[rws, e] - cum[rws, s0]
+    is_live = live[rws]
+    last = closes(rws)[:, None] & is_live
+    use = is_live if cfg.dense else is_live & ((useful > 0) | last)
+    return rws, s0, e, useful, use, last
 
 
 def _packed(vals: np.ndarray, mask: np.ndarray, v: int) -> np.ndarray:
@@ -211,43 +278,32 @@ def _imbalance(c: np.ndarray) -> float:
     return float(busy.max() / busy.mean()) if busy.size else 1.0
 
 
-def mesh_sim(plan: MeshPlan, cfg: Phantom2DConfig, *, max_cycles: int = 10_000_000) -> dict:
-    """Cycle-exact model of the mesh RTL (input always valid, output never stalled):
-    per core its queue, window (:func:`rtl.phantom.mapper.schedule`), output register and
-    requantizer pipeline; the mesh takes a word when every queue has room; the collector
-    of each row serves one of its cores per cycle, round-robin. ``cycles`` matches the harness's count and
-    the counters the RTL's stat_* sums."""
+def mesh_sim(words: int, sent: list, useful: list, last: list, cfg: Phantom2DConfig, *,
+             max_cycles: int = 100_000_000) -> dict:
+    """Cycle-exact model of the mesh RTL (input always valid, output never stalled) for
+    ``words`` input words; per core, the words that carry a chunk for it (``sent``) and
+    each chunk's useful products and close flag. Per core: its queue, window
+    (:func:`rtl.phantom.mapper.schedule`), output register and requantizer pipeline; the
+    mesh takes a word when every queue has room; each core has its own output lane.
+    ``cycles`` matches the harness's count, the counters the RTL's stat_* sums."""
     T, L, D = cfg.threads, cfg.window, cfg.fifo
     n_c = cfg.rows * cfg.cols
     lat = RequantConfig.LATENCY
-    # per core, the chunks it receives from each word: word index -> (useful, last)
-    feeds = [[] for _ in range(n_c)]
-    for r in range(cfg.rows):
-        valid = plan.fields[f"r{r}_valid"]
-        for c in range(cfg.cols):
-            j = r * cfg.cols + c
-            use = np.flatnonzero((valid != 0) & (plan.fields[f"r{r}c{c}_use"] != 0))
-            feeds[j] = list(zip(use.tolist(), plan.useful[j].tolist(), plan.last[j].tolist()))
+    feeds = [list(zip(np.asarray(s).tolist(), np.asarray(u).tolist(), np.asarray(la).tolist()))
+             for s, u, la in zip(sent, useful, last)]
     nxt = [0] * n_c  # next feed item per core
     fifo = [[] for _ in range(n_c)]
     slots = [[] for _ in range(n_c)]
     out_valid = [False] * n_c
     pipe = [[False] * lat for _ in range(n_c)]
     busy, products = [0] * n_c, [0] * n_c
-    word, ptr, collected, total = 0, [0] * cfg.rows, 0, int(plan.outputs.sum())
+    word, collected, total = 0, 0, int(sum(np.asarray(la).sum() for la in last))
     t = 0
     while collected < total:
         if t > max_cycles:
             raise RuntimeError("mesh model did not finish")
-        # collectors, one per row (combinational on the pipes' last stages)
-        grants = []
-        for r in range(cfg.rows):
-            cs = range(r * cfg.cols, (r + 1) * cfg.cols)
-            g = next((j for j in list(cs[ptr[r]:]) + list(cs[:ptr[r]]) if pipe[j][-1]), None)
-            if g is not None:
-                grants.append(g)
-                ptr[r] = (g - r * cfg.cols + 1) % cfg.cols
-        take_word = word < plan.words and all(len(q) < D for q in fifo)
+        grants = [j for j in range(n_c) if pipe[j][-1]]  # a lane per core: every valid output leaves
+        take_word = word < words and all(len(q) < D for q in fifo)
         for j in range(n_c):
             o_ready = j in grants
             en = not pipe[j][-1] or o_ready

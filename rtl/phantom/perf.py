@@ -9,12 +9,14 @@ model on a sample of each core's output positions and scales:
   sample of positions (all positions when they fit the budget) / sample size, with
   the pipeline fill and drain counted once per layer. Dense mode: the steady-state rate
   of the dense stream;
-* **mesh** (Phantom-2D, ``rows`` x ``cols`` cores): columns take filters, rows take
-  output positions; activations of a position are broadcast along its row, a filter's
-  weights down its column. FC layers (one position per image) spread filters over all
-  cores. **Level 2** balancing gives filters to columns longest-work-first by their
-  non-zero weights (what a mapper knows before run time) and interleaves positions
-  over rows; without it, filters and positions go in contiguous blocks.
+* **mesh** (Phantom-2D, :class:`rtl.phantom.config.Phantom2DConfig`): the dataflow of
+  the mesh RTL (:func:`rtl.phantom.mesh_map.assign`: conv rows take positions and
+  columns filters, FC filters spread over all cores, depthwise rows take channels and
+  columns positions), with chunk boundaries common to a row word; each core's exact
+  model runs on its own chunk stream of a sample of positions, scaled. The mesh takes
+  as long as its slowest core, and at least a cycle per word. **Level 2**
+  balancing: filters (channels) to cores longest-work-first by their non-zero weights
+  (what a mapper knows before run time), positions interleaved; without it, blocks.
 * **Level 1** (inside a core) is the dynamic thread scheduling of the RTL; without it
   (``static``) each thread owns the positions p = t (mod T) of every output and an
   output takes as many cycles as its busiest thread (at least one per chunk).
@@ -22,8 +24,9 @@ model on a sample of each core's output positions and scales:
 Masks come from a golden layer (:func:`masks_from_vectors`) or are drawn at published
 densities for ``golden.nets.zoo`` shapes (:func:`synthetic_masks`).
 
-Checked against RTL cycle counts on random and demo layers (see tests and
-``nnaccel bench phantom``).
+The core model is checked against core RTL cycle counts, the mesh model against the
+cycle-exact mesh model (:func:`rtl.phantom.mesh_map.mesh_sim`, equal to the mesh RTL),
+on random and demo layers (see tests and ``nnaccel bench phantom``).
 """
 
 from __future__ import annotations
@@ -34,27 +37,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtl.phantom.config import PhantomConfig
+from rtl.phantom.config import Phantom2DConfig, PhantomConfig
 from rtl.phantom.mapper import closes, cut_chunks, cycle_model, operands
+from rtl.phantom.mesh_map import (FIFO_DELAY, HARNESS_CYCLES, assign, blocks, compact, interleave, mesh_sim,
+                                  row_chunks)
 
 TAIL = 1 + 1 + 5  # model cycles after the last close: output register + requantizer
 # (and one more before the first: a chunk enters the window the cycle before it issues)
-
-
-@dataclass(frozen=True)
-class MeshConfig:
-    rows: int = 4
-    cols: int = 4
-
-    def __post_init__(self):
-        for name in ("rows", "cols"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 64:
-                raise ValueError(f"mesh {name} must be an integer in [1, 64], not {v!r}")
-
-    @property
-    def cores(self) -> int:
-        return self.rows * self.cols
 
 
 def stream_cycles(wmask: np.ndarray, amask: np.ndarray, cfg: PhantomConfig) -> dict:
@@ -164,54 +153,102 @@ def dense_rate(filters: int, k: int, cfg: PhantomConfig) -> float:
     return float(many - one) / n
 
 
-def _lwf(work: np.ndarray, bins: int) -> np.ndarray:
-    """Longest work first: filters in decreasing work, each to the least loaded bin."""
-    owner = np.zeros(len(work), dtype=np.int64)
-    load = np.zeros(bins)
-    for f in np.argsort(-work, kind="stable"):
-        b = int(np.argmin(load))
-        owner[f] = b
-        load[b] += work[f]
-    return owner
+def core_layer(lm: LayerMasks, cfg: PhantomConfig, *, seed: int = 0, budget: int = 60_000) -> dict:
+    """One core holding every filter of the layer (the stream the core's mapper sends):
+    sampled cycles, static-thread cycles and dense cycles of the whole layer."""
+    r = core_rate(lm, np.arange(lm.filters), cfg, np.random.default_rng(seed), budget)
+    dense = dense_rate(lm.filters, lm.wmask.shape[1], cfg)
+    return {"cycles": r["cycles"] * lm.positions + TAIL + 1, "static_cycles": r["static"] * lm.positions + TAIL + 1,
+            "dense_cycles": dense * lm.positions + TAIL + 1,
+            "thread_utilization": r["products"] / max(1e-9, r["slots"])}
 
 
-def _blocks(n: int, bins: int) -> np.ndarray:
-    return (np.arange(n) * bins) // max(1, n)
+def _sample(lm: LayerMasks, cfg: Phantom2DConfig, budget: int, rng) -> np.ndarray:
+    """Output positions the mesh model streams: all when they fit ``budget`` mask rows x
+    chunks, else a stratified random sample (one position per stratum) whose size is a
+    multiple of the mesh dimension that splits positions, so that every row (conv) or
+    column (depthwise) gets the same number, as in the whole layer up to one."""
+    split = {"conv": cfg.rows, "depthwise": cfg.cols}.get(lm.kind, 1)
+    per_out = max(1, -(-lm.wmask.shape[1] // cfg.chunk))
+    n = max(2 * split, budget // max(1, lm.filters * per_out)) // split * split
+    if n >= lm.positions:
+        return np.arange(lm.positions)
+    return np.floor((np.arange(n) + rng.random(n)) * (lm.positions / n)).astype(np.int64)
 
 
-def mesh_layer(lm: LayerMasks, cfg: PhantomConfig, mesh: MeshConfig, *, level2: bool = True,
-               seed: int = 0, budget: int = 60_000) -> dict:
-    """One layer on the mesh: cycles of every core (sparse with dynamic threads, with
-    static threads, and dense), mesh cycles (slowest core) and imbalance (slowest / mean).
+FILL = TAIL + 1 + FIFO_DELAY + HARNESS_CYCLES  # cycles of a mesh run outside the steady state
 
-    Columns take filters (all cores for FC layers), rows take positions."""
+
+def mesh_layer(lm: LayerMasks, cfg: Phantom2DConfig, *, level2: bool = True, seed: int = 0,
+               budget: int = 60_000) -> dict:
+    """One layer on the Phantom-2D mesh (the dataflow of :mod:`rtl.phantom.mesh_map`): the
+    cycle-exact mesh model on a sample of output positions, scaled to all of them.
+
+    Also: static-thread cycles (level 1 off: the run plus the slowest core's extra
+    cycles with static lanes, as each core alone), imbalance (busiest core / mean of the
+    busy ones), thread utilization and input words."""
     rng = np.random.default_rng(seed)
-    linear = lm.kind == "linear"
-    bins = mesh.cores if linear else mesh.cols
-    owner = _lwf(lm.wmask.sum(axis=1).astype(float), bins) if level2 else _blocks(lm.filters, bins)
-    dense_owner = _blocks(lm.filters, bins)
-    if linear:
-        rows = np.array([lm.positions])
-    elif level2:  # interleaved positions: rows differ by at most one position
-        rows = lm.positions // mesh.rows + (np.arange(mesh.rows) < lm.positions % mesh.rows)
+    R, C, core = cfg.rows, cfg.cols, cfg.core
+    pos = _sample(lm, cfg, budget, rng)
+    n_s = len(pos)
+    scale = lm.positions / n_s
+    rows = assign(lm.kind, lm.wmask, n_s, R, C, level2)
+    if lm.kind == "depthwise":  # activations depend on the channel
+        acts = lm.act(pos, np.arange(lm.filters)).reshape(n_s, lm.filters, -1)
     else:
-        rows = np.bincount(_blocks(lm.positions, mesh.rows), minlength=mesh.rows)
-    dense_rows = rows if linear else np.bincount(_blocks(lm.positions, mesh.rows), minlength=mesh.rows)
-    rates = [core_rate(lm, np.flatnonzero(owner == b), cfg, rng, budget) for b in range(bins)]
-    dense_rates = [dense_rate(int((dense_owner == b).sum()), lm.wmask.shape[1], cfg) for b in range(bins)]
-    pick = (lambda key: np.array([r[key] for r in rates]))
-    core = np.outer(rows, pick("cycles")).ravel()
-    static = np.outer(rows, pick("static")).ravel()
-    dense = np.outer(dense_rows, np.array(dense_rates)).ravel()
-    products, slots = float(np.outer(rows, pick("products")).sum()), float(np.outer(rows, pick("slots")).sum())
+        acts = lm.act(pos, np.arange(1)).reshape(n_s, 1, -1)
+    n_c = R * C
+    sent, useful, last = [np.zeros(0, np.int64)] * n_c, [np.zeros(0, np.int64)] * n_c, [np.zeros(0, bool)] * n_c
+    static, alone = np.zeros(n_c), np.zeros(n_c)
+    row_work = [(np.zeros((0, C), np.int64), np.zeros((0, C), bool))] * R
+    for r, (sl, swap) in enumerate(rows):
+        live = sl[:, :, 0] >= 0
+        if not sl.shape[0]:
+            continue
+        p_idx, f_idx = np.maximum(sl[:, :, 0], 0), np.maximum(sl[:, :, 1], 0)
+        first = np.argmax(live, axis=1)
+        s_ix = np.arange(sl.shape[0])
+        if swap:
+            shared = lm.wmask[f_idx[s_ix, first]]
+            colm = acts[p_idx, f_idx] & live[:, :, None]
+        else:
+            shared = acts[p_idx[s_ix, first], 0]
+            colm = lm.wmask[f_idx] & live[:, :, None]
+        rws, _, _, u, use, lst = row_chunks(shared, colm, live, cfg)
+        row_work[r] = (u, use)
+        for c in range(C):
+            j, sel = r * C + c, use[:, c]
+            sent[j], useful[j], last[j] = np.flatnonzero(sel), u[sel, c], lst[sel, c]
+            if sel.any():
+                alone[j] = cycle_model(useful[j], last[j], core)["cycles"]
+                outs = live[:, c]
+                static[j] = static_cycles(shared[outs] & colm[outs, c], np.bincount(rws[sel], minlength=len(live))[outs],
+                                          cfg.threads) + TAIL + 1
+    at, n_in = interleave(row_work, cfg.threads)
+    words, _, sent = compact(n_in, [at[j // C][s] for j, s in enumerate(sent)])
+    m = mesh_sim(words, sent, useful, last, cfg)
+    # the words stream at the sampled rate; the drain after the last word does not grow
+    cycles = FILL + (m["cycles"] - FILL) * scale
+    busy = np.array(m["core_busy"], dtype=float)
+    return {"cycles": cycles, "static_cycles": cycles + max(0.0, static.max() - alone.max()) * scale,
+            "imbalance": m["imbalance"], "thread_utilization": m["products"] / max(1, m["slots"]),
+            "core_busy": busy * scale, "words": words * scale,
+            "sampled_positions": n_s}
 
-    def imb(c):
-        busy = c[c > 0]
-        return float(c.max() / busy.mean()) if busy.size else 1.0
 
-    return {"cycles": float(core.max()) + TAIL + 1, "dense_cycles": float(dense.max()) + TAIL + 1,
-            "static_cycles": float(static.max()) + TAIL + 1, "imbalance": imb(core),
-            "thread_utilization": products / max(1.0, slots), "core_cycles": core}
+def dense_layer(lm: LayerMasks, cfg: Phantom2DConfig) -> float:
+    """Dense-mode mesh cycles: filters (channels) and positions in blocks; every core's
+    stream is regular, so each runs as alone (:func:`dense_rate`)."""
+    R, C, k, core = cfg.rows, cfg.cols, lm.wmask.shape[1], cfg.core
+    f_n, p_n = lm.filters, lm.positions
+    if lm.kind == "conv":
+        per = [(np.sum(blocks(p_n, R) == r), np.sum(blocks(f_n, C) == c)) for r in range(R) for c in range(C)]
+    elif lm.kind == "linear":
+        per = [(p_n, np.sum(blocks(f_n, R * C) == j)) for j in range(R * C)]
+    else:  # depthwise: rows take channels, columns positions
+        per = [(np.sum(blocks(p_n, C) == c), np.sum(blocks(f_n, R) == r)) for r in range(R) for c in range(C)]
+    cyc = max(groups * dense_rate(int(outs), k, core) for groups, outs in per)
+    return float(cyc) + FILL
 
 
 def synthetic_filters(rng: np.random.Generator, filters: int, k: int, density: float, cv: float) -> np.ndarray:
@@ -226,7 +263,7 @@ def synthetic_filters(rng: np.random.Generator, filters: int, k: int, density: f
     return rng.random((filters, k)) < d[:, None]
 
 
-def net_study(net: str, cfg: PhantomConfig, mesh: MeshConfig, *, cv: float = 0.4, seed: int = 0,
+def net_study(net: str, cfg: Phantom2DConfig, *, cv: float = 0.4, seed: int = 0,
               budget: int = 12_000, progress=None) -> dict:
     """Every layer of a ``golden.nets.zoo`` net at its published densities on the mesh:
     dense and sparse cycles with level-2 balancing on and off, static threads (level 1
@@ -239,19 +276,21 @@ def net_study(net: str, cfg: PhantomConfig, mesh: MeshConfig, *, cv: float = 0.4
         if progress:
             progress(f"{net} {layer['name']}")
         lm = synthetic_masks(np.random.default_rng([seed, i]), layer, d["weight"], d["activation"], cv)
-        on = mesh_layer(lm, cfg, mesh, level2=True, seed=seed, budget=budget)
-        off = mesh_layer(lm, cfg, mesh, level2=False, seed=seed, budget=budget)
+        on = mesh_layer(lm, cfg, level2=True, seed=seed, budget=budget)
+        off = mesh_layer(lm, cfg, level2=False, seed=seed, budget=budget)
+        dense = dense_layer(lm, cfg)
         macs = zoo.macs(layer)
         useful = float(lm.wmask.sum() * lm.positions * d["activation"])  # expected: activations i.i.d.
         rows.append({
             "layer": layer["name"], "kind": layer["kind"], "macs": macs, "weight_density": d["weight"],
             "act_density": d["activation"], "weight_density_sampled": float(lm.wmask.mean()),
             "useful_macs": useful, "bound": macs / useful,
-            "dense_cycles": on["dense_cycles"], "cycles": on["cycles"], "cycles_level2_off": off["cycles"],
+            "dense_cycles": dense, "cycles": on["cycles"], "cycles_level2_off": off["cycles"],
             "cycles_level1_off": on["static_cycles"], "cycles_both_off": off["static_cycles"],
             "imbalance": on["imbalance"], "imbalance_level2_off": off["imbalance"],
             "thread_utilization": on["thread_utilization"],
-            "speedup": on["dense_cycles"] / on["cycles"],
+            "words": on["words"],
+            "speedup": dense / on["cycles"],
         })
         rows[-1]["fraction_of_bound"] = rows[-1]["speedup"] / rows[-1]["bound"]
     tot = {k: sum(r[k] for r in rows) for k in ("macs", "useful_macs", "dense_cycles", "cycles", "cycles_level2_off",
@@ -268,4 +307,4 @@ def net_study(net: str, cfg: PhantomConfig, mesh: MeshConfig, *, cv: float = 0.4
         **{f"total_{k}": v for k, v in tot.items()},
     }
     summary["fraction_of_bound"] = summary["speedup"] / summary["bound"]
-    return {"net": net, "mesh": [mesh.rows, mesh.cols], "cv": cv, "layers": rows, "summary": summary}
+    return {"net": net, "mesh": [cfg.rows, cfg.cols], "cv": cv, "layers": rows, "summary": summary}
