@@ -1,14 +1,19 @@
-"""`nnaccel bench phantom`: RTL-measured speedup of the Phantom core, and the Phantom-2D study.
+"""`nnaccel bench phantom`: RTL-measured speedup of the Phantom core and of a Phantom-2D mesh,
+and the VGG16 / MobileNet-v1 study.
 
-Part 1 (RTL): every figure comes from co-simulating the generated RTL (outputs
+Part 1 (core RTL): every figure comes from co-simulating the generated RTL (outputs
 checked bit-exactly on every run) and its counters: for each layer the same core runs
 the sparse chunk stream and the dense-mode stream (masks all ones, zeros
 multiplied). The bound is the work: dense MACs / useful (non-zero x non-zero) MACs.
+The core's fast model (sampled positions) is checked against every run.
 
-Part 2 (model): the fast cycle model (rtl.phantom.perf) is checked against every RTL
-run of part 1 (sampled positions, as on large layers), then drives a Phantom-2D mesh
-on the demo net (actual masks) and on VGG16 / MobileNet-v1 at published densities
-(golden/nets/densities.json), with each balancing level on and off.
+Part 2 (mesh RTL): the demo net's layers on a 4x4 Phantom-2D mesh, sparse with level-2
+balancing on and off, and dense; the mesh's cycles must equal the cycle-exact mesh
+model, and the fast mesh model (sampled positions) is checked against them.
+
+Part 3 (model): the fast mesh model is checked against the exact mesh model on whole
+synthetic layers at the study's mesh, then runs VGG16 / MobileNet-v1 at published
+densities (golden/nets/densities.json), with each balancing level on and off.
 """
 
 from __future__ import annotations
@@ -19,16 +24,30 @@ import sys
 import numpy as np
 
 from cosim.phantom import random_layer, verify_layer
+from cosim.phantom2d import check_counters, run_plan
 from golden.nets import digits
 from rtl.export import generate
-from rtl.phantom.perf import MeshConfig, masks_from_vectors, mesh_layer, net_study
+from rtl.phantom.config import Phantom2DConfig
+from rtl.phantom.mesh_map import plan_mesh
+from rtl.phantom.perf import core_layer, masks_from_vectors, mesh_layer, net_study, synthetic_masks
 
 DENSITIES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # weight = activation density of the sweep layer
 LAYER = dict(kind="conv", n=1, c=16, h=8, w=8, o=16, k=3, stride=1, padding=1)
 IMAGES = 8  # demo-net images per layer
-MESH = MeshConfig(4, 4)
-MODEL_BUDGET = 4_000  # sampled mask rows x chunks per core stream when checking the fast model
+MESH_RTL = Phantom2DConfig(rows=2, cols=4, chunk=64, values=16)  # fits the harness's 4096-bit input word
+STUDY = Phantom2DConfig(rows=4, cols=4, chunk=256, values=64)  # the VGG16 / MobileNet-v1 mesh (model)
+MODEL_BUDGET = 4_000  # sampled mask rows x chunks when checking the fast models against RTL
+STUDY_BUDGET = 30_000  # ... in the VGG16 / MobileNet-v1 study
 WEIGHT_CV = 0.4  # per-filter weight-density spread of the synthetic VGG16 / MobileNet masks
+CHECK_LAYERS = (  # whole synthetic layers on which the fast mesh model meets the exact one
+    dict(name="conv 128->256 14x14", kind="conv", c=128, h=14, w=14, o=256, k=3, stride=1, padding=1, wd=0.3, ad=0.4),
+    dict(name="conv 64->64 28x28", kind="conv", c=64, h=28, w=28, o=64, k=3, stride=1, padding=1, wd=0.5, ad=0.5),
+    dict(name="pointwise 256->256 14x14", kind="conv", c=256, h=14, w=14, o=256, k=1, stride=1, padding=0, wd=0.5,
+         ad=0.5),
+    dict(name="depthwise 256 28x28", kind="depthwise", c=256, o=256, h=28, w=28, k=3, stride=1, padding=1, wd=1.0,
+         ad=0.5),
+    dict(name="fc 4096->1000", kind="linear", c=4096, o=1000, h=1, w=1, k=1, stride=1, padding=0, wd=0.1, ad=0.4),
+)
 
 
 def _pair(sparse, dense, vec) -> dict:
@@ -45,7 +64,7 @@ def _pair(sparse, dense, vec) -> dict:
     exact_err = {n: abs(r.cycles - (r.extra["model"]["cycles"] + 2 * r.extra["batches"])) / r.cycles
                  for n, r in rs.items()}
     # the fast model on sampled positions, as it runs on large layers
-    fast = mesh_layer(masks_from_vectors(vec), sparse.config, MeshConfig(1, 1), budget=MODEL_BUDGET)
+    fast = core_layer(masks_from_vectors(vec), sparse.config, budget=MODEL_BUDGET)
     fast_err = {"sparse": abs(fast["cycles"] + 2 - s.cycles) / s.cycles,
                 "dense": abs(fast["dense_cycles"] + 2 - d.cycles) / d.cycles}
     return {"layer": vec["name"], "dense_macs": work["dense_macs"], "useful_macs": work["useful_macs"],
@@ -57,15 +76,45 @@ def _pair(sparse, dense, vec) -> dict:
             "fast_model_rel_error": max(fast_err.values()), "stats_sparse": st, "stats_dense": d.extra["stats"]}
 
 
-def _demo_mesh(vecs, cfg) -> list[dict]:
+def _mesh_demo(vec, sparse, dense) -> dict:
+    """One demo layer on the mesh RTL: sparse with level 2 on and off, and dense."""
+    runs = {}
+    for name, design, level2 in (("sparse", sparse, True), ("level2_off", sparse, False), ("dense", dense, False)):
+        plan = plan_mesh(vec, design.config, level2=level2)
+        r = run_plan(design, plan, vec)
+        bad = check_counters(r, plan)
+        if not r.passed or bad or r.cycles != plan.model["cycles"]:
+            raise RuntimeError(f"mesh bench run {vec['name']} ({name}) failed: {r.summary()} {bad or ''} "
+                               f"{r.extra.get('error', '')} (model {plan.model['cycles']} cycles)")
+        runs[name] = {"cycles": r.cycles, "model_cycles": plan.model["cycles"], "words": plan.words,
+                      "imbalance": plan.model["imbalance"], "stats": r.extra["stats"],
+                      "work": plan.work}
+    s, off, d = runs["sparse"], runs["level2_off"], runs["dense"]
+    fast = mesh_layer(masks_from_vectors(vec), sparse.config, budget=MODEL_BUDGET)
+    work = s["work"]
+    bound = work["dense_macs"] / max(1, work["useful_macs"])
+    return {"layer": vec["name"], "bound": bound, "sparse_cycles": s["cycles"], "dense_cycles": d["cycles"],
+            "level2_off_cycles": off["cycles"], "speedup": d["cycles"] / s["cycles"],
+            "speedup_level2_off": d["cycles"] / off["cycles"], "fraction_of_bound": d["cycles"] / s["cycles"] / bound,
+            "imbalance": s["imbalance"], "imbalance_level2_off": off["imbalance"],
+            "thread_utilization": s["stats"]["products"] / max(1, s["stats"]["slots"]),
+            "exact_model_rel_error": max(abs(r["cycles"] - r["model_cycles"]) / r["cycles"] for r in runs.values()),
+            "fast_model_cycles": fast["cycles"], "fast_model_sampled_positions": fast["sampled_positions"],
+            "fast_model_rel_error": abs(fast["cycles"] - s["cycles"]) / s["cycles"], "words": s["words"]}
+
+
+def _model_check() -> list[dict]:
+    """The fast mesh model (the study's budget) against the exact mesh model on whole layers."""
     rows = []
-    for vec in vecs:
-        lm = masks_from_vectors(vec)
-        on, off = (mesh_layer(lm, cfg, MESH, level2=lv) for lv in (True, False))
-        rows.append({"layer": vec["name"], "cycles": on["cycles"], "cycles_level2_off": off["cycles"],
-                     "cycles_level1_off": on["static_cycles"], "dense_cycles": on["dense_cycles"],
-                     "imbalance": on["imbalance"], "imbalance_level2_off": off["imbalance"],
-                     "speedup": on["dense_cycles"] / on["cycles"]})
+    for i, layer in enumerate(CHECK_LAYERS):
+        lm = synthetic_masks(np.random.default_rng(i), layer, layer["wd"], layer["ad"], WEIGHT_CV)
+        for level2 in (True, False):
+            exact = mesh_layer(lm, STUDY, level2=level2, budget=10**12)
+            fast = mesh_layer(lm, STUDY, level2=level2, budget=STUDY_BUDGET)
+            rows.append({"layer": layer["name"], "level2": level2, "exact_cycles": exact["cycles"],
+                         "fast_cycles": fast["cycles"], "sampled_positions": fast["sampled_positions"],
+                         "positions": lm.positions,
+                         "rel_error": abs(fast["cycles"] - exact["cycles"]) / exact["cycles"]})
     return rows
 
 
@@ -91,26 +140,48 @@ def bench_phantom(out_dir) -> tuple[dict, list[str], bool]:
     bound = sum(r["dense_macs"] for r in demo) / sum(r["useful_macs"] for r in demo)
     exact_err = max(r["exact_model_rel_error"] for r in demo + sweep)
     fast_err = max(r["fast_model_rel_error"] for r in demo + sweep)
-    progress("mesh on the demo net")
-    demo_mesh = _demo_mesh(vecs, sparse.config)
+    progress("mesh RTL: build")
+    msparse = generate("phantom2d", config=MESH_RTL)
+    mdense = generate("phantom2d", config=dataclasses.replace(MESH_RTL, dense=True))
+    mesh_demo = []
+    for vec in vecs:
+        progress(f"mesh RTL {vec['name']}")
+        mesh_demo.append(_mesh_demo(vec, msparse, mdense))
+    m_dense = sum(r["dense_cycles"] for r in mesh_demo)
+    m_sparse = sum(r["sparse_cycles"] for r in mesh_demo)
+    m_off = sum(r["level2_off_cycles"] for r in mesh_demo)
+    mesh_exact_err = max(r["exact_model_rel_error"] for r in mesh_demo)
+    mesh_fast_err = max(r["fast_model_rel_error"] for r in mesh_demo)
+    progress("mesh model against the exact mesh model on whole layers")
+    check = _model_check()
+    study_err = max(r["rel_error"] for r in check)
     studies = {}
     for net in ("vgg16", "mobilenet_v1"):
-        studies[net] = net_study(net, sparse.config, MESH, cv=WEIGHT_CV, progress=progress)
+        studies[net] = net_study(net, STUDY, cv=WEIGHT_CV, budget=STUDY_BUDGET, progress=progress)
     result = {
         "engine": "phantom",
         "config": dataclasses.asdict(sparse.config),
-        "mesh": [MESH.rows, MESH.cols],
+        "mesh_rtl_config": dataclasses.asdict(MESH_RTL),
+        "study_config": dataclasses.asdict(STUDY),
+        "mesh": [STUDY.rows, STUDY.cols],
         "images": IMAGES,
         "demo_net": demo,
         "sweep_layer": LAYER,
         "sweep": sweep,
-        "demo_mesh": demo_mesh,
+        "mesh_demo": mesh_demo,
+        "model_check": check,
         "studies": studies,
         "figures": {
             "demo_speedup_over_dense": dense_c / sparse_c, "demo_bound": bound,
             "demo_fraction_of_bound": dense_c / sparse_c / bound, "demo_thread_utilization": util,
             "demo_thread_utilization_per_layer": {r["layer"]: r["thread_utilization"] for r in demo},
             "exact_model_max_rel_error": exact_err, "fast_model_max_rel_error": fast_err,
+            "mesh_demo_speedup_over_dense": m_dense / m_sparse, "mesh_demo_speedup_level2_off": m_dense / m_off,
+            "mesh_demo_fraction_of_bound": m_dense / m_sparse / bound,
+            "mesh_demo_imbalance": {r["layer"]: r["imbalance"] for r in mesh_demo},
+            "mesh_demo_imbalance_level2_off": {r["layer"]: r["imbalance_level2_off"] for r in mesh_demo},
+            "mesh_exact_model_max_rel_error": mesh_exact_err, "mesh_fast_model_max_rel_error": mesh_fast_err,
+            "study_model_max_rel_error": study_err,
             **{f"{net}_{k}": st["summary"][k] for net, st in studies.items()
                for k in ("speedup", "bound", "fraction_of_bound", "speedup_level1_off", "speedup_level2_off",
                          "speedup_both_off", "imbalance", "imbalance_level2_off", "thread_utilization")},
@@ -119,33 +190,44 @@ def bench_phantom(out_dir) -> tuple[dict, list[str], bool]:
                     "model_rel_error": 0.02},
         "paper": {"speedup_over_dense_vgg16_mobilenet": 12.0},
         "notes": (
-            "Part 1: single core, RTL-measured (cocotb, Verilator), outputs exact on every run; dense = the same core "
-            "fed masks of all ones with zeros packed; bound = dense MACs / useful MACs. The exact cycle model equals "
-            "the RTL (error 0 up to the harness's 2 cycles). Part 2: the fast model (sampled positions) is checked "
-            "against every part-1 run (fast_model_max_rel_error), then runs a %dx%d Phantom-2D mesh (columns take "
-            "filters, rows take positions; FC filters spread over all cores). VGG16 / MobileNet-v1 masks are drawn at "
-            "the per-layer densities of golden/nets/densities.json (weights: Deep Compression / Distiller; "
-            "activations: Han et al. 2015 for VGG16, assumed 0.5 for MobileNet), per-filter weight densities from a "
-            "Beta law with coefficient of variation %.1f (the sparse demo net measures 0.16-0.53). The paper's 12x "
-            "comes from its own, sparser, operating points; the bound here is what these densities allow. "
-            "Demo conv1 (K=9) is limited to one chunk and one output per cycle: 2.4 useful products per output "
-            "leave threads idle." % (MESH.rows, MESH.cols, WEIGHT_CV)),
+            "Part 1: one core, RTL-measured (cocotb, Verilator), outputs exact on every run; dense = the same core "
+            "fed masks of all ones with zeros packed; bound = dense MACs / useful MACs. The exact core model equals "
+            "the RTL (error 0 up to the harness's 2 cycles); the fast core model samples positions. Part 2: a "
+            "%dx%d Phantom-2D mesh in RTL (chunk %d, values %d: the widest mesh word the harness takes) runs the "
+            "demo net; its cycles equal the cycle-exact mesh model on every run, and imbalance (busiest core / mean) "
+            "comes from that model. Part 3: the fast mesh model (the exact mesh model on sampled positions) is "
+            "checked against the exact model on whole synthetic layers (study_model_max_rel_error), then runs a "
+            "%dx%d mesh of chunk-%d cores over VGG16 / MobileNet-v1. Their masks are drawn at the per-layer "
+            "densities of golden/nets/densities.json (weights: Deep Compression / Distiller; activations: Han et "
+            "al. 2015 for VGG16, assumed 0.5 for MobileNet), per-filter weight densities from a Beta law with "
+            "coefficient of variation %.1f (the sparse demo net measures 0.16-0.53). The paper's 12x comes from "
+            "its own, sparser, operating points; the bound here is what these densities allow. Demo conv1 (K=9) "
+            "is limited to one chunk and one output per cycle per core: 2.4 useful products per output leave "
+            "threads idle." % (MESH_RTL.rows, MESH_RTL.cols, MESH_RTL.chunk, MESH_RTL.values, STUDY.rows,
+                                 STUDY.cols, STUDY.chunk, WEIGHT_CV)),
     }
     _plot(result, out_dir)
     f = result["figures"]
     lines = [f"{r['layer']}: speedup {r['speedup']:.2f}x over dense (bound {r['bound']:.2f}x, "
              f"{100 * r['fraction_of_bound']:.0f}%), thread utilization {100 * r['thread_utilization']:.0f}%"
              for r in demo]
-    lines += [f"demo net (RTL): speedup {f['demo_speedup_over_dense']:.2f}x (bound {f['demo_bound']:.2f}x), thread "
-              f"utilization {100 * f['demo_thread_utilization']:.1f}% (target 90%); exact model within "
+    lines += [f"demo net, one core (RTL): speedup {f['demo_speedup_over_dense']:.2f}x (bound {f['demo_bound']:.2f}x), "
+              f"thread utilization {100 * f['demo_thread_utilization']:.1f}% (target 90%); exact model within "
               f"{100 * exact_err:.3f}% of RTL, fast model within {100 * fast_err:.2f}% (target 2%)"]
+    lines += [f"demo net, {MESH_RTL.rows}x{MESH_RTL.cols} mesh (RTL): speedup {f['mesh_demo_speedup_over_dense']:.2f}x "
+              f"(level 2 off {f['mesh_demo_speedup_level2_off']:.2f}x); imbalance "
+              + ", ".join(f"{r['layer']} {r['imbalance']:.2f} (off {r['imbalance_level2_off']:.2f})" for r in mesh_demo)
+              + f"; exact mesh model within {100 * mesh_exact_err:.3f}% of RTL, fast mesh model within "
+              f"{100 * mesh_fast_err:.2f}%"]
+    lines += [f"fast mesh model vs exact mesh model on whole layers: within {100 * study_err:.2f}% (target 2%)"]
     for net in studies:
-        lines.append(f"{net} on a {MESH.rows}x{MESH.cols} mesh (model): speedup {f[net + '_speedup']:.2f}x, bound "
+        lines.append(f"{net} on a {STUDY.rows}x{STUDY.cols} mesh (model): speedup {f[net + '_speedup']:.2f}x, bound "
                      f"{f[net + '_bound']:.2f}x ({100 * f[net + '_fraction_of_bound']:.1f}% of bound, target 90%; "
                      f"paper 12x); level 1 off {f[net + '_speedup_level1_off']:.2f}x, level 2 off "
                      f"{f[net + '_speedup_level2_off']:.2f}x; imbalance {f[net + '_imbalance']:.3f} "
                      f"(level 2 off {f[net + '_imbalance_level2_off']:.3f})")
-    return result, lines, exact_err <= 0.02 and fast_err <= 0.02
+    ok = max(exact_err, mesh_exact_err) <= 0.02 and max(fast_err, mesh_fast_err, study_err) <= 0.02
+    return result, lines, ok
 
 
 def _plot(result: dict, out_dir) -> None:
@@ -155,8 +237,8 @@ def _plot(result: dict, out_dir) -> None:
     from pathlib import Path
 
     demo, sweep = result["demo_net"], result["sweep"]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    a1, a2, a3, a4 = axes.ravel()
+    fig, axes = plt.subplots(2, 3, figsize=(17, 8))
+    a1, a2, a5, a3, a4, a6 = axes.ravel()
     xs = np.arange(len(demo))
     a1.bar(xs - 0.2, [r["bound"] for r in demo], 0.4, label="bound (dense / useful MACs)")
     a1.bar(xs + 0.2, [r["speedup"] for r in demo], 0.4, label="RTL speedup over dense")
@@ -183,8 +265,28 @@ def _plot(result: dict, out_dir) -> None:
         s = result["studies"][net]["summary"]
         ax.set_title(f"{net}, {result['mesh'][0]}x{result['mesh'][1]} mesh (model): {s['speedup']:.2f}x of bound "
                      f"{s['bound']:.2f}x", fontsize=9)
+    md = result["mesh_demo"]
+    xs = np.arange(len(md))
+    a5.bar(xs - 0.27, [r["bound"] for r in md], 0.27, label="bound")
+    a5.bar(xs, [r["speedup"] for r in md], 0.27, label="speedup, level 2 on")
+    a5.bar(xs + 0.27, [r["speedup_level2_off"] for r in md], 0.27, label="speedup, level 2 off")
+    for x, r in zip(xs, md):
+        a5.text(x, r["speedup"], f"{r['imbalance']:.2f}/{r['imbalance_level2_off']:.2f}", ha="center", va="bottom",
+                fontsize=7)
+    a5.set_xticks(xs, [r["layer"] for r in md]), a5.set_ylabel("x over dense"), a5.legend(fontsize=8)
+    mc = result["mesh_rtl_config"]
+    a5.set_title(f"demo net, {mc['rows']}x{mc['cols']} mesh (RTL; labels: imbalance on/off)", fontsize=9)
+    chk = result["model_check"]
+    a6.bar(np.arange(len(chk)), [100 * r["rel_error"] for r in chk],
+           color=["C0" if r["level2"] else "C1" for r in chk])
+    a6.axhline(2.0, color="k", ls=":", lw=1)
+    a6.set_xticks(np.arange(len(chk)), [f"{r['layer']}{'' if r['level2'] else ' (L2 off)'}" for r in chk],
+                  rotation=60, ha="right", fontsize=6)
+    a6.set_ylabel("|fast - exact| / exact (%)")
+    a6.set_title("fast mesh model (sampled) vs exact mesh model, whole layers", fontsize=9)
     c = result["config"]
-    fig.suptitle(f"Phantom core (T={c['threads']}, chunk={c['chunk']}, values={c['values']}, window={c['window']})")
+    fig.suptitle(f"Phantom core (T={c['threads']}, chunk={c['chunk']}, values={c['values']}, window={c['window']}) "
+                 f"and Phantom-2D")
     fig.tight_layout()
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     fig.savefig(Path(out_dir) / "phantom.png", dpi=120)

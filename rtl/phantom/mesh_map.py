@@ -38,13 +38,18 @@ HARNESS_CYCLES = 2  # harness cycles outside the mesh model (calibrated against 
 
 
 def lwf(work: np.ndarray, bins: int) -> np.ndarray:
-    """Longest work first: items in decreasing work, each to the least loaded bin."""
-    owner = np.zeros(len(work), dtype=np.int64)
+    """Longest work first: items in decreasing work, each to the least loaded bin that has
+    fewer than its share (ceil(n / bins)) of items, so counts stay within one."""
+    n = len(work)
+    cap = -(-n // bins) if n else 0
+    owner = np.zeros(n, dtype=np.int64)
     load = np.zeros(bins)
+    count = np.zeros(bins, dtype=np.int64)
     for f in np.argsort(-np.asarray(work, dtype=float), kind="stable"):
-        b = int(np.argmin(load))
+        b = int(np.argmin(np.where(count < cap, load, np.inf)))
         owner[f] = b
         load[b] += work[f]
+        count[b] += 1
     return owner
 
 
@@ -54,8 +59,14 @@ def blocks(n: int, bins: int) -> np.ndarray:
 
 
 def spread(n: int, bins: int, level2: bool) -> np.ndarray:
-    """Owner of each of n positions: interleaved (level 2) or in blocks."""
-    return np.arange(n) % bins if level2 else blocks(n, bins)
+    """Owner of each of n positions: level 2 deals them out in a fixed pseudo-random order
+    (every bin gets n / bins, up to one, and a fair share of the image: a plain p mod bins
+    would give one bin the blank left edge of every image); without it, blocks."""
+    if not level2:
+        return blocks(n, bins)
+    owner = np.empty(n, dtype=np.int64)
+    owner[np.random.default_rng(0).permutation(n)] = np.arange(n) % bins
+    return owner
 
 
 def assign(kind: str, wmask: np.ndarray, positions: int, rows: int, cols: int, level2: bool = True):
@@ -178,7 +189,7 @@ def plan_mesh(vec: dict, cfg: Phantom2DConfig, level2: bool = True) -> MeshPlan:
         per_row.append(row)
         row_work.append((useful, use))
 
-    at, n_in = interleave(row_work, cfg.threads)
+    at, n_in = interleave(row_work, cfg.threads, cfg.fifo)
     n_words, keep, sent_c = compact(n_in, [at[j // C][s] for j, s in enumerate(sent_c)])
     fields = {}
     for r, row in enumerate(per_row):
@@ -204,12 +215,12 @@ def plan_mesh(vec: dict, cfg: Phantom2DConfig, level2: bool = True) -> MeshPlan:
     return plan
 
 
-def interleave(row_work: list, threads: int) -> tuple[list, int]:
+def interleave(row_work: list, threads: int, fifo: int) -> tuple[list, int]:
     """Pack the rows' word streams into input words so that the rows keep pace in time,
     not in word count: each input word carries the next word of every row whose
     estimated cycles so far (a word: its busiest part's products / threads, at least one
-    cycle) are within one word of the row furthest behind. The cores' queues then
-    rarely hold a row back for another. Returns per row the input word of each of its
+    cycle) are within fifo - 1 average words of the row furthest behind. The cores'
+    queues then rarely hold a row back for another, and few words go out part-empty. Returns per row the input word of each of its
     words, and the number of input words."""
     est = [np.where(use, np.maximum(1, -(-useful // threads)), 0).max(axis=1, initial=0) if len(useful)
            else np.zeros(0, dtype=np.int64) for useful, use in row_work]
@@ -217,7 +228,7 @@ def interleave(row_work: list, threads: int) -> tuple[list, int]:
     at = [np.zeros(k, dtype=np.int64) for k in n]
     spent = np.zeros(len(est))
     nxt = [0] * len(est)
-    slack = float(np.median(np.concatenate(est))) if sum(n) else 0.0
+    slack = (fifo - 1) * float(np.mean(np.concatenate(est))) if sum(n) else 0.0
     word = 0
     while True:
         live = [r for r in range(len(est)) if nxt[r] < n[r]]

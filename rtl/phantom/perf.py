@@ -224,7 +224,7 @@ def mesh_layer(lm: LayerMasks, cfg: Phantom2DConfig, *, level2: bool = True, see
                 outs = live[:, c]
                 static[j] = static_cycles(shared[outs] & colm[outs, c], np.bincount(rws[sel], minlength=len(live))[outs],
                                           cfg.threads) + TAIL + 1
-    at, n_in = interleave(row_work, cfg.threads)
+    at, n_in = interleave(row_work, cfg.threads, cfg.fifo)
     words, _, sent = compact(n_in, [at[j // C][s] for j, s in enumerate(sent)])
     m = mesh_sim(words, sent, useful, last, cfg)
     # the words stream at the sampled rate; the drain after the last word does not grow
