@@ -18,7 +18,7 @@ from cosim.harness import fit_depth_log2
 from cosim.stream import StreamResult, run_stream
 from golden.layer import layer_vectors_from
 from rtl.export import Design
-from rtl.phantom.mapper import MappingError, plan_layer
+from rtl.phantom.mapper import MappingError, plan_layer, word_fields
 
 
 def depth_log2(design: Design) -> int:
@@ -30,9 +30,11 @@ def run_plan(design: Design, plan, vec: dict, *, sim="verilator", seed=1, idle=0
              waves=False, timeout_s=300) -> StreamResult:
     statics = {"zero_point": int(vec["output_zero_point"]), "act_min": int(vec["act_min"]),
                "act_max": int(vec["act_max"])}
-    r = run_stream(design, plan.fields, statics, plan.expected, sim=sim, seed=seed, idle=idle, stall=stall,
-                   verilog=verilog, waves=waves, timeout_s=timeout_s, depth_log2=depth_log2(design),
-                   max_cycles=8 * plan.model["cycles"] + 10_000)
+    cfg = design.config
+    r = run_stream(design, word_fields(plan.fields, cfg.lanes), statics, plan.expected, sim=sim, seed=seed,
+                   idle=idle, stall=stall, verilog=verilog, waves=waves, timeout_s=timeout_s,
+                   depth_log2=depth_log2(design), max_cycles=8 * plan.model["cycles"] + 10_000,
+                   lanes=(cfg.lanes, 9))
     r.extra["layer"] = plan.layer
     r.extra["model"] = dict(plan.model)
     r.extra["work"] = dict(plan.work)

@@ -8,7 +8,7 @@ from flows.cli import main
 from golden.nets import digits
 from rtl.export import generate
 from rtl.phantom.config import A_BITS, W_BITS, PhantomConfig
-from rtl.phantom.mapper import MappingError, plan_layer
+from rtl.phantom.mapper import MappingError, plan_layer, word_fields
 from tests.conftest import mutate
 
 ODD = {"threads": "3", "chunk": "12", "values": "5", "window": "3"}  # a second, odd-sized core
@@ -47,11 +47,11 @@ def test_chunks_decode_to_golden_accumulators(dense):
 
 
 def test_model_bounds():
-    """Cycles at least useful / T and at least one per chunk; dense mode never faster."""
+    """Cycles at least useful / T and at least one per ``lanes`` chunks; dense mode never faster."""
     cfg = PhantomConfig()
     for vec in random_layers(3):
         sp, de = plan_layer(vec, cfg), plan_layer(vec, PhantomConfig(dense=True))
-        assert sp.model["busy"] >= max(len(sp.last), -(-sp.work["useful_macs"] // cfg.threads))
+        assert sp.model["busy"] >= max(-(-len(sp.last) // cfg.lanes), -(-sp.work["useful_macs"] // cfg.threads))
         assert sp.model["busy"] <= de.model["busy"], vec["name"]
 
 
@@ -172,5 +172,5 @@ def test_harness_depth_fits_wide_words():
     design = generate("phantom", ODD)
     plan = plan_layer(random_layers(0)[0], design.config)
     with pytest.raises(ValueError, match="exceed the harness depth of 16"):
-        run_stream(design, plan.fields, {"zero_point": 0, "act_min": -128, "act_max": 127}, plan.expected,
-                   depth_log2=4)
+        run_stream(design, word_fields(plan.fields, design.config.lanes),
+                   {"zero_point": 0, "act_min": -128, "act_max": 127}, plan.expected, depth_log2=4)

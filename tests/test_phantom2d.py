@@ -67,7 +67,7 @@ def _unpack(word: int, bits: int, count: int) -> list[int]:
     ({"cols": "2"}, r"cols must be an integer in \[1, 8\], not '2'"),
     ({"rows": True}, r"rows must be an integer"),
     ({"threads": 0}, r"threads must be a positive integer"),
-    ({"window": 5}, r"window must lie in \[2, 4\]"),
+    ({"window": 5}, r"window must lie in \[lanes \+ 1 = 2, 4\]"),
 ])
 def test_config_rejects_bad_values(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -76,7 +76,7 @@ def test_config_rejects_bad_values(kw, msg):
 
 def test_config_core_and_layouts():
     cfg = Phantom2DConfig(rows=3, cols=2, threads=3, chunk=24, values=6, window=4, fifo=5, dense=True)
-    assert cfg.core == PhantomConfig(threads=3, chunk=24, values=6, window=4, dense=True)
+    assert cfg.core == PhantomConfig(threads=3, chunk=24, values=6, window=4, lanes=1, dense=True)
     assert cfg.cores == 6 and cfg.tag_bits == 3 and cfg.lane_bits == 8 + 3 + 1
     out = cfg.out_layout()
     names = [name for name, _ in out]

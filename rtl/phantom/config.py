@@ -23,20 +23,24 @@ class PhantomConfig:
              over M positions of one output's dot product per word
     values   V packed non-zero values per operand per word (the value bandwidth): the
              mapper ends a chunk early when either operand would exceed V non-zeros
-    window   L words of lookahead: the threads take the next useful pairs from up to L
-             buffered words, spanning at most two outputs (the older one may close)
+    window   L chunks of lookahead: the threads take the next useful pairs from up to L
+             buffered chunks, spanning at most lanes + 1 outputs
+    lanes    chunks per input word, outputs closed per cycle and requantizer lanes of the
+             output word (1 or 2): short dot products (K = 9) close more than one output a
+             cycle
     dense    the baseline: the mapper sends every element (masks all ones, zeros
-             packed and multiplied, V positions per word); the core is the same hardware
+             packed and multiplied, V positions per chunk); the core is the same hardware
     """
 
     threads: int = 4
     chunk: int = 256
     values: int = 64
-    window: int = 3
+    window: int = 4
+    lanes: int = 2
     dense: bool = False
 
     def __post_init__(self):
-        for name in ("threads", "chunk", "values", "window"):
+        for name in ("threads", "chunk", "values", "window", "lanes"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
@@ -46,8 +50,10 @@ class PhantomConfig:
             raise ValueError(f"chunk must lie in [2, 256], not {self.chunk}")
         if not 1 <= self.values <= self.chunk:
             raise ValueError(f"values must lie in [1, chunk={self.chunk}], not {self.values}")
-        if not 2 <= self.window <= 4:
-            raise ValueError(f"window must lie in [2, 4], not {self.window}")
+        if not 1 <= self.lanes <= 2:
+            raise ValueError(f"lanes must lie in [1, 2], not {self.lanes}")
+        if not self.lanes + 1 <= self.window <= 4:
+            raise ValueError(f"window must lie in [lanes + 1 = {self.lanes + 1}, 4], not {self.window}")
         if self.in_bits > MAX_IN_BITS:
             raise ValueError(f"chunk {self.chunk} with {self.values} values makes a {self.in_bits}-bit input "
                              f"word (at most {MAX_IN_BITS})")
@@ -61,7 +67,7 @@ class PhantomConfig:
         return "data dependent: see the cycle model (rtl.phantom.mapper.cycle_model)"
 
     def chunk_layout(self) -> data.StructLayout:
-        """One input word: a chunk pair plus the parameters of the output it may close."""
+        """One chunk: a chunk pair plus the parameters of the output it may close."""
         m, v = self.chunk, self.values
         return data.StructLayout({
             "wmask": unsigned(m),  # bit i set iff weight i of the chunk is non-zero
@@ -76,9 +82,32 @@ class PhantomConfig:
             "shift": signed(6),
         })
 
+    def word_layout(self) -> data.StructLayout:
+        """One input word: ``lanes`` chunks (lane l > 0: fields suffixed ``_l``) and, with two
+        lanes, ``more``: the second chunk is present."""
+        fields = dict(self.chunk_layout())
+        if self.lanes == 1:
+            return self.chunk_layout()
+        out = {name: f.shape for name, f in fields.items()}
+        for lane in range(1, self.lanes):
+            out.update({f"{name}_{lane}": f.shape for name, f in fields.items()})
+        out["more"] = unsigned(1)
+        return data.StructLayout(out)
+
+    def out_layout(self) -> data.StructLayout:
+        """One output word: per lane an int8 ``value`` and a ``valid`` bit (the lane's top bit)."""
+        fields = {}
+        for lane in range(self.lanes):
+            fields.update({f"lane{lane}_value": signed(8), f"lane{lane}_valid": unsigned(1)})
+        return data.StructLayout(fields)
+
+    @property
+    def chunk_bits(self) -> int:
+        return 2 * self.chunk + self.values * (W_BITS + A_BITS) + 2 * self.cnt_bits + 1 + PARAM_BITS
+
     @property
     def in_bits(self) -> int:
-        return 2 * self.chunk + self.values * (W_BITS + A_BITS) + 2 * self.cnt_bits + 1 + PARAM_BITS
+        return self.lanes * self.chunk_bits + (self.lanes > 1)
 
 
 V_BITS = A_BITS  # a packed value in a mesh word: either operand (int8 weights sign-extended to 9 bits)
@@ -98,7 +127,7 @@ class Phantom2DConfig:
     output word, tagged with the core.
 
     rows, cols   the mesh
-    threads, chunk, values, window, dense   every core (see :class:`PhantomConfig`)
+    threads, chunk, values, window, dense   every core (see :class:`PhantomConfig`; one lane)
     fifo         chunk words queued per core (decouples the cores of a row)
     """
 
@@ -121,7 +150,7 @@ class Phantom2DConfig:
     @property
     def core(self) -> PhantomConfig:
         return PhantomConfig(threads=self.threads, chunk=self.chunk, values=self.values, window=self.window,
-                             dense=self.dense)
+                             lanes=1, dense=self.dense)
 
     @property
     def cores(self) -> int:

@@ -16,10 +16,11 @@ non-zeros of each operand over up to ``chunk`` mask positions.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import Out
 
 from rtl.common.ports import int8_engine_ports
-from rtl.common.requant import Requantizer
+from rtl.common.requant import RequantConfig, Requantizer
 from rtl.phantom.config import A_BITS, ACC_BITS, W_BITS, PhantomConfig
 
 STATS = ("busy", "products", "slots", "chunks", "errors", "error_chunk")
@@ -60,16 +61,18 @@ def _prefix_popcounts(m: Module, bits: Value, width: int, name: str) -> Signal:
 
 
 class PhantomCore(wiring.Component):
-    """One Phantom core with the shared requantizer.
+    """One Phantom core with ``lanes`` requantizer lanes.
 
     Ports
     -----
-    i : In(stream)   chunk pairs (``PhantomConfig.chunk_layout``); a chunk with ``last``
-                     closes its output, whose ``bias``, ``mult`` and ``shift`` it carries.
-                     At most one chunk per cycle; ``ready`` while the window has room
-                     after this cycle's issue. All chunks of an output are
-                     consecutive; the output is one int32 dot product.
-    o : Out(stream)  int8 outputs in chunk-stream order. Back-pressure stalls the core.
+    i : In(stream)   ``PhantomConfig.word_layout``: ``lanes`` chunk pairs
+                     (``chunk_layout``; lane 1 present when ``more``); a chunk with
+                     ``last`` closes its output, whose ``bias``, ``mult`` and ``shift`` it
+                     carries. ``ready`` while the window has room for ``lanes`` chunks
+                     after this cycle's issue. All chunks of an output are consecutive;
+                     the output is one int32 dot product.
+    o : Out(stream)  per lane an int8 ``value`` and ``valid``: the outputs closed in one
+                     cycle, in chunk-stream order (lane 0 first). Back-pressure stalls the core.
     zero_point, act_min, act_max : In  requantizer statics
     stat_busy      cycles with a chunk in the window
     stat_products  products issued (useful ones; every element in dense mode)
@@ -79,15 +82,17 @@ class PhantomCore(wiring.Component):
     stat_error_chunk  index + 1 of the first such chunk (0: none); the bad chunk is
                    computed with its masks as given (the flag is sticky)
 
-    Latency: an output leaves the requantizer 1 + 5 cycles after its last products
-    issue. Throughput: T products per cycle, shared by at most two outputs (the
-    older closes, the younger starts); at most one chunk in and one output closed
-    per cycle.
+    Latency: an output leaves its requantizer 1 + 5 cycles after its last products
+    issue. Throughput: T products per cycle, shared by at most lanes + 1 outputs (the
+    older ones close, the youngest starts); at most ``lanes`` chunks in and ``lanes``
+    outputs closed per cycle.
     """
 
     def __init__(self, config: PhantomConfig | None = None):
         self._config = cfg = config or PhantomConfig()
-        super().__init__(int8_engine_ports(cfg.chunk_layout(), STATS))
+        ports = int8_engine_ports(cfg.word_layout(), STATS)
+        ports["o"] = Out(stream.Signature(cfg.out_layout()))
+        super().__init__(ports)
 
     @property
     def config(self) -> PhantomConfig:
@@ -96,12 +101,16 @@ class PhantomCore(wiring.Component):
     def elaborate(self, platform):
         cfg = self._config
         m = Module()
-        T, M, L = cfg.threads, cfg.chunk, cfg.window
+        T, M, L, NL = cfg.threads, cfg.chunk, cfg.window, cfg.lanes
         N = L * M  # window positions
 
-        m.submodules.rq = rq = Requantizer()
-        wiring.connect(m, rq.o, wiring.flipped(self.o))
-        m.d.comb += [rq.zero_point.eq(self.zero_point), rq.act_min.eq(self.act_min), rq.act_max.eq(self.act_max)]
+        rqs = []
+        for lane in range(NL):
+            rq = Requantizer()
+            m.submodules[f"rq{lane}"] = rq
+            m.d.comb += [rq.zero_point.eq(self.zero_point), rq.act_min.eq(self.act_min),
+                         rq.act_max.eq(self.act_max), rq.o.ready.eq(self.o.ready)]
+            rqs.append(rq)
 
         stats = {name: Signal(32, name=f"n_{name}") for name in STATS}
         for name, sig in stats.items():
@@ -121,29 +130,53 @@ class PhantomCore(wiring.Component):
         params = [Signal(70, name=f"params{s}") for s in range(L)]  # bias, mult, shift
         acc = Signal(signed(ACC_BITS))
 
-        # ---- the incoming chunk: prefix popcounts of both masks; popcounts = packed counts ---
-        c = self.i.payload
-        new_woff = _prefix_popcounts(m, c.wmask, PB, "pw")  # offsets into the packed values
-        new_aoff = _prefix_popcounts(m, c.amask, PB, "pa")
-        bad = (_popcount(m, c.wmask, "wpop") != c.wcnt) | (_popcount(m, c.amask, "apop") != c.acnt)
+        # ---- the incoming chunks: prefix popcounts of both masks; popcounts = packed counts ---
+        word = self.i.payload
 
-        # ---- eligibility: the oldest output (region A) and the next one (region B) --------
-        elig, elig_a = [], []
+        def field(name, lane):
+            return getattr(word, name if lane == 0 else f"{name}_{lane}")
+
+        n_in = Signal(range(NL + 1))
+        m.d.comb += n_in.eq(1 + word.more if NL > 1 else 1)
+        incoming = []
+        for lane in range(NL):
+            wmask, amask = field("wmask", lane), field("amask", lane)
+            bad = Signal(name=f"bad{lane}")
+            m.d.comb += bad.eq((_popcount(m, wmask, f"wpop{lane}") != field("wcnt", lane))
+                               | (_popcount(m, amask, f"apop{lane}") != field("acnt", lane)))
+            incoming.append({
+                "woff": _prefix_popcounts(m, wmask, PB, f"pw{lane}"),  # offsets into the packed values
+                "aoff": _prefix_popcounts(m, amask, PB, f"pa{lane}"),
+                "rem": wmask & amask, "bad": bad, "last": field("last", lane),
+                "wval": field("wvals", lane), "aval": field("avals", lane),
+                "params": Cat(field("bias", lane), field("mult", lane), field("shift", lane)),
+            })
+
+        # ---- eligibility: regions 0 .. NL (region k follows k closing chunks) ---------------
+        elig, regions = [], [[] for _ in range(NL)]
         for s in range(L):
-            e, ea = Signal(name=f"elig{s}"), Signal(name=f"eligA{s}")
+            e = Signal(name=f"elig{s}")
             lasts_before = sum(last[j] for j in range(s)) if s else Const(0, 1)
-            m.d.comb += [e.eq(valid[s] & (lasts_before < 2)), ea.eq(valid[s] & (lasts_before == 0))]
+            m.d.comb += e.eq(valid[s] & (lasts_before <= NL))
             elig.append(e)
-            elig_a.append(ea)
+            for k in range(NL):
+                rk = Signal(name=f"region{k}_{s}")
+                m.d.comb += rk.eq(valid[s] & (lasts_before == k))
+                regions[k].append(rk)
         r = Signal(N, name="r0")
         m.d.comb += r.eq(Cat(Mux(elig[s], rem[s], 0) for s in range(L)))
-        region_a = Cat(elig_a[s].replicate(M) for s in range(L))
+        region_masks = []
+        for k in range(NL):
+            rm = Signal(N, name=f"region{k}")
+            m.d.comb += rm.eq(Cat(regions[k][s].replicate(M) for s in range(L)))
+            region_masks.append(rm)
 
         # ---- thread scheduler: the next T useful positions, oldest first ------------------
         woff_flat, aoff_flat = Cat(*woff), Cat(*aoff)
         wval_flat, aval_flat = Cat(*wval), Cat(*aval)
-        total_a, total_b = Signal(signed(ACC_BITS)), Signal(signed(ACC_BITS))
-        prods_a, prods_b, ens = [], [], []
+        totals = [Signal(signed(ACC_BITS), name=f"total{k}") for k in range(NL + 1)]
+        prods = [[] for _ in range(NL + 1)]
+        ens = []
         for k in range(T):
             low = Signal(N, name=f"low{k}")
             m.d.comb += low.eq(r & (~r + 1))  # lowest set bit, one-hot
@@ -161,61 +194,88 @@ class PhantomCore(wiring.Component):
             prod = Signal(signed(W_BITS + A_BITS), name=f"prod{k}")
             m.d.comb += prod.eq(Mux(en, wval_flat.word_select(wi, W_BITS).as_signed()
                                     * aval_flat.word_select(ai, A_BITS).as_signed(), 0))
-            in_a = Signal(name=f"inA{k}")
-            m.d.comb += in_a.eq((low & region_a).any())
-            prods_a.append(Mux(in_a, prod, 0))
-            prods_b.append(Mux(in_a, 0, prod))
+            inside = []
+            for j in range(NL):
+                in_j = Signal(name=f"in{j}_{k}")
+                m.d.comb += in_j.eq((low & region_masks[j]).any())
+                prods[j].append(Mux(in_j, prod, 0))
+                inside.append(in_j)
+            prods[NL].append(Mux(Cat(inside).any(), 0, prod))
             ens.append(en)
             nr = Signal(N, name=f"r{k + 1}")
             m.d.comb += nr.eq(r & ~low)
             r = nr
-        m.d.comb += [total_a.eq(sum(prods_a)), total_b.eq(sum(prods_b))]
+        for j in range(NL + 1):
+            m.d.comb += totals[j].eq(sum(prods[j]))
 
-        # slots emptied this cycle, a prefix from the oldest, closing at most one output
-        freed, closed = [], []
+        # slots emptied this cycle, a prefix from the oldest, closing at most NL outputs
+        freed, closes = [], []
         for s in range(L):
-            f, cl = Signal(name=f"freed{s}"), Signal(name=f"closed{s}")
-            before = closed[-1] if closed else Const(0, 1)
+            f = Signal(name=f"freed{s}")
+            cl = Signal(range(NL + 1), name=f"closes{s}")  # outputs closed up to and including slot s
+            before = closes[-1] if closes else Const(0, range(NL + 1))
             m.d.comb += f.eq(elig[s] & (r[s * M:(s + 1) * M] == 0) & (freed[-1] if freed else 1)
-                             & ~(last[s] & before))
-            m.d.comb += cl.eq(before | (f & last[s]))
+                             & ~(last[s] & (before == NL)))
+            m.d.comb += cl.eq(before + (f & last[s]))
             freed.append(f)
-            closed.append(cl)
+            closes.append(cl)
         d = Signal(range(L + 1))
         m.d.comb += d.eq(sum(freed))
-        fin = Signal()
-        m.d.comb += fin.eq(closed[-1])
-        fin_params = Signal(70)
+        n_cl = Signal(range(NL + 1))
+        m.d.comb += n_cl.eq(closes[-1])
+        fin_params = [Signal(70, name=f"fin_params{j}") for j in range(NL)]
         for s in reversed(range(L)):
-            with m.If(freed[s] & last[s]):
-                m.d.comb += fin_params.eq(params[s])
+            before = closes[s - 1] if s else 0
+            for j in range(NL):
+                with m.If(freed[s] & last[s] & (before == j)):
+                    m.d.comb += fin_params[j].eq(params[s])
 
-        # ---- output register -> requantizer -----------------------------------------------
+        # ---- output registers -> requantizers (lanes in lockstep) ---------------------------
         out_valid = Signal()
-        out_acc = Signal(signed(ACC_BITS))
-        out_ms = Signal(38)
-        m.d.comb += [rq.i.valid.eq(out_valid), rq.i.payload.acc.eq(out_acc),
-                     rq.i.payload.mult.eq(out_ms[:32]), rq.i.payload.shift.eq(out_ms[32:])]
+        out_n = Signal(range(NL + 1))
+        out_acc = [Signal(signed(ACC_BITS), name=f"out_acc{j}") for j in range(NL)]
+        out_ms = [Signal(38, name=f"out_ms{j}") for j in range(NL)]
+        for j, rq in enumerate(rqs):
+            m.d.comb += [rq.i.valid.eq(out_valid), rq.i.payload.acc.eq(out_acc[j]),
+                         rq.i.payload.mult.eq(out_ms[j][:32]), rq.i.payload.shift.eq(out_ms[j][32:])]
+        # which lanes hold an output, through a shift register that moves with the pipelines
+        advance = Signal()
+        m.d.comb += advance.eq(~rqs[0].o.valid | self.o.ready)
+        lane_pipe = [Signal(NL, name=f"lanes_s{k}") for k in range(RequantConfig.LATENCY)]
+        with m.If(advance):
+            m.d.sync += lane_pipe[0].eq(Cat((out_n > j) for j in range(NL)))
+            m.d.sync += [lane_pipe[k].eq(lane_pipe[k - 1]) for k in range(1, len(lane_pipe))]
+        m.d.comb += self.o.valid.eq(rqs[0].o.valid)
+        for j, rq in enumerate(rqs):
+            m.d.comb += [getattr(self.o.payload, f"lane{j}_value").eq(rq.o.payload),
+                         getattr(self.o.payload, f"lane{j}_valid").eq(rq.o.valid & lane_pipe[-1][j])]
+
         stall = Signal()
-        m.d.comb += stall.eq(fin & out_valid & ~rq.i.ready)
+        m.d.comb += stall.eq((n_cl != 0) & out_valid & ~rqs[0].i.ready)
         go = ~stall
-        with m.If(out_valid & rq.i.ready):
+        with m.If(out_valid & rqs[0].i.ready):
             m.d.sync += out_valid.eq(0)
         with m.If(go):
-            with m.If(fin):
-                m.d.sync += [acc.eq(total_b), out_valid.eq(1),
-                             out_acc.eq(acc + total_a + fin_params[:32].as_signed()), out_ms.eq(fin_params[32:])]
-            with m.Else():
-                m.d.sync += acc.eq(acc + total_a + total_b)
+            with m.Switch(n_cl):
+                for c in range(NL + 1):
+                    with m.Case(c):
+                        if c == 0:
+                            m.d.sync += acc.eq(acc + sum(totals))
+                            continue
+                        m.d.sync += [out_valid.eq(1), out_n.eq(c), acc.eq(sum(totals[c:]))]
+                        for j in range(c):
+                            base = acc + totals[0] if j == 0 else totals[j]
+                            m.d.sync += [out_acc[j].eq(base + fin_params[j][:32].as_signed()),
+                                         out_ms[j].eq(fin_params[j][32:])]
 
-        # ---- window update: issue, shift out freed slots, take a new chunk ------------------
+        # ---- window update: issue, shift out freed slots, take new chunks --------------------
         d_eff = Signal(range(L + 1))
         m.d.comb += d_eff.eq(Mux(go, d, 0))
         count = Signal(range(L + 1))
         m.d.comb += count.eq(sum(valid))
         n_after = Signal(range(L + 1))
         m.d.comb += n_after.eq(count - d_eff)
-        m.d.comb += self.i.ready.eq(n_after < L)
+        m.d.comb += self.i.ready.eq(n_after <= L - NL)
         rem_u = [Mux(go & elig[s], r[s * M:(s + 1) * M], rem[s]) for s in range(L)]
         with m.Switch(d_eff):
             for dd in range(L + 1):
@@ -231,17 +291,22 @@ class PhantomCore(wiring.Component):
         accept = self.i.valid & self.i.ready
         with m.If(accept):
             with m.Switch(n_after):
-                for s in range(L):
+                for s in range(L - NL + 1):
                     with m.Case(s):
-                        m.d.sync += [valid[s].eq(1), last[s].eq(c.last), rem[s].eq(c.wmask & c.amask),
-                                     woff[s].eq(new_woff), aoff[s].eq(new_aoff), wval[s].eq(c.wvals),
-                                     aval[s].eq(c.avals),
-                                     params[s].eq(Cat(c.bias, c.mult, c.shift))]
-            m.d.sync += stats["chunks"].eq(stats["chunks"] + 1)
-            with m.If(bad):
-                m.d.sync += stats["errors"].eq(stats["errors"] + 1)
-                with m.If(stats["error_chunk"] == 0):
-                    m.d.sync += stats["error_chunk"].eq(stats["chunks"] + 1)
+                        for lane, c in enumerate(incoming):
+                            present = (n_in > lane) if lane else Const(1, 1)
+                            with m.If(present):
+                                m.d.sync += [valid[s + lane].eq(1), last[s + lane].eq(c["last"]),
+                                             rem[s + lane].eq(c["rem"]), woff[s + lane].eq(c["woff"]),
+                                             aoff[s + lane].eq(c["aoff"]), wval[s + lane].eq(c["wval"]),
+                                             aval[s + lane].eq(c["aval"]), params[s + lane].eq(c["params"])]
+            m.d.sync += stats["chunks"].eq(stats["chunks"] + n_in)
+            bad_in = [c["bad"] & ((n_in > lane) if lane else 1) for lane, c in enumerate(incoming)]
+            m.d.sync += stats["errors"].eq(stats["errors"] + sum(bad_in))
+            with m.If(stats["error_chunk"] == 0):
+                for lane in reversed(range(NL)):
+                    with m.If(bad_in[lane]):
+                        m.d.sync += stats["error_chunk"].eq(stats["chunks"] + 1 + lane)
 
         # ---- counters ---------------------------------------------------------------------
         with m.If(valid[0]):

@@ -202,16 +202,16 @@ def plan_layer(vec: dict, cfg: PhantomConfig) -> Plan:
 def cycle_model(useful, last, cfg: PhantomConfig) -> dict:
     """Cycles and counters of a chunk stream, mirroring PhantomCore cycle by cycle.
 
-    The eligible window runs from the oldest slot up to the second slot that closes an
-    output (so two outputs share a cycle). Each cycle the threads take up to T products
-    from it, oldest first; the leading slots left empty are freed, up to and including
-    at most one closing slot (one output per cycle); then one chunk enters if the
-    window has room. The input is assumed always valid and the output never stalled.
-    ``cycles`` runs from the first input cycle to the last output handshake (the
-    harness adds a constant, checked in tests); the other keys equal the RTL's stat_*
-    counters.
+    The eligible window runs from the oldest slot up to the slot that closes the
+    (lanes + 1)-th output (so lanes + 1 outputs share a cycle). Each cycle the threads
+    take up to T products from it, oldest first; the leading slots left empty are freed,
+    closing at most ``lanes`` outputs; then a word of ``lanes`` chunks (chunks 2j, 2j + 1
+    with two lanes) enters if the window has room for ``lanes`` chunks. The input is
+    assumed always valid and the output never stalled. ``cycles`` runs from the first
+    input cycle to the last output handshake (the harness adds a constant, checked in
+    tests); the other keys equal the RTL's stat_* counters.
     """
-    T, L = cfg.threads, cfg.window
+    T, L, NL = cfg.threads, cfg.window, cfg.lanes
     u = [int(v) for v in useful]
     la = [bool(v) for v in last]
     n = len(u)
@@ -219,7 +219,7 @@ def cycle_model(useful, last, cfg: PhantomConfig) -> dict:
     i = t = busy = products = 0
     last_fin = -1
     while i < n or slots:
-        if slots and (len(slots) == L or i == n) and slots[0][0] > 2 * T:
+        if slots and (len(slots) > L - NL or i == n) and slots[0][0] > 2 * T:
             # fast-forward: nothing enters or leaves while the oldest slot keeps every thread busy
             q = (slots[0][0] - T - 1) // T
             slots[0][0] -= q * T
@@ -228,40 +228,58 @@ def cycle_model(useful, last, cfg: PhantomConfig) -> dict:
             t += q
         if slots:
             busy += 1
-        takes, d, fin = schedule(slots, T)
+        takes, d, closed = schedule(slots, T, NL)
         for s, take in zip(slots, takes):
             s[0] -= take
         products += sum(takes)
         if d:
             del slots[:d]
-        if fin:
+        if closed:
             last_fin = t
-        if i < n and len(slots) < L:
-            slots.append([u[i], la[i]])
-            i += 1
+        if i < n and len(slots) <= L - NL:
+            for _ in range(min(NL, n - i)):
+                slots.append([u[i], la[i]])
+                i += 1
         t += 1
     return {"cycles": last_fin + 1 + 1 + 5, "busy": busy, "products": products, "slots": T * busy, "chunks": n,
             "errors": 0, "error_chunk": 0}
 
 
-def schedule(slots: list, threads: int) -> tuple[list, int, bool]:
+def schedule(slots: list, threads: int, lanes: int = 1) -> tuple[list, int, int]:
     """One cycle of the core's scheduler over its window (``slots``: [remaining useful
     products, closes its output], oldest first), without changing it: the products each
-    slot issues (the next ``threads`` useful pairs, oldest first, over at most two
-    outputs), how many leading slots are then empty and leave (at most one closing), and
-    whether an output closes."""
+    slot issues (the next ``threads`` useful pairs, oldest first, over at most lanes + 1
+    outputs), how many leading slots are then empty and leave (closing at most ``lanes``
+    outputs), and how many outputs close."""
     budget, lasts, takes = threads, 0, []
     for s in slots:
         take = min(budget, s[0])
         takes.append(take)
         budget -= take
         lasts += s[1]
-        if lasts == 2 or budget == 0:
+        if lasts == lanes + 1 or budget == 0:
             break
-    d, fin = 0, False
+    d, closed = 0, 0
     for j, s in enumerate(slots):
-        if s[0] - (takes[j] if j < len(takes) else 0) or (s[1] and fin):
+        if s[0] - (takes[j] if j < len(takes) else 0) or (s[1] and closed == lanes):
             break
         d += 1
-        fin = fin or s[1]
-    return takes, d, fin
+        closed += s[1]
+    return takes, d, closed
+
+
+def word_fields(fields: dict, lanes: int) -> dict:
+    """Chunk fields (one entry per chunk) -> input-word fields: chunks 2j and 2j + 1 share
+    word j (lane 1 fields suffixed ``_1``; ``more``: lane 1 holds a chunk)."""
+    if lanes == 1:
+        return fields
+    n = len(next(iter(fields.values())))
+    words = -(-n // lanes)
+    out = {}
+    for lane in range(lanes):
+        for name, arr in fields.items():
+            part = arr[lane::lanes]
+            part = np.concatenate([part, np.zeros((words - len(part),) + part.shape[1:], dtype=part.dtype)])
+            out[name if lane == 0 else f"{name}_{lane}"] = part
+    out["more"] = (np.arange(words) * lanes + 1 < n).astype(np.int64)
+    return out

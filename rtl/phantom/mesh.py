@@ -98,7 +98,7 @@ class PhantomMesh(wiring.Component):
 
         # ---- output collection: a lane per core, tagged; one handshake takes every valid lane --
         for j, core in enumerate(cores):
-            m.d.comb += [getattr(self.o.payload, f"lane{j}_value").eq(core.o.payload),
+            m.d.comb += [getattr(self.o.payload, f"lane{j}_value").eq(core.o.payload.lane0_value),
                          getattr(self.o.payload, f"lane{j}_core").eq(j),
                          getattr(self.o.payload, f"lane{j}_valid").eq(core.o.valid),
                          core.o.ready.eq(self.o.ready)]

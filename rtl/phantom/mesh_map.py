@@ -318,7 +318,7 @@ def mesh_sim(words: int, sent: list, useful: list, last: list, cfg: Phantom2DCon
         for j in range(n_c):
             o_ready = j in grants
             en = not pipe[j][-1] or o_ready
-            takes, d, fin = schedule(slots[j], T)
+            takes, d, fin = schedule(slots[j], T, 1)
             go = not (fin and out_valid[j] and not en)
             if slots[j]:
                 busy[j] += 1
