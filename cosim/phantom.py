@@ -118,22 +118,31 @@ def _slice(vec: dict, lo: int, hi: int) -> dict:
 def verify_layer(design: Design, vec: dict, *, sim="verilator", seed=1, timeout_s=300) -> StreamResult:
     """One golden layer through the core, in image batches that fit the harness memory."""
     cfg = design.config
-    n = len(vec["x"])
     try:
-        per_image = len(plan_layer(_slice(vec, 0, 1), cfg).last)
+        one = plan_layer(_slice(vec, 0, 1), cfg)
+        per_image = max(-(-len(one.last) // cfg.lanes), len(one.expected))  # input words, outputs
     except MappingError as e:
         raise NotMapped(str(e)) from None
     batch = max(1, (1 << depth_log2(design)) // max(1, per_image))
+    return in_batches(vec, batch, lambda v: run_plan(design, plan_layer(v, cfg), vec, sim=sim, seed=seed,
+                                                     timeout_s=timeout_s))
+
+
+def in_batches(vec: dict, batch: int, run) -> StreamResult:
+    """``run`` on the layer's images, ``batch`` at a time; the results merged into one
+    (counters and work summed; per-run indices and ratios kept from the first run)."""
+    n = len(vec["x"])
     total = None
     for lo in range(0, n, batch):
-        plan = plan_layer(_slice(vec, lo, min(n, lo + batch)), cfg)
-        r = run_plan(design, plan, vec, sim=sim, seed=seed, timeout_s=timeout_s)
+        r = run(_slice(vec, lo, min(n, lo + batch)))
         if total is None:
             total = r
             total.extra["batches"] = 1
             continue
         if r.first_mismatch and total.first_mismatch is None:
             total.first_mismatch = dict(r.first_mismatch, index=r.first_mismatch["index"] + total.outputs)
+        if "error" in r.extra:
+            total.extra.setdefault("error", r.extra["error"])
         total = dataclasses.replace(
             total, passed=total.passed and r.passed, vectors=total.vectors + r.vectors,
             outputs=total.outputs + r.outputs, cycles=total.cycles + r.cycles,
@@ -141,9 +150,10 @@ def verify_layer(design: Design, vec: dict, *, sim="verilator", seed=1, timeout_
             wall_s=total.wall_s + r.wall_s, sim_s=total.sim_s + r.sim_s)
         for key in ("stats", "model"):
             a, b = total.extra.get(key, {}), r.extra.get(key, {})
-            total.extra[key] = {k: a.get(k, 0) + b.get(k, 0) for k in a if k != "error_chunk"}
+            total.extra[key] = {k: a[k] + b.get(k, 0) for k in a
+                                if isinstance(a[k], int) and k not in ("error_chunk", "error_core")}
         for k, v in r.extra["work"].items():
-            if isinstance(v, int) and k not in ("k", "chunks_per_output"):
+            if isinstance(v, int) and k != "k":
                 total.extra["work"][k] += v
         total.extra["batches"] += 1
     return total

@@ -10,11 +10,9 @@ the cycle-exact mesh model (rtl.phantom.mesh_map.mesh_sim).
 
 from __future__ import annotations
 
-import dataclasses
-
 from cosim.engines import NotMapped
 from cosim.harness import fit_depth_log2
-from cosim.phantom import random_layers
+from cosim.phantom import _slice, in_batches, random_layers
 from cosim.stream import StreamResult, run_stream
 from rtl.export import Design
 from rtl.phantom.mapper import MappingError
@@ -87,44 +85,25 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
     return results
 
 
-def _slice(vec: dict, lo: int, hi: int) -> dict:
-    return {**vec, "x": vec["x"][lo:hi], "acc": vec["acc"][lo:hi], "y": vec["y"][lo:hi]}
-
-
 def verify_layer(design: Design, vec: dict, *, sim="verilator", seed=1, timeout_s=300) -> StreamResult:
-    """One golden layer through the mesh, in image batches that fit the harness memory."""
+    """One golden layer through the mesh, in image batches that fit the harness memory
+    (a batch whose words or outputs would not fit is split in two)."""
     cfg = design.config
-    n = len(vec["x"])
+    depth = 1 << depth_log2(design)
     try:
-        per_image = plan_mesh(_slice(vec, 0, 1), cfg).words
+        one = plan_mesh(_slice(vec, 0, 1), cfg)
     except MappingError as e:
         raise NotMapped(str(e)) from None
-    batch = max(1, (1 << depth_log2(design)) // max(1, per_image))
-    total = None
-    for lo in range(0, n, batch):
-        plan = plan_mesh(_slice(vec, lo, min(n, lo + batch)), cfg)
+
+    def run(part):
+        plan = plan_mesh(part, cfg)
+        if max(plan.words, len(plan.expected)) > depth and len(part["x"]) > 1:
+            return in_batches(part, -(-len(part["x"]) // 2), run)
         r = run_plan(design, plan, vec, sim=sim, seed=seed, timeout_s=timeout_s)
         bad = check_counters(r, plan)
         if bad:
             r.passed = False
             r.extra["error"] = bad
-        if total is None:
-            total = r
-            total.extra["batches"] = 1
-            continue
-        if r.first_mismatch and total.first_mismatch is None:
-            total.first_mismatch = dict(r.first_mismatch, index=r.first_mismatch["index"] + total.outputs)
-        total = dataclasses.replace(
-            total, passed=total.passed and r.passed, vectors=total.vectors + r.vectors,
-            outputs=total.outputs + r.outputs, cycles=total.cycles + r.cycles,
-            mismatches=total.mismatches + r.mismatches, timed_out=total.timed_out or r.timed_out,
-            wall_s=total.wall_s + r.wall_s, sim_s=total.sim_s + r.sim_s)
-        for key in ("stats", "model"):
-            a, b = total.extra.get(key, {}), r.extra.get(key, {})
-            total.extra[key] = {k: a[k] + b.get(k, 0) for k in a
-                                if k not in ("error_chunk", "error_core", "imbalance")}
-        for k, v in r.extra["work"].items():
-            if isinstance(v, int) and k != "k":
-                total.extra["work"][k] += v
-        total.extra["batches"] += 1
-    return total
+        return r
+
+    return in_batches(vec, max(1, depth // max(1, one.words, len(one.expected))), run)

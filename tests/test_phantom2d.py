@@ -3,7 +3,6 @@ mesh cycle model (mesh_sim), co-simulation on Verilator and Icarus, failing chec
 
 import dataclasses
 import gc
-import inspect
 import json
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import torch
 from cosim.phantom import random_layer, random_layers
 from cosim.phantom2d import check_counters, cosim, run_plan
 from flows.cli import main
+from golden.nets import digits
 from golden.quant import requantize
 from rtl.export import generate
 from rtl.phantom.config import MAX_IN_BITS, V_BITS, Phantom2DConfig, PhantomConfig
@@ -239,8 +239,7 @@ def test_plan_mesh_words_decode_to_golden_outputs(cfg):
                     cnt = f[p + "cnt"]
                     assert np.array_equal(_popcounts(f[p + "mask"]), cnt) and cnt.max(initial=0) <= V
                     use = valid & (f[p + "use"] != 0)
-                    if hasattr(plan, "sent"):  # the words that carry a chunk for core j
-                        assert np.array_equal(plan.sent[j], np.flatnonzero(use))
+                    assert np.array_equal(plan.sent[j], np.flatnonzero(use))  # the words that carry core j's chunks
                     assert not np.any((f[p + "use"] != 0) & ~valid)
                     cmask, cvals = _words(f[p + "mask"]), _words(f[p + "vals"])
                     useful, lasts, outs, acc = [], [], [], 0
@@ -290,9 +289,6 @@ def test_plan_mesh_work_sparse_and_dense(cfg):
 # ---- 3. mesh cycle model -----------------------------------------------------------------------
 
 def _mesh_sim(plan, cfg):
-    """mesh_sim on a plan (it takes either the plan or its per-core streams)."""
-    if next(iter(inspect.signature(mesh_sim).parameters)) == "plan":
-        return mesh_sim(plan, cfg)
     return mesh_sim(plan.words, plan.sent, plan.useful, plan.last, cfg)
 
 
@@ -487,3 +483,16 @@ def test_cli_verilog_writes_the_mesh(tmp_path, capsys):
     cfg = Phantom2DConfig(rows=1, cols=3)
     ports = {p["name"]: p for p in meta["ports"]}
     assert ports["i__payload"]["width"] == cfg.in_bits and ports["o__payload"]["width"] == cfg.cores * cfg.lane_bits
+
+
+@pytest.mark.verilator
+def test_verify_layer_splits_batches_that_do_not_fit(design, monkeypatch):
+    """A layer larger than the harness memory runs in batches (split further when a batch's
+    words or outputs would not fit); the merged result is exact and its products complete."""
+    import cosim.phantom2d as p2d
+    vec = list(digits.layer_vectors(digits.build("sparse"), 6))[1]
+    monkeypatch.setattr(p2d, "depth_log2", lambda d: 12)
+    r = p2d.verify_layer(design, vec)
+    assert r.passed and r.extra["batches"] >= 2, (r.summary(), r.extra.get("batches"))
+    assert r.outputs == np.asarray(vec["y"]).size
+    assert r.extra["stats"]["products"] == plan_mesh(vec, design.config).work["useful_macs"]
