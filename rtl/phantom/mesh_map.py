@@ -220,8 +220,8 @@ def interleave(row_work: list, threads: int, fifo: int) -> tuple[list, int]:
     not in word count: each input word carries the next word of every row whose
     estimated cycles so far (a word: its busiest part's products / threads, at least one
     cycle) are within fifo - 1 average words of the row furthest behind. The cores'
-    queues then rarely hold a row back for another, and few words go out part-empty. Returns per row the input word of each of its
-    words, and the number of input words."""
+    queues then rarely hold a row back for another, and few words go out part-empty.
+    Returns per row the input word of each of its words, and the number of input words."""
     est = [np.where(use, np.maximum(1, -(-useful // threads)), 0).max(axis=1, initial=0) if len(useful)
            else np.zeros(0, dtype=np.int64) for useful, use in row_work]
     n = [len(e) for e in est]

@@ -222,8 +222,8 @@ def mesh_layer(lm: LayerMasks, cfg: Phantom2DConfig, *, level2: bool = True, see
             if sel.any():
                 alone[j] = cycle_model(useful[j], last[j], core)["cycles"]
                 outs = live[:, c]
-                static[j] = static_cycles(shared[outs] & colm[outs, c], np.bincount(rws[sel], minlength=len(live))[outs],
-                                          cfg.threads) + TAIL + 1
+                chunks = np.bincount(rws[sel], minlength=len(live))[outs]
+                static[j] = static_cycles(shared[outs] & colm[outs, c], chunks, cfg.threads) + TAIL + 1
     at, n_in = interleave(row_work, cfg.threads, cfg.fifo)
     words, _, sent = compact(n_in, [at[j // C][s] for j, s in enumerate(sent)])
     m = mesh_sim(words, sent, useful, last, cfg)
