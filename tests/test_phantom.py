@@ -11,7 +11,7 @@ from rtl.phantom.config import A_BITS, W_BITS, PhantomConfig
 from rtl.phantom.mapper import MappingError, plan_layer, word_fields
 from tests.conftest import mutate
 
-ODD = {"threads": "3", "chunk": "12", "values": "5", "window": "3"}  # a second, odd-sized core
+ODD = {"threads": "3", "chunk": "12", "values": "5", "window": "3", "lanes": "2"}  # a second, odd-sized core
 
 
 def _unpack(limbs: np.ndarray, bits: int, count: int) -> list[int]:

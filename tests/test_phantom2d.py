@@ -67,7 +67,7 @@ def _unpack(word: int, bits: int, count: int) -> list[int]:
     ({"cols": "2"}, r"cols must be an integer in \[1, 8\], not '2'"),
     ({"rows": True}, r"rows must be an integer"),
     ({"threads": 0}, r"threads must be a positive integer"),
-    ({"window": 5}, r"window must lie in \[lanes \+ 1 = 2, 4\]"),
+    ({"window": 7}, r"window must lie in \[lanes \+ 1 = 2, 6\]"),
 ])
 def test_config_rejects_bad_values(kw, msg):
     with pytest.raises(ValueError, match=msg):

@@ -26,17 +26,16 @@ class PhantomConfig:
     window   L chunks of lookahead: the threads take the next useful pairs from up to L
              buffered chunks, spanning at most lanes + 1 outputs
     lanes    chunks per input word, outputs closed per cycle and requantizer lanes of the
-             output word (1 or 2): short dot products (K = 9) close more than one output a
-             cycle
+             output word (1 to 4): short dot products (K = 9) close several outputs a cycle
     dense    the baseline: the mapper sends every element (masks all ones, zeros
              packed and multiplied, V positions per chunk); the core is the same hardware
     """
 
     threads: int = 4
-    chunk: int = 256
-    values: int = 64
-    window: int = 4
-    lanes: int = 2
+    chunk: int = 128
+    values: int = 32
+    window: int = 6
+    lanes: int = 4
     dense: bool = False
 
     def __post_init__(self):
@@ -50,10 +49,10 @@ class PhantomConfig:
             raise ValueError(f"chunk must lie in [2, 256], not {self.chunk}")
         if not 1 <= self.values <= self.chunk:
             raise ValueError(f"values must lie in [1, chunk={self.chunk}], not {self.values}")
-        if not 1 <= self.lanes <= 2:
-            raise ValueError(f"lanes must lie in [1, 2], not {self.lanes}")
-        if not self.lanes + 1 <= self.window <= 4:
-            raise ValueError(f"window must lie in [lanes + 1 = {self.lanes + 1}, 4], not {self.window}")
+        if not 1 <= self.lanes <= 4:
+            raise ValueError(f"lanes must lie in [1, 4], not {self.lanes}")
+        if not self.lanes + 1 <= self.window <= 6:
+            raise ValueError(f"window must lie in [lanes + 1 = {self.lanes + 1}, 6], not {self.window}")
         if self.in_bits > MAX_IN_BITS:
             raise ValueError(f"chunk {self.chunk} with {self.values} values makes a {self.in_bits}-bit input "
                              f"word (at most {MAX_IN_BITS})")
@@ -83,15 +82,15 @@ class PhantomConfig:
         })
 
     def word_layout(self) -> data.StructLayout:
-        """One input word: ``lanes`` chunks (lane l > 0: fields suffixed ``_l``) and, with two
-        lanes, ``more``: the second chunk is present."""
+        """One input word: ``lanes`` chunks (lane l > 0: fields suffixed ``_l``) and, with
+        several lanes, ``chunks``: how many lanes hold a chunk (the first ones)."""
         fields = dict(self.chunk_layout())
         if self.lanes == 1:
             return self.chunk_layout()
         out = {name: f.shape for name, f in fields.items()}
         for lane in range(1, self.lanes):
             out.update({f"{name}_{lane}": f.shape for name, f in fields.items()})
-        out["more"] = unsigned(1)
+        out["chunks"] = unsigned(self.lanes.bit_length())
         return data.StructLayout(out)
 
     def out_layout(self) -> data.StructLayout:

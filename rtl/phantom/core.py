@@ -66,7 +66,7 @@ class PhantomCore(wiring.Component):
     Ports
     -----
     i : In(stream)   ``PhantomConfig.word_layout``: ``lanes`` chunk pairs
-                     (``chunk_layout``; lane 1 present when ``more``); a chunk with
+                     (``chunk_layout``; the first ``chunks`` lanes hold one); a chunk with
                      ``last`` closes its output, whose ``bias``, ``mult`` and ``shift`` it
                      carries. ``ready`` while the window has room for ``lanes`` chunks
                      after this cycle's issue. All chunks of an output are consecutive;
@@ -137,7 +137,7 @@ class PhantomCore(wiring.Component):
             return getattr(word, name if lane == 0 else f"{name}_{lane}")
 
         n_in = Signal(range(NL + 1))
-        m.d.comb += n_in.eq(1 + word.more if NL > 1 else 1)
+        m.d.comb += n_in.eq(word.chunks if NL > 1 else 1)
         incoming = []
         for lane in range(NL):
             wmask, amask = field("wmask", lane), field("amask", lane)

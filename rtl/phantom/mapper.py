@@ -205,8 +205,8 @@ def cycle_model(useful, last, cfg: PhantomConfig) -> dict:
     The eligible window runs from the oldest slot up to the slot that closes the
     (lanes + 1)-th output (so lanes + 1 outputs share a cycle). Each cycle the threads
     take up to T products from it, oldest first; the leading slots left empty are freed,
-    closing at most ``lanes`` outputs; then a word of ``lanes`` chunks (chunks 2j, 2j + 1
-    with two lanes) enters if the window has room for ``lanes`` chunks. The input is
+    closing at most ``lanes`` outputs; then a word of ``lanes`` consecutive chunks enters
+    if the window has room for ``lanes`` chunks. The input is
     assumed always valid and the output never stalled. ``cycles`` runs from the first
     input cycle to the last output handshake (the harness adds a constant, checked in
     tests); the other keys equal the RTL's stat_* counters.
@@ -269,8 +269,8 @@ def schedule(slots: list, threads: int, lanes: int = 1) -> tuple[list, int, int]
 
 
 def word_fields(fields: dict, lanes: int) -> dict:
-    """Chunk fields (one entry per chunk) -> input-word fields: chunks 2j and 2j + 1 share
-    word j (lane 1 fields suffixed ``_1``; ``more``: lane 1 holds a chunk)."""
+    """Chunk fields (one entry per chunk) -> input-word fields: chunks lanes * j ... share
+    word j (lane l > 0 fields suffixed ``_l``; ``chunks``: how many lanes hold one)."""
     if lanes == 1:
         return fields
     n = len(next(iter(fields.values())))
@@ -281,5 +281,5 @@ def word_fields(fields: dict, lanes: int) -> dict:
             part = arr[lane::lanes]
             part = np.concatenate([part, np.zeros((words - len(part),) + part.shape[1:], dtype=part.dtype)])
             out[name if lane == 0 else f"{name}_{lane}"] = part
-    out["more"] = (np.arange(words) * lanes + 1 < n).astype(np.int64)
+    out["chunks"] = np.minimum(lanes, n - np.arange(words) * lanes).astype(np.int64)
     return out
