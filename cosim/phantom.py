@@ -28,21 +28,28 @@ def depth_log2(design: Design) -> int:
 
 def run_plan(design: Design, plan, vec: dict, *, sim="verilator", seed=1, idle=0.0, stall=0.0, verilog=None,
              waves=False, timeout_s=300) -> StreamResult:
+    cfg = design.config
+    return stream_plan(design, word_fields(plan.fields, cfg.lanes), plan, vec, (cfg.lanes, 9), sim=sim, seed=seed,
+                       idle=idle, stall=stall, verilog=verilog, waves=waves, timeout_s=timeout_s)
+
+
+def stream_plan(design: Design, fields: dict, plan, vec: dict, lanes: tuple[int, int], **run) -> StreamResult:
+    """A plan's input words through the design (core or mesh: ``lanes`` of its output
+    word), checked against the plan's expected outputs; a raised mask error flag fails
+    the run, naming the chunk (and the core of a mesh)."""
     statics = {"zero_point": int(vec["output_zero_point"]), "act_min": int(vec["act_min"]),
                "act_max": int(vec["act_max"])}
-    cfg = design.config
-    r = run_stream(design, word_fields(plan.fields, cfg.lanes), statics, plan.expected, sim=sim, seed=seed,
-                   idle=idle, stall=stall, verilog=verilog, waves=waves, timeout_s=timeout_s,
-                   depth_log2=depth_log2(design), max_cycles=8 * plan.model["cycles"] + 10_000,
-                   lanes=(cfg.lanes, 9))
+    r = run_stream(design, fields, statics, plan.expected, depth_log2=depth_log2(design),
+                   max_cycles=8 * plan.model["cycles"] + 10_000, lanes=lanes, **run)
     r.extra["layer"] = plan.layer
-    r.extra["model"] = dict(plan.model)
+    r.extra["model"] = {k: v for k, v in plan.model.items() if k != "core_busy"}
     r.extra["work"] = dict(plan.work)
     stats = r.extra.get("stats", {})
     if stats.get("errors"):
         r.passed = False
-        r.extra["error"] = (f"mask popcount disagrees with its packed count in chunk {stats['error_chunk'] - 1} "
-                            f"({stats['errors']} bad chunk(s))")
+        core = f" of core {stats['error_core'] - 1}" if "error_core" in stats else ""
+        r.extra["error"] = (f"mask popcount disagrees with its packed count in chunk {stats['error_chunk'] - 1}"
+                            f"{core} ({stats['errors']} bad chunk(s))")
     return r
 
 

@@ -11,35 +11,18 @@ the cycle-exact mesh model (rtl.phantom.mesh_map.mesh_sim).
 from __future__ import annotations
 
 from cosim.engines import NotMapped
-from cosim.harness import fit_depth_log2
-from cosim.phantom import _slice, in_batches, random_layers
-from cosim.stream import StreamResult, run_stream
+from cosim.phantom import _slice, depth_log2, in_batches, random_layers, stream_plan
+from cosim.stream import StreamResult
 from rtl.export import Design
 from rtl.phantom.mapper import MappingError
 from rtl.phantom.mesh_map import plan_mesh
 
 
-def depth_log2(design: Design) -> int:
-    return fit_depth_log2(design.port("i__payload").width)
-
-
 def run_plan(design: Design, plan, vec: dict, *, sim="verilator", seed=1, idle=0.0, stall=0.0, verilog=None,
              waves=False, timeout_s=300) -> StreamResult:
-    statics = {"zero_point": int(vec["output_zero_point"]), "act_min": int(vec["act_min"]),
-               "act_max": int(vec["act_max"])}
-    r = run_stream(design, plan.fields, statics, plan.expected, sim=sim, seed=seed, idle=idle, stall=stall,
-                   verilog=verilog, waves=waves, timeout_s=timeout_s, depth_log2=depth_log2(design),
-                   max_cycles=8 * plan.model["cycles"] + 10_000,
-                   lanes=(design.config.cores, design.config.lane_bits))
-    r.extra["layer"] = plan.layer
-    r.extra["model"] = {k: v for k, v in plan.model.items() if k != "core_busy"}
-    r.extra["work"] = dict(plan.work)
-    stats = r.extra.get("stats", {})
-    if stats.get("errors"):
-        r.passed = False
-        r.extra["error"] = (f"mask popcount disagrees with its packed count in chunk {stats['error_chunk'] - 1} "
-                            f"of core {stats['error_core'] - 1} ({stats['errors']} bad chunk(s))")
-    return r
+    cfg = design.config
+    return stream_plan(design, plan.fields, plan, vec, (cfg.cores, cfg.lane_bits), sim=sim, seed=seed, idle=idle,
+                       stall=stall, verilog=verilog, waves=waves, timeout_s=timeout_s)
 
 
 def check_counters(r: StreamResult, plan) -> str | None:
