@@ -285,8 +285,8 @@ def _plot(result: dict, out_dir) -> None:
     a6.set_ylabel("|fast - exact| / exact (%)")
     a6.set_title("fast mesh model (sampled) vs exact mesh model, whole layers", fontsize=9)
     c = result["config"]
-    fig.suptitle(f"Phantom core (T={c['threads']}, chunk={c['chunk']}, values={c['values']}, window={c['window']}) "
-                 f"and Phantom-2D")
+    fig.suptitle(f"Phantom core (T={c['threads']}, chunk={c['chunk']}, values={c['values']}, window={c['window']}, "
+                 f"lanes={c['lanes']}) and Phantom-2D")
     fig.tight_layout()
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     fig.savefig(Path(out_dir) / "phantom.png", dpi=120)
