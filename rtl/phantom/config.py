@@ -10,7 +10,6 @@ from amaranth.lib import data
 W_BITS = 8  # int8 weights
 A_BITS = 9  # activations as u = x - zero_point: 9-bit signed
 ACC_BITS = 32  # int32 accumulation (TFLite)
-PARAM_BITS = 32 + 32 + 6  # bias, mult, shift of the output a chunk closes
 MAX_IN_BITS = 4096  # widest input word allowed (the harness memory gets shallower as words widen)
 
 
@@ -84,12 +83,10 @@ class PhantomConfig:
     def word_layout(self) -> data.StructLayout:
         """One input word: ``lanes`` chunks (lane l > 0: fields suffixed ``_l``) and, with
         several lanes, ``chunks``: how many lanes hold a chunk (the first ones)."""
-        fields = dict(self.chunk_layout())
+        chunk = self.chunk_layout()
         if self.lanes == 1:
-            return self.chunk_layout()
-        out = {name: f.shape for name, f in fields.items()}
-        for lane in range(1, self.lanes):
-            out.update({f"{name}_{lane}": f.shape for name, f in fields.items()})
+            return chunk
+        out = {f"{name}{f'_{lane}' if lane else ''}": f.shape for lane in range(self.lanes) for name, f in chunk}
         out["chunks"] = unsigned(self.lanes.bit_length())
         return data.StructLayout(out)
 
@@ -101,12 +98,8 @@ class PhantomConfig:
         return data.StructLayout(fields)
 
     @property
-    def chunk_bits(self) -> int:
-        return 2 * self.chunk + self.values * (W_BITS + A_BITS) + 2 * self.cnt_bits + 1 + PARAM_BITS
-
-    @property
     def in_bits(self) -> int:
-        return self.lanes * self.chunk_bits + (self.lanes > 1)
+        return self.word_layout().size
 
 
 V_BITS = A_BITS  # a packed value in a mesh word: either operand (int8 weights sign-extended to 9 bits)
