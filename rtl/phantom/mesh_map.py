@@ -153,12 +153,7 @@ def plan_mesh(vec: dict, cfg: Phantom2DConfig, level2: bool = True) -> MeshPlan:
     params = {p: np.asarray(vec[p], dtype=np.int64) for p in ("bias", "mult", "shift")}
     rows = assign(kind, wm[:f_n] != 0, positions, R, C, level2)
 
-    per_row = []
-    core_outs = [[] for _ in range(R * C)]
-    useful_c = [[] for _ in range(R * C)]
-    last_c = [[] for _ in range(R * C)]
-    sent_c = [[] for _ in range(R * C)]
-    row_work = []
+    per_row, core_outs, row_work = [], [], []
     for r, (slots, swap) in enumerate(rows):
         s_n = slots.shape[0]
         live = slots[:, :, 0] >= 0  # (S, C)
@@ -181,16 +176,11 @@ def plan_mesh(vec: dict, cfg: Phantom2DConfig, level2: bool = True) -> MeshPlan:
             row.update({f"c{c}_use": use[:, c].astype(np.int64), f"c{c}_mask": cm, f"c{c}_vals": _packed(cv, cm, V),
                         f"c{c}_cnt": cm.sum(axis=1), f"c{c}_last": lst[:, c].astype(np.int64),
                         **{f"c{c}_{p}": np.where(is_live, params[p][chan], 0) for p in params}})
-            j = r * C + c
-            sent_c[j] = np.flatnonzero(use[:, c])
-            useful_c[j] = useful[use[:, c], c]
-            last_c[j] = lst[use[:, c], c]
-            core_outs[j] = out[rws, c][lst[:, c]]
+            core_outs.append(out[rws, c][lst[:, c]])
         per_row.append(row)
-        row_work.append((useful, use))
+        row_work.append((useful, use, lst))
 
-    at, n_in = interleave(row_work, cfg.threads, cfg.fifo)
-    n_words, keep, sent_c = compact(n_in, [at[j // C][s] for j, s in enumerate(sent_c)])
+    n_words, keep, at, n_in, sent_c, useful_c, last_c = core_streams(row_work, cfg)
     fields = {}
     for r, row in enumerate(per_row):
         for key, arr in row.items():
@@ -213,6 +203,24 @@ def plan_mesh(vec: dict, cfg: Phantom2DConfig, level2: bool = True) -> MeshPlan:
     plan = MeshPlan(name, fields, n_words, expected, outs_n, sent_c, useful_c, last_c, work)
     plan.model = mesh_sim(n_words, sent_c, useful_c, last_c, cfg)
     return plan
+
+
+def core_streams(row_chunks_: list, cfg: Phantom2DConfig):
+    """Per row its words' (useful (n, C), use (n, C), last (n, C)) -> the input words: their
+    number, which packed words are kept (:func:`compact`), each row's packed word of each
+    of its words (:func:`interleave`), and per core (r * cols + c) the words that carry
+    its chunks, their useful products and close flags."""
+    C = cfg.cols
+    at, n_in = interleave([(u, use) for u, use, _ in row_chunks_], cfg.threads, cfg.fifo)
+    sent, useful, last = [], [], []
+    for r, (u, use, lst) in enumerate(row_chunks_):
+        for c in range(C):
+            sel = use[:, c]
+            sent.append(at[r][np.flatnonzero(sel)])
+            useful.append(u[sel, c])
+            last.append(lst[sel, c])
+    words, keep, sent = compact(n_in, sent)
+    return words, keep, at, n_in, sent, useful, last
 
 
 def interleave(row_work: list, threads: int, fifo: int) -> tuple[list, int]:

@@ -16,7 +16,7 @@ model on a sample of each core's output positions and scales:
   model runs on its own chunk stream of a sample of positions, scaled. The mesh takes
   as long as its slowest core, and at least a cycle per word. **Level 2**
   balancing: filters (channels) to cores longest-work-first by their non-zero weights
-  (what a mapper knows before run time), positions interleaved; without it, blocks.
+  (what a mapper knows before run time), positions dealt out; without it, blocks.
 * **Level 1** (inside a core) is the dynamic thread scheduling of the RTL; without it
   (``static``) each thread owns the positions p = t (mod T) of every output and an
   output takes as many cycles as its busiest thread (at least one per chunk).
@@ -39,8 +39,7 @@ import numpy as np
 
 from rtl.phantom.config import Phantom2DConfig, PhantomConfig
 from rtl.phantom.mapper import closes, cut_chunks, cycle_model, operands
-from rtl.phantom.mesh_map import (FIFO_DELAY, HARNESS_CYCLES, assign, blocks, compact, interleave, mesh_sim,
-                                  row_chunks)
+from rtl.phantom.mesh_map import FIFO_DELAY, HARNESS_CYCLES, assign, blocks, core_streams, mesh_sim, row_chunks
 
 TAIL = 1 + 1 + 5  # model cycles after the last close: output register + requantizer
 # (and one more before the first: a chunk enters the window the cycle before it issues)
@@ -198,9 +197,8 @@ def mesh_layer(lm: LayerMasks, cfg: Phantom2DConfig, *, level2: bool = True, see
     else:
         acts = lm.act(pos, np.arange(1)).reshape(n_s, 1, -1)
     n_c = R * C
-    sent, useful, last = [np.zeros(0, np.int64)] * n_c, [np.zeros(0, np.int64)] * n_c, [np.zeros(0, bool)] * n_c
     static, alone = np.zeros(n_c), np.zeros(n_c)
-    row_work = [(np.zeros((0, C), np.int64), np.zeros((0, C), bool))] * R
+    row_work = [(np.zeros((0, C), np.int64), np.zeros((0, C), bool), np.zeros((0, C), bool))] * R
     for r, (sl, swap) in enumerate(rows):
         live = sl[:, :, 0] >= 0
         if not sl.shape[0]:
@@ -215,19 +213,17 @@ def mesh_layer(lm: LayerMasks, cfg: Phantom2DConfig, *, level2: bool = True, see
             shared = acts[p_idx[s_ix, first], 0]
             colm = lm.wmask[f_idx] & live[:, :, None]
         rws, _, _, u, use, lst = row_chunks(shared, colm, live, cfg)
-        row_work[r] = (u, use)
+        row_work[r] = (u, use, lst)
         for c in range(C):
-            j, sel = r * C + c, use[:, c]
-            sent[j], useful[j], last[j] = np.flatnonzero(sel), u[sel, c], lst[sel, c]
-            if sel.any():
-                alone[j] = cycle_model(useful[j], last[j], core)["cycles"]
+            sel = use[:, c]
+            if sel.any():  # each core alone: dynamic and static threads
+                alone[r * C + c] = cycle_model(u[sel, c], lst[sel, c], core)["cycles"]
                 outs = live[:, c]
                 chunks = np.bincount(rws[sel], minlength=len(live))[outs]
-                static[j] = static_cycles(shared[outs] & colm[outs, c], chunks, cfg.threads) + TAIL + 1
-    at, n_in = interleave(row_work, cfg.threads, cfg.fifo)
-    words, _, sent = compact(n_in, [at[j // C][s] for j, s in enumerate(sent)])
+                static[r * C + c] = static_cycles(shared[outs] & colm[outs, c], chunks, cfg.threads) + TAIL + 1
+    words, _, _, _, sent, useful, last = core_streams(row_work, cfg)
     m = mesh_sim(words, sent, useful, last, cfg)
-    # the words stream at the sampled rate; the drain after the last word does not grow
+    # pipeline fill and drain once; the rest grows with the positions
     cycles = FILL + (m["cycles"] - FILL) * scale
     busy = np.array(m["core_busy"], dtype=float)
     return {"cycles": cycles, "static_cycles": cycles + max(0.0, static.max() - alone.max()) * scale,
