@@ -107,15 +107,23 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
                      verilog=verilog, waves=waves, timeout_s=timeout_s)
         r.extra["scenario"] = vec["name"] + (" (idle + back-pressure)" if busy else "")
         model = {k: v for k, v in plan.model.items() if k != "cycles"}
-        if not busy and r.extra.get("stats") != model:
-            r.passed = False
-            r.extra["scenario"] += f": counters {r.extra.get('stats')} != cycle model {model}"
-        if "error" in r.extra:
-            r.extra["scenario"] += ": " + r.extra["error"]
-        results.append(r)
-        if not r.passed:
+        bad = None if busy or r.extra.get("stats") == model else (
+            f"counters {r.extra.get('stats')} != cycle model {model}")
+        if settle(r, bad, results):
             break
     return results
+
+
+def settle(r: StreamResult, bad: str | None, results: list) -> bool:
+    """Record a scenario's run, failed with ``bad`` when given and named with its error;
+    True when the set should stop (the run failed)."""
+    if bad:
+        r.passed = False
+        r.extra["scenario"] += ": " + bad
+    if "error" in r.extra:
+        r.extra["scenario"] += ": " + r.extra["error"]
+    results.append(r)
+    return not r.passed
 
 
 def _slice(vec: dict, lo: int, hi: int) -> dict:

@@ -11,7 +11,7 @@ the cycle-exact mesh model (rtl.phantom.mesh_map.mesh_sim).
 from __future__ import annotations
 
 from cosim.engines import NotMapped
-from cosim.phantom import _slice, depth_log2, in_batches, random_layers, stream_plan
+from cosim.phantom import _slice, depth_log2, in_batches, random_layers, settle, stream_plan
 from cosim.stream import StreamResult
 from rtl.export import Design
 from rtl.phantom.mapper import MappingError
@@ -57,13 +57,7 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
             want = {"cycles": plan.model["cycles"], "busy": plan.model["busy"]}
             got = {"cycles": r.cycles, "busy": r.extra.get("stats", {}).get("busy")}
             bad = None if got == want else f"{got} != mesh model {want}"
-        if bad:
-            r.passed = False
-            r.extra["scenario"] += ": " + bad
-        if "error" in r.extra:
-            r.extra["scenario"] += ": " + r.extra["error"]
-        results.append(r)
-        if not r.passed:
+        if settle(r, bad, results):
             break
     return results
 
