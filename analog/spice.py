@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from analog.circuit import B_BITS, Circuit
-from cosim.runner import CosimError, ToolMissing
+from golden.errors import CosimError, ToolMissing
 
 MODEL_CARD = Path(__file__).resolve().parent / "models" / "ptm65nm_bulk.pm"
 

@@ -1,44 +1,63 @@
-"""Which testbench co-simulates which engine, and which runs a golden layer through it.
+"""The co-simulation side of the engine table (:mod:`rtl.engines`), found by convention.
 
-Each engine ``E`` has a module ``cosim.E`` with
+Engine ``E``'s testbench is the module ``cosim.testbenches.E`` with
+
 ``cosim(design, *, sim, seed, vectors, verilog, waves, timeout_s) -> list[StreamResult]``
-and ``verify_layer(design, layer_vectors, *, sim, seed) -> StreamResult``; a
-verifier raises :class:`NotMapped` for a layer its engine cannot run. The modules
-are imported on use (they import NotMapped from here).
+    the scenario suite of ``nnaccel cosim E``;
+``run(design, plan, *, sim, seed, idle, stall, verilog, waves, timeout_s) -> StreamResult``
+    one plan (from ``rtl.engines.get_engine(E).plan``) through the RTL: outputs
+    compared exactly, cycles, and the RTL's counters in ``extra["stats"]``;
+``words(plan) -> int`` and ``capacity(design) -> int``
+    the harness words a plan needs and the harness holds, so that
+    :func:`run_layer` can split a layer into image batches that fit.
+
+An engine that runs no layer (``aid``) has ``cosim`` only. Benchmarks are the
+modules of ``cosim.benches``, each with ``bench(out, vectors) -> (result, lines, passed)``.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+import pkgutil
+from types import ModuleType
 
-ENGINES = ("requant", "fat", "winograd", "phantom", "phantom2d")
-
-
-class NotMapped(Exception):
-    """An engine cannot run this layer (kernel, stride, ...); the message says why."""
+from golden.errors import NotMapped  # noqa: F401  (re-exported)
+from rtl.engines import ENGINES, get_engine
 
 
-def _lazy(engine: str, name: str) -> Callable:
-    def call(*args, **kwargs):
-        return getattr(importlib.import_module(f"cosim.{engine}"), name)(*args, **kwargs)
-    call.__name__ = f"{engine}.{name}"
-    return call
+def testbench(engine: str) -> ModuleType:
+    """``cosim.testbenches.<engine>``; ValueError for an engine not in the table."""
+    get_engine(engine)
+    return importlib.import_module(f"cosim.testbenches.{engine}")
 
 
-TESTBENCHES: dict[str, Callable] = {e: _lazy(e, "cosim") for e in ENGINES}
-LAYER_VERIFIERS: dict[str, Callable] = {e: _lazy(e, "verify_layer") for e in ENGINES}
+def run_layer(design, layer, *, sim: str = "verilator", seed: int = 1, timeout_s: float = 300,
+              verilog: str | None = None, **options):
+    """One layer (:class:`golden.layer.LayerVectors`) through the design's engine, in image
+    batches that fit the harness (a batch that turns out not to fit is split in two);
+    NotMapped when the engine cannot run it. ``options`` go to the engine's planner."""
+    engine = get_engine(design.engine)
+    cfg = design.config
+    tb = testbench(design.engine)
+    one = engine.plan(layer.select(0, 1), cfg, **options)  # NotMapped with the engine's reason
+    capacity = tb.capacity(design)
+    from cosim.stream import in_batches
+
+    def run(part):
+        plan = engine.plan(part, cfg, **options)
+        if tb.words(plan) > capacity and part.images > 1:
+            return in_batches(part, -(-part.images // 2), run)
+        return tb.run(design, plan, sim=sim, seed=seed, timeout_s=timeout_s, verilog=verilog)
+
+    return in_batches(layer, max(1, capacity // max(1, tb.words(one))), run)
 
 
-def _lookup(table: dict, engine: str, what: str) -> Callable:
-    if engine not in table:
-        raise ValueError(f"no {what} for engine {engine!r} (valid: {', '.join(sorted(table))})")
-    return table[engine]
+def benches() -> dict[str, ModuleType]:
+    """Every benchmark module in ``cosim.benches``, by name."""
+    import cosim.benches as pkg
+    return {m.name: importlib.import_module(f"cosim.benches.{m.name}")
+            for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name) if not m.name.startswith("_")}
 
 
-def testbench(engine: str) -> Callable:
-    return _lookup(TESTBENCHES, engine, "co-simulation")
-
-
-def layer_verifier(engine: str) -> Callable:
-    return _lookup(LAYER_VERIFIERS, engine, "layer verification")
+def engines() -> list[str]:
+    return list(ENGINES)

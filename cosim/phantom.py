@@ -97,9 +97,7 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
     cycle model."""
     from golden.nets import digits
     results = []
-    demo = list(digits.layer_vectors(digits.build("sparse"), 1))
-    for vec in demo:
-        vec["name"] = f"digits-sparse-{vec['name']}"
+    demo = [vec.renamed(f"digits-sparse-{vec.name}") for vec in digits.layer_vectors(digits.build("sparse"), 1)]
     for idx, vec in enumerate(random_layers(seed) + demo):
         plan = plan_layer(vec, design.config)
         busy = idx % 2 == 1 and idx < len(RANDOM_LAYERS)
@@ -127,7 +125,7 @@ def settle(r: StreamResult, bad: str | None, results: list) -> bool:
 
 
 def _slice(vec: dict, lo: int, hi: int) -> dict:
-    return {**vec, "x": vec["x"][lo:hi], "acc": vec["acc"][lo:hi], "y": vec["y"][lo:hi]}
+    return vec.select(lo, hi)
 
 
 def verify_layer(design: Design, vec: dict, *, sim="verilator", seed=1, timeout_s=300) -> StreamResult:

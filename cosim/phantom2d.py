@@ -40,9 +40,7 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
     ones with idle input and back-pressure, then the sparse demo net's layers."""
     from golden.nets import digits
     results = []
-    demo = list(digits.layer_vectors(digits.build("sparse"), 1))
-    for vec in demo:
-        vec["name"] = f"digits-sparse-{vec['name']}"
+    demo = [vec.renamed(f"digits-sparse-{vec.name}") for vec in digits.layer_vectors(digits.build("sparse"), 1)]
     for idx, vec in enumerate(random_layers(seed) + demo):
         level2 = idx % 3 != 2
         plan = plan_mesh(vec, design.config, level2=level2)

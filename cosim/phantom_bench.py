@@ -27,7 +27,7 @@ from cosim.phantom import random_layer, verify_layer
 from cosim.phantom2d import check_counters, run_plan
 from golden.nets import digits
 from rtl.export import generate
-from rtl.phantom.config import Phantom2DConfig
+from rtl.phantom2d.config import Phantom2DConfig
 from rtl.phantom.mesh_map import plan_mesh
 from rtl.phantom.perf import core_layer, masks_from_vectors, mesh_layer, net_study, synthetic_masks
 

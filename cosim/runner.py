@@ -46,16 +46,7 @@ ICARUS_ARGS = ("-g2005",)
 QUICK_START_ENV = {"COCOTB_REWRITE_ASSERTION_FILES": ""}
 
 
-class CosimError(Exception):
-    """A simulation could not be built or run (message is one line for the user)."""
-
-
-class ToolMissing(CosimError):
-    pass
-
-
-class SimTimeout(CosimError):
-    pass
+from golden.errors import CosimError, SimTimeout, ToolMissing  # noqa: F401  (re-exported)
 
 
 def cache_root() -> Path:

@@ -8,6 +8,7 @@ found. The expected outputs come from the golden model; the comparison is exact.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -129,3 +130,45 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
         shutil.rmtree(run_dir, ignore_errors=True)
         result.log = None
     return result
+
+
+def merge(total: StreamResult, r: StreamResult) -> StreamResult:
+    """Two runs of one layer (image batches ``total`` then ``r``) as one result: outputs,
+    cycles, mismatches and every integer counter in ``extra`` (``stats``, ``model``,
+    ``work``) summed; the first mismatch and the first error kept, its index counted
+    over the whole layer."""
+    first = total.first_mismatch
+    if r.first_mismatch and first is None:
+        first = dict(r.first_mismatch, index=r.first_mismatch["index"] + total.outputs)
+    out = dataclasses.replace(
+        total, passed=total.passed and r.passed, vectors=total.vectors + r.vectors,
+        outputs=total.outputs + r.outputs, cycles=total.cycles + r.cycles,
+        mismatches=total.mismatches + r.mismatches, first_mismatch=first,
+        timed_out=total.timed_out or r.timed_out, wall_s=total.wall_s + r.wall_s, sim_s=total.sim_s + r.sim_s,
+        log=total.log or r.log, extra=dict(total.extra))
+    if "error" in r.extra:
+        out.extra.setdefault("error", r.extra["error"])
+    for key in SUMMED:
+        a, b = total.extra.get(key), r.extra.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extra[key] = {k: v + b.get(k, 0) for k, v in a.items()
+                              if isinstance(v, int) and not isinstance(v, bool) and k not in NOT_SUMMED}
+        elif isinstance(a, int) and isinstance(b, int):
+            out.extra[key] = a + b
+    out.extra["batches"] = total.extra.get("batches", 1) + r.extra.get("batches", 1)
+    return out
+
+
+SUMMED = ("stats", "model", "work", "model_cycles", "runs", "output_values", "equivalent_macs")
+NOT_SUMMED = ("error_chunk", "error_core", "k")  # indices and shapes, not counts
+
+
+def in_batches(layer, batch: int, run) -> StreamResult:
+    """``run`` on the layer's images (a :class:`golden.layer.LayerVectors`), ``batch``
+    at a time; the results merged into one (:func:`merge`)."""
+    n = layer.images
+    total = None
+    for lo in range(0, n, max(1, batch)):
+        r = run(layer.select(lo, min(n, lo + batch)))
+        total = r if total is None else merge(total, r)
+    return total

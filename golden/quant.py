@@ -38,7 +38,7 @@ round half away from zero.
 
 All functions take and return integer ``torch.Tensor`` s (computed in int64 so no
 intermediate overflows); Python ints and numpy arrays are accepted as input.
-The RTL requantizer (``rtl.common.requant``) matches :func:`requantize` bit for bit.
+The RTL requantizer (``rtl.requant.requantizer``) matches :func:`requantize` bit for bit.
 """
 
 from __future__ import annotations

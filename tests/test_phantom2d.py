@@ -18,9 +18,10 @@ from flows.cli import main
 from golden.nets import digits
 from golden.quant import requantize
 from rtl.export import generate
-from rtl.phantom.config import MAX_IN_BITS, V_BITS, Phantom2DConfig, PhantomConfig
+from rtl.phantom.config import MAX_IN_BITS, PhantomConfig
+from rtl.phantom2d.config import V_BITS, Phantom2DConfig
 from rtl.phantom.mapper import cycle_model
-from rtl.phantom.mesh import PhantomMesh
+from rtl.phantom2d.mesh import PhantomMesh
 from rtl.phantom.mesh_map import assign, mesh_sim, plan_mesh
 from tests.conftest import mutate
 

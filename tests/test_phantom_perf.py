@@ -8,7 +8,8 @@ import pytest
 
 from cosim.phantom import random_layers
 from golden.nets import digits, zoo
-from rtl.phantom.config import Phantom2DConfig, PhantomConfig
+from rtl.phantom.config import PhantomConfig
+from rtl.phantom2d.config import Phantom2DConfig
 from rtl.phantom.mapper import cut_chunks, plan_layer
 from rtl.phantom.mesh_map import lwf, plan_mesh
 from rtl.phantom.perf import (core_layer, dense_layer, masks_from_vectors, mesh_layer, net_study, synthetic_filters,

@@ -8,7 +8,8 @@ from amaranth.sim import Simulator
 
 from cosim.requant import SCENARIOS, edge_vectors, expected, random_vectors
 from golden.quant import requantize
-from rtl.common.requant import Requantizer, RequantConfig
+from rtl.requant.config import RequantConfig
+from rtl.requant.requantizer import Requantizer
 from rtl.common.simtools import stream_get, stream_put
 
 

@@ -62,6 +62,7 @@ from torch.nn.utils import parametrize
 
 from golden import quant
 from golden.conv import conv2d_int, linear_int
+from golden.layer import LayerVectors, describe
 from golden.sparse import FixedMask, magnitude_masks, sparsity
 from golden.ternary import TernarySTE, ternarize
 
@@ -201,31 +202,24 @@ class QuantNet:
 
 
 def layer_vectors(net: QuantNet, n: int = 32):
-    """Per layer, a dict of numpy test vectors for the first ``n`` test images (keys in
-    the module doc: x, w, bias, input_zero_point, mult, shift, output_zero_point,
-    act_min, act_max, stride, padding, kind, acc, y, name, and alpha for ternary)."""
+    """Per layer, its :class:`golden.layer.LayerVectors` for the first ``n`` test images
+    (``alpha`` set for ternary layers)."""
     x_q, _ = net.test_inputs(n)
     for layer, x, acc, y in net.trace_int(x_q):
-        vec = dict(name=layer.name, kind=layer.kind, x=x.numpy().astype(np.int8),
-                   w=layer.w.numpy().astype(np.int8), bias=layer.bias.numpy().astype(np.int32),
-                   mult=layer.mult.numpy().astype(np.int32), shift=layer.shift.numpy().astype(np.int32),
-                   acc=acc.numpy().astype(np.int32), y=y.numpy().astype(np.int8),
-                   **{k: getattr(layer, k) for k in ("input_zero_point", "output_zero_point",
-                                                     "act_min", "act_max", "stride", "padding")})
-        if layer.alpha is not None:
-            vec["alpha"] = layer.alpha
-        yield vec
+        desc = describe(name=layer.name, kind=layer.kind, x_shape=tuple(x.shape), w_shape=tuple(layer.w.shape),
+                        input_zero_point=layer.input_zero_point, output_zero_point=layer.output_zero_point,
+                        act_min=layer.act_min, act_max=layer.act_max, stride=layer.stride, padding=layer.padding,
+                        input_scale=float(layer.input_scale), output_scale=float(layer.output_scale))
+        yield LayerVectors(desc, x.numpy(), layer.w.numpy(), layer.bias.numpy(), layer.mult.numpy(),
+                           layer.shift.numpy(), acc.numpy(), y.numpy(), alpha=layer.alpha)
 
 
 def export_vectors(net: QuantNet, directory, n: int = 32) -> list[Path]:
     """Write ``<variant>_<idx>_<layername>.npz`` per layer; return the paths (none for float)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for idx, vec in enumerate(layer_vectors(net, n) if net.layers else ()):
-        paths.append(directory / f"{net.variant}_{idx}_{vec['name']}.npz")
-        np.savez(paths[-1], **vec)
-    return paths
+    return [vec.to_npz(directory / f"{net.variant}_{idx}_{vec.name}.npz")
+            for idx, vec in enumerate(layer_vectors(net, n) if net.layers else ())]
 
 
 # ----------------------------------------------------------------------------- training

@@ -18,7 +18,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from rtl.common.ports import int8_engine_ports
-from rtl.common.requant import Requantizer
+from rtl.requant.requantizer import Requantizer
 from rtl.fat.config import (CODE_INVALID, CODE_MINUS, CODE_PLUS, CODE_ZERO, OP_CLEAR, OP_LOAD, OP_READ, OP_WEIGHTS,
                             FatConfig)
 

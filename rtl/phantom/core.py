@@ -20,7 +20,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Out
 
 from rtl.common.ports import int8_engine_ports
-from rtl.common.requant import RequantConfig, Requantizer
+from rtl.requant.config import RequantConfig
+from rtl.requant.requantizer import Requantizer
 from rtl.phantom.config import A_BITS, ACC_BITS, W_BITS, PhantomConfig
 
 STATS = ("busy", "products", "slots", "chunks", "errors", "error_chunk")

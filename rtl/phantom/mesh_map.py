@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rtl.phantom.config import V_BITS, Phantom2DConfig
+from rtl.phantom2d.config import V_BITS, Phantom2DConfig
 from rtl.phantom.mapper import (MappingError, _gather, _mask_word, _pack, closes, cut_chunks, operands,
                                 schedule)
-from rtl.common.requant import RequantConfig
+from rtl.requant.config import RequantConfig
 
 FIFO_DELAY = 1  # a word reaches its core one cycle after the mesh takes it
 HARNESS_CYCLES = 2  # harness cycles outside the mesh model (calibrated against the RTL)

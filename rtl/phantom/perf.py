@@ -37,7 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtl.phantom.config import Phantom2DConfig, PhantomConfig
+from rtl.phantom.config import PhantomConfig
+from rtl.phantom2d.config import Phantom2DConfig
 from rtl.phantom.mapper import closes, cut_chunks, cycle_model, operands
 from rtl.phantom.mesh_map import FIFO_DELAY, HARNESS_CYCLES, assign, blocks, core_streams, mesh_sim, row_chunks
 

@@ -18,7 +18,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from golden.winograd import integer_transforms, winograd_widths
-from rtl.common.requant import RequantConfig
+from rtl.requant.config import RequantConfig
 
 ACT_BITS = 8  # int8 activations and zero point
 BIAS_BITS = 32  # int32 bias and accumulator (TFLite)

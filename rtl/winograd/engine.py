@@ -6,7 +6,8 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.common.requant import RequantConfig, Requantizer
+from rtl.requant.config import RequantConfig
+from rtl.requant.requantizer import Requantizer
 from rtl.winograd import transforms as tf
 from rtl.winograd.config import ACT_BITS, BIAS_BITS, WinogradConfig
 

@@ -17,7 +17,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from rtl.phantom.config import MAX_IN_BITS, V_BITS, W_BITS, Phantom2DConfig
+from rtl.phantom.config import MAX_IN_BITS, W_BITS
+from rtl.phantom2d.config import V_BITS, Phantom2DConfig
 from rtl.phantom.core import PhantomCore
 
 STATS = ("busy", "products", "slots", "chunks", "errors", "error_core", "error_chunk")

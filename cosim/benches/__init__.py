@@ -1,0 +1,1 @@
+"""Benchmarks: one module per `nnaccel bench NAME`, each with `bench(out, vectors) -> (result, lines, passed)`."""

@@ -1,0 +1,1 @@
+"""Per-engine testbenches, one module per engine named as in the engine table (rtl.engines)."""
