@@ -7,7 +7,6 @@ Every error the user can cause ends as one line on stderr and a non-zero exit:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -17,8 +16,9 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not usage + message
-        raise UsageError(f"{self.prog}: {message}")
+    def error(self, message):  # one line, not usage + message; the subcommand named once
+        command = self.prog.partition(" ")[2]
+        raise UsageError(f"{command}: {message}" if command else message)
 
 
 def _params(items: list[str]) -> dict[str, str]:
@@ -37,7 +37,8 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_verilog(args) -> int:
-    from rtl.export import generate, write_design
+    from flows.orchestrate import write_design
+    from rtl.export import generate
     design = generate(args.engine, _params(args.param))
     for path in write_design(design, Path(args.output)):
         print(path)
@@ -81,7 +82,10 @@ def cmd_analog(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cosim.engines import benches
     from cosim.runner import SIMULATORS
+    from rtl.engines import ENGINES
+    engines = list(ENGINES)
 
     p = _Parser(prog="nnaccel", description="Generate, co-simulate and verify CNN accelerator engines.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -90,13 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_doctor)
 
     v = sub.add_parser("verilog", help="write ENGINE.v, ENGINE.json and a FuseSoC .core file")
-    v.add_argument("engine")
+    v.add_argument("engine", choices=engines)
     v.add_argument("--param", action="append", metavar="K=V", help="override a configuration field")
     v.add_argument("-o", "--output", default="build/verilog", help="output directory")
     v.set_defaults(func=cmd_verilog)
 
     c = sub.add_parser("cosim", help="co-simulate an engine against its golden model")
-    c.add_argument("engine")
+    c.add_argument("engine", choices=engines)
     c.add_argument("--sim", choices=SIMULATORS, default="verilator")
     c.add_argument("--seed", type=int, default=1)
     c.add_argument("--vectors", type=int, default=20000, help="random vectors on top of the edge cases")
@@ -111,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--net", default="digits", choices=["digits"])
     r.add_argument("--variant", action="append", choices=["float", "int8", "sparse", "ternary"],
                    help="repeatable; default: all four")
-    r.add_argument("--engine", default="requant", help="engine the layers run through")
+    r.add_argument("--engine", default="requant", choices=engines, help="engine the layers run through")
     r.add_argument("--sim", choices=SIMULATORS, default="verilator")
     r.add_argument("--seed", type=int, default=0, help="training seed")
     r.add_argument("--images", type=int, default=32, help="test images per layer vector set")
@@ -119,14 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_verify)
 
     b = sub.add_parser("bench", help="benchmarks that write JSON")
-    from flows.bench import BENCHES
-    b.add_argument("what", choices=list(BENCHES))
+    b.add_argument("what", choices=list(benches()))
     b.add_argument("--vectors", type=int, default=1_000_000)
     b.add_argument("-o", "--output", default="out/bench")
     b.set_defaults(func=cmd_bench)
 
     y = sub.add_parser("synth", help="synthesize (Yosys) and place and route (nextpnr): resources, Fmax, JSON")
-    y.add_argument("engine")
+    y.add_argument("engine", choices=engines)
     y.add_argument("--target", choices=["ecp5", "ice40", "generic"], default="generic")
     y.add_argument("--param", action="append", metavar="K=V", help="override a configuration field")
     y.add_argument("--freq", type=float, default=50.0, help="clock constraint for nextpnr, MHz")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import sys
 from pathlib import Path
 
 from cosim.engines import testbench
-from rtl.export import generate
+from flows.outdir import write_atomic, write_json_atomic
+from rtl.export import Design, fusesoc_core, generate
 
 
 def read_verilog(path: str, top: str) -> str:
@@ -22,19 +22,18 @@ def read_verilog(path: str, top: str) -> str:
     return text
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+def write_design(design: Design, out_dir: Path) -> list[Path]:
+    """Write ``ENGINE.v``, ``ENGINE.json`` and ``ENGINE.core``; each appears whole or not at all."""
+    files = {f"{design.engine}.v": design.verilog, f"{design.engine}.json": json.dumps(design.meta(), indent=2) + "\n",
+             f"{design.engine}.core": fusesoc_core(design)}
+    return [write_atomic(Path(out_dir) / name, text) for name, text in files.items()]
 
 
 def run_cosim(engine: str, *, sim: str, seed: int, vectors: int, params: dict, verilog: str | None,
               waves: bool, timeout_s: float, json_out: str | None) -> int:
     design = generate(engine, params)
     text = read_verilog(verilog, design.top) if verilog else None
-    tb = testbench(engine)
+    tb = testbench(engine).cosim
     source = f"given Verilog {verilog}" if verilog else "generated Verilog"
     print(f"cosim {engine} on {sim} ({source}, seed {seed})", flush=True)
     results = tb(design, sim=sim, seed=seed, vectors=vectors, verilog=text, waves=waves, timeout_s=timeout_s)

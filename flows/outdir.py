@@ -1,8 +1,10 @@
-"""Output directories that appear whole or not at all, and a plain progress display."""
+"""Every output nnaccel writes appears whole or not at all (one mechanism: write under a
+temporary name beside the target, then rename), and a plain progress display."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -33,6 +35,24 @@ def atomic_dir(final: Path):
         os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` (parents created): a reader sees the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: Path, obj) -> Path:
+    return write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 class Progress:

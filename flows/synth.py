@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from flows.orchestrate import write_json_atomic
+from flows.outdir import write_json_atomic
 from rtl.export import generate
 
 TARGETS = ("ecp5", "ice40", "generic")

@@ -1,8 +1,8 @@
 """`nnaccel verify`: demo nets' layers through the RTL, compared bit-exactly; report.
 
 The flow trains (or loads from the cache) each variant of the demo net, hands
-every integer layer's golden vectors to the engine's layer verifier (see
-``cosim.engines.LAYER_VERIFIERS``) and writes ``report.md``, ``results.json`` and
+every integer layer's golden vectors (:class:`golden.layer.LayerVectors`) to
+:func:`cosim.engines.run_layer` on the chosen engine and writes ``report.md``, ``results.json`` and
 plots into the output directory, which appears whole or not at all.
 """
 
@@ -15,9 +15,10 @@ import platform
 import time
 from pathlib import Path
 
-from cosim.engines import NotMapped, layer_verifier
+from cosim.engines import run_layer
 from cosim.runner import cache_root, tool_version
 from flows.outdir import Progress, atomic_dir
+from golden.errors import NotMapped
 from rtl.export import generate
 
 NETS = ("digits",)
@@ -37,7 +38,6 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
     variants = list(dict.fromkeys(variants or module.VARIANTS))
     if n_images < 1:
         raise ValueError(f"--images must be >= 1, not {n_images}")
-    verify_layer = layer_verifier(engine)
     design = generate(engine)
 
     nets = {}
@@ -52,11 +52,11 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
     prog = Progress(len(jobs))
     layers = []
     for v, vec in jobs:
-        prog.start(f"{v} {vec['name']} through {engine} on {sim}")
-        entry = {"variant": v, "layer": vec["name"], "kind": vec["kind"], "input_shape": list(vec["x"].shape),
-                 "output_shape": list(vec["y"].shape), "weights_zero": float((vec["w"] == 0).mean())}
+        prog.start(f"{v} {vec.name} through {engine} on {sim}")
+        entry = {"variant": v, "layer": vec.name, "kind": vec.kind.value, "input_shape": list(vec.x.shape),
+                 "output_shape": list(vec.y.shape), "weights_zero": 1 - vec.weight_density}
         try:
-            r = verify_layer(design, vec, sim=sim, seed=seed + 1)
+            r = run_layer(design, vec, sim=sim, seed=seed + 1)
         except NotMapped as e:
             prog.done(f"not mapped: {e}")
             layers.append({**entry, "status": "not mapped", "reason": str(e), "vectors": 0, "outputs": 0,

@@ -141,13 +141,26 @@ def _array(value, name: str, shape: tuple | None, lo: int, hi: int) -> np.ndarra
             pass  # integer values held as floats
         else:
             raise ValueError(f"{name} must hold integers, not {a.dtype} values")
-    a = a.astype(np.int64)
+    a = a.astype(np.int64, copy=False)
     if shape is not None and a.shape != tuple(shape):
         raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
     if a.size and (a.min() < lo or a.max() > hi):
         bad = a[(a < lo) | (a > hi)][0]
         raise ValueError(f"{name} value {int(bad)} is outside [{lo}, {hi}]")
     return a
+
+
+def _checked_inputs(L: Layer, x, w, bias, mult, shift) -> dict[str, np.ndarray]:
+    """The layer's input arrays as int64, or ValueError naming the first bad one."""
+    x = np.asarray(x)
+    if x.ndim < 1 or tuple(x.shape[1:]) != L.in_shape:
+        raise ValueError(f"{L.name}: x has shape {x.shape}, expected N x {' x '.join(map(str, L.in_shape))}")
+    o = L.out_channels
+    return {"x": _array(x, f"{L.name}: x", None, -128, 127),
+            "w": _array(w, f"{L.name}: w", L.weight_shape, -128, 127),
+            "bias": _array(bias, f"{L.name}: bias", (o,), INT32_MIN, INT32_MAX),
+            "mult": _array(mult, f"{L.name}: mult", (o,), INT32_MIN, INT32_MAX),
+            "shift": _array(shift, f"{L.name}: shift", (o,), SHIFT_MIN, SHIFT_MAX)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,14 +187,9 @@ class LayerVectors:
             raise TypeError(f"layer must be a Layer, not {type(L).__name__}")
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         x = np.asarray(self.x)
-        if x.ndim < 1 or tuple(x.shape[1:]) != L.in_shape:
-            raise ValueError(f"{L.name}: x has shape {x.shape}, expected N x {' x '.join(map(str, L.in_shape))}")
-        n, o = x.shape[0], L.out_channels
-        set_("x", _array(x, f"{L.name}: x", None, -128, 127))
-        set_("w", _array(self.w, f"{L.name}: w", L.weight_shape, -128, 127))
-        set_("bias", _array(self.bias, f"{L.name}: bias", (o,), INT32_MIN, INT32_MAX))
-        set_("mult", _array(self.mult, f"{L.name}: mult", (o,), INT32_MIN, INT32_MAX))
-        set_("shift", _array(self.shift, f"{L.name}: shift", (o,), SHIFT_MIN, SHIFT_MAX))
+        for k, v in _checked_inputs(L, x, self.w, self.bias, self.mult, self.shift).items():
+            set_(k, v)
+        n = x.shape[0]
         set_("acc", _array(self.acc, f"{L.name}: acc", (n,) + L.out_shape, INT32_MIN, INT32_MAX))
         set_("y", _array(self.y, f"{L.name}: y", (n,) + L.out_shape, L.act_min, L.act_max))
 
@@ -317,5 +325,6 @@ def layer_vectors_from(*, name: str, kind: str, x, w, bias, input_zero_point: in
     layer = describe(name=name, kind=kind, x_shape=np.shape(x), w_shape=np.shape(w),
                      input_zero_point=input_zero_point, output_zero_point=output_zero_point, act_min=act_min,
                      act_max=act_max, stride=stride, padding=padding, **scales)
-    acc, y = golden_outputs(layer, x, w, bias, mult, shift)
-    return LayerVectors(layer, x, w, bias, mult, shift, acc.numpy(), y.numpy(), alpha=alpha)
+    ins = _checked_inputs(layer, x, w, bias, mult, shift)
+    acc, y = golden_outputs(layer, *ins.values())
+    return LayerVectors(layer, **ins, acc=acc.numpy(), y=y.numpy(), alpha=alpha)

@@ -1,13 +1,10 @@
-"""Verilog, port table and FuseSoC core file for an engine configuration."""
+"""Verilog, port table and FuseSoC core file for an engine configuration (``flows`` writes them)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from amaranth.back import verilog
 from amaranth.hdl import Shape
@@ -108,23 +105,3 @@ targets:
         mode: lint-only
         verilator_options: [-Wno-fatal]
 """
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_design(design: Design, out_dir: Path) -> list[Path]:
-    """Write ``ENGINE.v``, ``ENGINE.json`` and ``ENGINE.core``; each appears whole or not at all."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {
-        f"{design.engine}.v": design.verilog,
-        f"{design.engine}.json": json.dumps(design.meta(), indent=2) + "\n",
-        f"{design.engine}.core": fusesoc_core(design),
-    }
-    for name, text in files.items():
-        _write_atomic(out_dir / name, text)
-    return [out_dir / n for n in files]

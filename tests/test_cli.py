@@ -37,7 +37,7 @@ def test_verilog_out_bits_changes_the_port(tmp_path):
 
 
 @pytest.mark.parametrize("argv, code, needle", [
-    (["verilog", "nosuch"], 2, "unknown engine 'nosuch' (valid: "),
+    (["verilog", "nosuch"], 2, "nnaccel: error: verilog: argument engine: invalid choice: 'nosuch' (choose from 'requant', 'fat'"),
     (["verilog", "requant", "--param", "bogus=1"], 2, "unknown parameter 'bogus'"),
     (["verilog", "requant", "--param", "out_bits=eight"], 2, "must be int"),
     (["verilog", "requant", "--param", "out_bits"], 2, "KEY=VALUE"),
@@ -45,9 +45,11 @@ def test_verilog_out_bits_changes_the_port(tmp_path):
     (["cosim", "requant", "--sim", "modelsim"], 2, "invalid choice"),
     (["cosim", "requant", "--vectors", "-5"], 2, "--vectors must be >= 0"),
     (["cosim", "requant", "--verilog", "/nonexistent/x.v"], 2, "no such file"),
-    (["cosim", "nosuch"], 2, "unknown engine"),
+    (["cosim", "nosuch"], 2, "invalid choice: 'nosuch'"),
+    (["verify", "--engine", "nosuch"], 2, "invalid choice: 'nosuch'"),
+    (["bench", "nosuch"], 2, "invalid choice: 'nosuch'"),
     (["verify", "--images", "0"], 2, "--images must be >= 1"),
-    (["frobnicate"], 2, "invalid choice"),
+    (["frobnicate"], 2, "nnaccel: error: argument command: invalid choice"),
 ])
 def test_bad_input_is_one_line_and_nonzero(capsys, argv, code, needle):
     one_line_error(capsys, main(argv), code, needle)

@@ -8,6 +8,7 @@ import torch
 
 from golden import quant
 from golden.conv import conv2d_int, linear_int
+from golden.layer import LayerVectors
 from golden.nets import digits
 
 TARGETS = {"float": 97.0, "sparse": 95.0, "ternary": 94.0}
@@ -78,36 +79,37 @@ def test_exported_vectors_chain(nets, tmp_path, variant):
     net = nets[variant]
     paths = net.export_vectors(tmp_path, n=8)
     assert [p.name for p in paths] == [f"{variant}_{i}_{name}.npz" for i, (name, *_) in enumerate(digits.ARCH)]
-    vecs = [dict(np.load(p)) for p in paths]
+    with np.load(paths[0]) as f:  # compact dtypes on disk, the description beside the arrays
+        assert {k for k in VECTOR_KEYS if k != "name"} <= set(f.files)
+        assert f["x"].dtype == f["w"].dtype == f["y"].dtype == np.int8
+        assert f["bias"].dtype == f["acc"].dtype == f["mult"].dtype == f["shift"].dtype == np.int32
+    vecs = [LayerVectors.from_npz(p) for p in paths]
     live = list(digits.layer_vectors(net, 8))
     prev_y = None
     for vec, lv in zip(vecs, live):
-        keys = VECTOR_KEYS | ({"alpha"} if variant == "ternary" else set())
-        assert set(vec) == set(lv) == keys
-        for k in keys:
-            assert np.array_equal(vec[k], lv[k]), k
-        assert vec["x"].dtype == vec["w"].dtype == vec["y"].dtype == np.int8
-        assert vec["bias"].dtype == vec["acc"].dtype == vec["mult"].dtype == vec["shift"].dtype == np.int32
-        x, w, b = (torch.from_numpy(vec[k].astype(np.int64)) for k in ("x", "w", "bias"))
+        assert vec.layer == lv.layer and vec.alpha == lv.alpha
+        for k in ("x", "w", "bias", "mult", "shift", "acc", "y"):
+            assert np.array_equal(getattr(vec, k), getattr(lv, k)), k
+        L = vec.layer
+        x, w, b = (torch.from_numpy(a) for a in (vec.x, vec.w, vec.bias))
         if prev_y is not None:
-            assert np.array_equal(vec["x"], prev_y.reshape(vec["x"].shape))
-        if str(vec["kind"]) == "conv":
-            acc = conv2d_int(x, w, b, int(vec["input_zero_point"]), int(vec["stride"]), int(vec["padding"]))
+            assert np.array_equal(vec.x, prev_y.reshape(vec.x.shape))
+        if L.kind == "conv":
+            acc = conv2d_int(x, w, b, L.input_zero_point, L.stride, L.padding)
             shape = (-1, 1, 1)
         else:
-            acc = linear_int(x, w, b, int(vec["input_zero_point"]))
+            acc = linear_int(x, w, b, L.input_zero_point)
             shape = (-1,)
-        assert np.array_equal(acc.numpy(), vec["acc"])
-        y = quant.requantize(acc, torch.from_numpy(vec["mult"]).long().reshape(shape),
-                             torch.from_numpy(vec["shift"]).long().reshape(shape),
-                             int(vec["output_zero_point"]), int(vec["act_min"]), int(vec["act_max"]))
-        assert np.array_equal(y.numpy(), vec["y"])
-        prev_y = vec["y"]
+        assert np.array_equal(acc.numpy(), vec.acc)
+        y = quant.requantize(acc, torch.from_numpy(vec.mult).reshape(shape), torch.from_numpy(vec.shift).reshape(shape),
+                             L.output_zero_point, L.act_min, L.act_max)
+        assert np.array_equal(y.numpy(), vec.y)
+        prev_y = vec.y
     x0, _ = net.test_inputs(8)
-    assert np.array_equal(vecs[0]["x"], x0.numpy()) and vecs[0]["x"].shape == (8, 1, 8, 8)
+    assert np.array_equal(vecs[0].x, x0.numpy()) and vecs[0].x.shape == (8, 1, 8, 8)
     assert np.array_equal(net.run_int(x0).numpy(), prev_y) and prev_y.shape == (8, 10)
     if variant == "ternary":
-        assert all(float(v["alpha"]) > 0 and set(np.unique(v["w"])) <= {-1, 0, 1} for v in vecs)
+        assert all(v.alpha > 0 and v.ternary for v in vecs)
 
 
 @pytest.mark.slow

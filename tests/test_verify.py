@@ -7,6 +7,8 @@ import pytest
 
 import flows.verify as fv
 from flows.cli import main
+from golden.errors import NotMapped
+from golden.layer import layer_vectors_from
 from rtl.export import generate
 from tests.conftest import mutate
 
@@ -63,14 +65,15 @@ def test_interrupted_verify_leaves_no_output(tmp_path, monkeypatch, capsys):
 
         @staticmethod
         def layer_vectors(net, n):
-            z = np.zeros((1, 2, 2, 2), dtype=np.int8)
-            yield {"name": "conv1", "kind": "conv", "x": z, "y": z, "w": z}
+            yield layer_vectors_from(name="conv1", kind="conv", x=np.zeros((1, 2, 2, 2)), w=np.ones((2, 2, 1, 1)),
+                                     bias=[0, 0], input_zero_point=0, real_multipliers=[0.01, 0.01],
+                                     output_zero_point=0)
 
     def explode(*a, **k):
         raise RuntimeError("simulator crashed")
 
     monkeypatch.setattr(fv, "_load_net", lambda net: FakeModule)
-    monkeypatch.setattr(fv, "layer_verifier", lambda engine: explode)
+    monkeypatch.setattr(fv, "run_layer", explode)
     out = tmp_path / "v"
     with pytest.raises(RuntimeError):
         fv.verify(out_dir=out)
@@ -78,13 +81,10 @@ def test_interrupted_verify_leaves_no_output(tmp_path, monkeypatch, capsys):
 
 
 def test_not_mapped_layers_are_reported_not_failed(tmp_path, monkeypatch, capsys):
-    from cosim.engines import NotMapped
-    from golden.nets import digits
-
     def picky(design, vec, **kw):
-        raise NotMapped(f"{vec['name']}: kernel not supported")
+        raise NotMapped(f"{vec.name}: kernel not supported")
 
-    monkeypatch.setattr(fv, "layer_verifier", lambda engine: picky)
+    monkeypatch.setattr(fv, "run_layer", picky)
     out = tmp_path / "v"
     assert fv.verify(variants=["int8"], n_images=2, out_dir=out) == 1  # nothing mapped: no PASS
     res = json.loads((out / "results.json").read_text())
