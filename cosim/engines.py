@@ -35,7 +35,8 @@ def run_layer(design, layer, *, sim: str = "verilator", seed: int = 1, timeout_s
               verilog: str | None = None, **options):
     """One layer (:class:`golden.layer.LayerVectors`) through the design's engine, in image
     batches that fit the harness (a batch that turns out not to fit is split in two);
-    NotMapped when the engine cannot run it. ``options`` go to the engine's planner."""
+    NotMapped when the engine cannot run it. ``options`` go to the engine's planner.
+    ``extra["model_cycles"]`` holds the cycle model's figure for the same batches."""
     engine = get_engine(design.engine)
     cfg = design.config
     tb = testbench(design.engine)
@@ -47,7 +48,9 @@ def run_layer(design, layer, *, sim: str = "verilator", seed: int = 1, timeout_s
         plan = engine.plan(part, cfg, **options)
         if tb.words(plan) > capacity and part.images > 1:
             return in_batches(part, -(-part.images // 2), run)
-        return tb.run(design, plan, sim=sim, seed=seed, timeout_s=timeout_s, verilog=verilog)
+        r = tb.run(design, plan, sim=sim, seed=seed, timeout_s=timeout_s, verilog=verilog)
+        r.extra["model_cycles"] = int(engine.cycles(plan)["cycles"])
+        return r
 
     return in_batches(layer, max(1, capacity // max(1, tb.words(one))), run)
 
