@@ -111,11 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     c.set_defaults(func=cmd_cosim)
 
-    r = sub.add_parser("verify", help="verify the demo nets' layers through the RTL (the main job)")
+    r = sub.add_parser("verify", help="whole networks through the RTL, an engine per layer, chained (the main job)")
     r.add_argument("--net", default="digits", choices=["digits"])
     r.add_argument("--variant", action="append", choices=["float", "int8", "sparse", "ternary"],
                    help="repeatable; default: all four")
-    r.add_argument("--engine", default="requant", choices=engines, help="engine the layers run through")
+    r.add_argument("--engine", default="auto", choices=["auto"] + engines,
+                   help="auto (default): an engine per layer; or every layer one engine maps on it, the rest on the host")
     r.add_argument("--sim", choices=SIMULATORS, default="verilator")
     r.add_argument("--seed", type=int, default=0, help="training seed")
     r.add_argument("--images", type=int, default=32, help="test images per layer vector set")

@@ -1,27 +1,31 @@
-"""`nnaccel verify`: demo nets' layers through the RTL, compared bit-exactly; report.
+"""`nnaccel verify`: whole networks through the RTL, an engine per layer, chained, bit-exact.
 
-The flow trains (or loads from the cache) each variant of the demo net, hands
-every integer layer's golden vectors (:class:`golden.layer.LayerVectors`) to
-:func:`cosim.engines.run_layer` on the chosen engine and writes ``report.md``, ``results.json`` and
-plots into the output directory, which appears whole or not at all.
+For the built-in digits nets (every integer variant) the flow builds (or loads) each
+net, turns it into network steps (:mod:`flows.network`: engine layers and host
+operations), runs the test images through the hardware path layer by layer -- each
+layer fed with what the previous layer's RTL produced -- and compares the final int8
+outputs with the golden integer graph image by image. It writes ``report.md``,
+``results.json`` (schema in ``docs/verify-results.md``), plots and every layer's
+integer vectors into the output directory, which appears whole or not at all.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import platform
 import time
 from pathlib import Path
 
-from cosim.engines import run_layer
+import numpy as np
+
 from cosim.runner import cache_root, tool_version
+from flows.network import EngineLayer, Step, designs_for, flatten, run_network
 from flows.outdir import Progress, atomic_dir
-from golden.errors import NotMapped
-from rtl.export import generate
+from golden.layer import describe
 
 NETS = ("digits",)
+SCHEMA = "nnaccel-verify/2"
 
 
 def _load_net(net: str):
@@ -31,76 +35,144 @@ def _load_net(net: str):
     raise ValueError(f"unknown net {net!r} (valid: {', '.join(NETS)})")
 
 
+def digits_steps(net, n_in: tuple[int, ...]) -> list[Step]:
+    """A digits QuantNet as network steps: its integer layers, a flatten before the linear one."""
+    steps, shape, prev = [], n_in, "input"
+    for layer in net.layers:
+        if layer.kind == "linear" and len(shape) > 1:
+            steps.append(Step(f"{layer.name}.flatten", (prev,), f"{layer.name}.in", flatten()))
+            prev, shape = f"{layer.name}.in", (int(np.prod(shape)),)
+        desc = describe(name=layer.name, kind=layer.kind, x_shape=(1,) + shape, w_shape=tuple(layer.w.shape),
+                        input_zero_point=layer.input_zero_point, output_zero_point=layer.output_zero_point,
+                        act_min=layer.act_min, act_max=layer.act_max, stride=layer.stride, padding=layer.padding,
+                        input_scale=float(layer.input_scale), output_scale=float(layer.output_scale))
+        op = EngineLayer(desc, layer.w.numpy(), layer.bias.numpy(), layer.mult.numpy(), layer.shift.numpy(),
+                         layer.alpha)
+        steps.append(Step(layer.name, (prev,), layer.name, op))
+        prev, shape = layer.name, desc.out_shape
+    return steps
+
+
 def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_dir: Path = Path("out/verify"),
-           seed: int = 0, n_images: int = 32, engine: str = "requant") -> int:
+           seed: int = 0, n_images: int = 32, engine: str = "auto") -> int:
     t_start = time.perf_counter()
     module = _load_net(net)
     variants = list(dict.fromkeys(variants or module.VARIANTS))
     if n_images < 1:
         raise ValueError(f"--images must be >= 1, not {n_images}")
-    design = generate(engine)
+    designs = designs_for(engine)
 
     nets = {}
-    prog = Progress(len(variants))
-    for v in variants:
+    prog = Progress(len(variants) + ("float" not in variants))
+    for v in list(variants) + ([] if "float" in variants else ["float"]):  # the source model, for its accuracy
         prog.start(f"{net} {v}: train or load")
         nets[v] = module.build(v, seed=seed, cache_dir=cache_root() / "nets")
         how = f"trained in {nets[v].train_seconds:.1f} s" if nets[v].train_seconds else "from cache"
         prog.done(f"accuracy {nets[v].accuracy:.2f}% ({how})")
 
-    jobs = [(v, vec) for v in variants if nets[v].layers for vec in module.layer_vectors(nets[v], n_images)]
-    prog = Progress(len(jobs))
-    layers = []
-    for v, vec in jobs:
-        prog.start(f"{v} {vec.name} through {engine} on {sim}")
-        entry = {"variant": v, "layer": vec.name, "kind": vec.kind.value, "input_shape": list(vec.x.shape),
-                 "output_shape": list(vec.y.shape), "weights_zero": 1 - vec.weight_density}
-        try:
-            r = run_layer(design, vec, sim=sim, seed=seed + 1)
-        except NotMapped as e:
-            prog.done(f"not mapped: {e}")
-            layers.append({**entry, "status": "not mapped", "reason": str(e), "vectors": 0, "outputs": 0,
-                           "cycles": 0, "mismatches": 0, "first_mismatch": None, "passed": None})
+    runs = []
+    for v in variants:
+        qn = nets[v]
+        if not qn.layers:
             continue
-        prog.done(r.summary().split(": ", 1)[1] if ": " in r.summary() else r.summary())
-        layers.append({
-            **entry, "status": "PASS" if r.passed else "FAIL",
-            "vectors": r.vectors, "outputs": r.outputs, "cycles": r.cycles, "mismatches": r.mismatches,
-            "first_mismatch": r.first_mismatch, "passed": r.passed, "build_reused": r.build_reused,
-            "wall_s": round(r.wall_s, 3), "log": r.log, **r.extra,
-        })
+        x_q, labels = qn.test_inputs(n_images)
+        steps = digits_steps(qn, tuple(x_q.shape[1:]))
+        prog = Progress(sum(isinstance(s.op, EngineLayer) for s in steps))
+        print(f"{net} {v}: {len(x_q)} images through {engine} on {sim}", flush=True)
+        res = run_network(steps, x_q.numpy(), designs, engine=engine, sim=sim, seed=seed + 1, progress=prog)
+        golden = qn.run_int(x_q).numpy()
+        labels = labels.numpy()
+        entry = {"variant": v, "images": int(len(x_q)), **res}
+        out = res["output"]
+        if out is not None:
+            same = (out == golden).all(axis=1)
+            entry["images_equal"] = int(same.sum())
+            entry["first_image_differing"] = None if same.all() else int(np.argmin(same))
+            entry["hardware_accuracy"] = 100.0 * float((out.argmax(1) == labels).mean())
+            entry["passed"] = bool(res["passed"] and same.all())
+        else:
+            entry.update(images_equal=0, first_image_differing=None, hardware_accuracy=None, passed=False)
+        entry["golden_accuracy"] = 100.0 * float((golden.argmax(1) == labels).mean())
+        entry["source_accuracy"] = _float_accuracy(nets["float"], n_images)
+        entry["output"] = None  # the tensor itself stays out of the JSON
+        runs.append(entry)
 
-    mapped = [l for l in layers if l["status"] != "not mapped"]
-    passed = bool(mapped) and all(l["passed"] for l in mapped)
-    results = {
-        "passed": passed,
-        "net": net, "engine": engine, "simulator": sim, "seed": seed, "images": n_images,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "tools": {"python": platform.python_version(), "simulator": tool_version(sim)},
-        "engine_config": dataclasses.asdict(design.config),
-        "variants": [{"variant": v, "accuracy": nets[v].accuracy, "weight_sparsity": nets[v].sparsity,
-                      "integer_layers": len(nets[v].layers), "train_seconds": nets[v].train_seconds}
-                     for v in variants],
-        "layers": layers,
-        "totals": {"layers": len(mapped), "not_mapped": len(layers) - len(mapped), "vectors": sum(l["vectors"] for l in layers),
-                   "cycles": sum(l["cycles"] for l in layers), "mismatches": sum(l["mismatches"] for l in layers)},
-        "wall_s": round(time.perf_counter() - t_start, 2),
-    }
+    results = _results(net, engine, sim, seed, n_images, designs, nets, variants, runs, t_start)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         for v in variants:  # each layer's integer test vectors, for other tools and engines
             module.export_vectors(nets[v], tmp / "vectors", n_images)
-        (tmp / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (tmp / "results.json").write_text(json.dumps(results, indent=2, default=_json) + "\n")
         plots = write_plots(results, tmp)
         (tmp / "report.md").write_text(report_markdown(results, plots))
     t = results["totals"]
-    word = "PASS" if passed else "FAIL"
-    skipped = f", {t['not_mapped']} not mapped" if t["not_mapped"] else ""
-    print(f"{word}: {t['layers']} layers of {net} ({', '.join(variants)}) through {engine} on {sim}{skipped}: "
-          f"{t['vectors']} vectors, {t['cycles']} cycles, {t['mismatches']} mismatches "
-          f"({results['wall_s']:.1f} s)")
+    word = "PASS" if results["passed"] else "FAIL"
+    mix = ", ".join(f"{k} {v['layers']}" for k, v in t["per_engine"].items())
+    print(f"{word}: {net} ({', '.join(r['variant'] for r in runs)}) end to end on {sim}, engine {engine}: "
+          f"{t['layers']} layers ({mix}), {t['images']} images, {t['cycles']} cycles, {t['mismatches']} mismatches"
+          f"{'' if results['passed'] else ', diverged at ' + _where(results)} ({results['wall_s']:.1f} s)")
     print(f"report: {out_dir / 'report.md'}")
-    return 0 if passed else 1
+    return 0 if results["passed"] else 1
+
+
+def _float_accuracy(float_net, n: int) -> float:
+    import torch
+    from golden.nets.digits import load_data
+    _, _, x, y = load_data(float_net.seed)
+    with torch.no_grad():
+        pred = float_net.model(x[:n]).argmax(1)
+    return 100.0 * float((pred == y[:n]).double().mean())
+
+
+def _json(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _where(results) -> str:
+    d = next(r["diverged"] for r in results["runs"] if r["diverged"])
+    return f"{d['layer']} on {d['engine']}" if d else "the final comparison"
+
+
+def _results(net, engine, sim, seed, n_images, designs, nets, variants, runs, t_start) -> dict:
+    layers = [l for r in runs for l in r["layers"] if l["engine"] != "host"]
+    per_engine = {}
+    for l in layers:
+        e = per_engine.setdefault(l["engine"], {"layers": 0, "cycles": 0, "model_cycles": 0, "macs": 0,
+                                               "useful_macs": 0, "energy_pj": 0.0})
+        e["layers"] += 1
+        for k in ("cycles", "model_cycles", "macs", "useful_macs"):
+            e[k] += l.get(k, 0)
+        if l.get("energy"):
+            e["energy_pj"] += float(l["energy"].get("total_pj", 0.0))
+    host = [l for r in runs for l in r["layers"] if l["engine"] == "host"]
+    return {
+        "schema": SCHEMA, "passed": bool(runs) and all(r["passed"] for r in runs),
+        "net": net, "engine": engine, "simulator": sim, "seed": seed, "images": n_images,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tools": {"python": platform.python_version(), "simulator": tool_version(sim)},
+        "designs": {label: {"engine": d.engine, "config": d.meta()["params"]} for label, d in designs.items()},
+        "variants": [{"variant": v, "accuracy": nets[v].accuracy, "weight_sparsity": nets[v].sparsity,
+                      "integer_layers": len(nets[v].layers), "train_seconds": nets[v].train_seconds}
+                     for v in variants],
+        "runs": runs,
+        "totals": {"layers": len(layers), "host_steps": len(host), "images": sum(r["images"] for r in runs),
+                   "cycles": sum(l.get("cycles", 0) for l in layers),
+                   "model_cycles": sum(l.get("model_cycles", 0) for l in layers),
+                   "mismatches": sum(l.get("mismatches", 0) for l in layers),
+                   "host_ops": sum(l.get("host_ops", 0) for r in runs for l in r["layers"]),
+                   "per_engine": per_engine},
+        "wall_s": round(time.perf_counter() - t_start, 2),
+    }
+
+
+COLORS = {"fat": "#cc4125", "phantom": "#4a7ab5", "phantom-dense": "#9fc5e8", "winograd": "#6aa84f",
+          "phantom2d": "#674ea7", "requant": "#e69138", "host": "#999999"}
 
 
 def write_plots(results: dict, directory: Path) -> list[str]:
@@ -109,36 +181,35 @@ def write_plots(results: dict, directory: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     names = []
-    vs = results["variants"]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    bars = ax.bar([v["variant"] for v in vs], [v["accuracy"] for v in vs], color="#4a7ab5")
-    ax.bar_label(bars, fmt="%.1f")
-    ax.set_ylim(min(v["accuracy"] for v in vs) - 5, 100)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{results['net']}: accuracy per variant")
+    layers = [(r["variant"], l) for r in results["runs"] for l in r["layers"] if l["engine"] != "host"]
+    if not layers:
+        return names
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(layers)), 3.6))
+    for i, (v, l) in enumerate(layers):
+        ax.bar(i, l.get("cycles", 0), color=COLORS.get(l["engine"], "#333333"))
+    ax.set_xticks(range(len(layers)), [f"{v}\n{l['layer']}" for v, l in layers], fontsize=7)
+    ax.set_ylabel("RTL cycles")
+    ax.set_yscale("log")
+    used = sorted({l["engine"] for _, l in layers})
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=COLORS.get(e, "#333333")) for e in used], labels=used,
+              fontsize=7)
+    ax.set_title(f"{results['net']}: cycles per layer, engine {results['engine']}")
     fig.tight_layout()
-    fig.savefig(directory / "accuracy.png", dpi=120)
+    fig.savefig(directory / "layers.png", dpi=120)
     plt.close(fig)
-    names.append("accuracy.png")
+    names.append("layers.png")
 
-    layers = [l for l in results["layers"] if l["status"] != "not mapped"]
-    if layers:
-        labels = [f"{l['variant']}\n{l['layer']}" for l in layers]
-        fig, axes = plt.subplots(3, 1, figsize=(max(6, 0.8 * len(layers)), 7), sharex=True)
-        for ax, key, color in zip(axes, ("vectors", "cycles", "mismatches"), ("#4a7ab5", "#6aa84f", "#cc4125")):
-            vals = [l[key] for l in layers]
-            ax.bar(range(len(layers)), vals, color=color)
-            ax.set_ylabel(key)
-            ax.set_ylim(0, 1.15 * max(1, max(vals)))
-        if not any(l["mismatches"] for l in layers):
-            axes[2].text(0.5, 0.5, "0 mismatches: bit-exact", transform=axes[2].transAxes, ha="center",
-                         va="center", color="#38761d")
-        axes[-1].set_xticks(range(len(layers)), labels, fontsize=7)
-        axes[0].set_title(f"layers through {results['engine']} on {results['simulator']}")
-        fig.tight_layout()
-        fig.savefig(directory / "layers.png", dpi=120)
-        plt.close(fig)
-        names.append("layers.png")
+    per = results["totals"]["per_engine"]
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2))
+    labels = list(per)
+    for ax, key, title in zip(axes, ("layers", "cycles"), ("layers per engine", "cycles per engine")):
+        ax.bar(labels, [per[k][key] for k in labels], color=[COLORS.get(k, "#333333") for k in labels])
+        ax.set_title(title)
+        ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(directory / "engines.png", dpi=120)
+    plt.close(fig)
+    names.append("engines.png")
     return names
 
 
@@ -148,43 +219,54 @@ def report_markdown(r: dict, plots: list[str]) -> str:
         f"# nnaccel verify: {'PASS' if r['passed'] else 'FAIL'}",
         "",
         f"Net `{r['net']}`, engine `{r['engine']}`, simulator {r['tools']['simulator']}, training seed {r['seed']}, "
-        f"{r['images']} test images per layer, {r['date']}.",
+        f"{r['images']} test images, {r['date']}. Wall time {r['wall_s']:.1f} s.",
         "",
-        f"{t['layers']} layers, {t['vectors']} vectors, {t['cycles']} cycles, **{t['mismatches']} mismatches** "
-        f"(exact comparison with the golden model). Wall time {r['wall_s']:.1f} s. Each layer's integer "
-        f"test vectors (input, weights, bias, requantization parameters, accumulators, output) are in "
-        f"`vectors/<variant>_<index>_<layer>.npz`.",
+        "Every engine layer is fed with the int8 tensor the previous layer's RTL produced (after host "
+        "operations); its outputs are compared exactly with the golden model's for that input, and the final "
+        "outputs with the golden integer graph's, image by image.",
         "",
-        "## Variants",
+        f"{t['layers']} engine layers and {t['host_steps']} host steps, {t['cycles']:,} RTL cycles "
+        f"(models: {t['model_cycles']:,}), **{t['mismatches']} mismatches**.",
         "",
-        "| variant | test accuracy | zero weights | integer layers |",
-        "|---|---:|---:|---:|",
+        "## End to end",
+        "",
+        "| variant | images | final outputs equal to golden | hardware accuracy | golden integer accuracy "
+        "| source (float) accuracy | result |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for v in r["variants"]:
-        lines.append(f"| {v['variant']} | {v['accuracy']:.2f}% | {100 * v['weight_sparsity']:.1f}% "
-                     f"| {v['integer_layers']} |")
-    lines += ["", "Accuracy of the int8, sparse and ternary variants is that of the pure-integer pipeline "
-              "(golden integer conv/linear + requantization).", "",
-              "## Layers through the RTL", "",
-              "| variant | layer | kind | in → out shape | input words | outputs | cycles | cycles/output "
-              "| mismatches | result |",
-              "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
-    for l in r["layers"]:
-        shape = f"{'x'.join(map(str, l['input_shape']))} → {'x'.join(map(str, l['output_shape']))}"
-        if l["status"] == "not mapped":
-            lines.append(f"| {l['variant']} | {l['layer']} | {l['kind']} | {shape} | | | | | | not mapped: "
-                         f"{l['reason']} |")
-            continue
-        cpo = l["cycles"] / l["outputs"] if l["outputs"] else 0
-        lines.append(f"| {l['variant']} | {l['layer']} | {l['kind']} | {shape} | {l['vectors']} | {l['outputs']} "
-                     f"| {l['cycles']} | {cpo:.2f} | {l['mismatches']} | {l['status']} |")
-        if l["first_mismatch"]:
-            m = l["first_mismatch"]
-            lines.append(f"|  | first mismatch | | output {m['index']}, inputs {m['inputs']} | expected "
-                         f"{m['expected']} | got {m['got']} | | | | |")
-    if r["engine"] == "requant":
-        lines += ["", "With engine `requant` each layer's accumulators come from the golden integer "
-                  "convolution and its requantization runs through the RTL requantizer, streamed with 10% idle "
-                  "input cycles and 10% output back-pressure (so cycles/vector > 1)."]
-    lines += [""] + [f"![{p}]({p})" for p in plots] + [""]
+    for run in r["runs"]:
+        hw = "—" if run["hardware_accuracy"] is None else f"{run['hardware_accuracy']:.2f}%"
+        lines.append(f"| {run['variant']} | {run['images']} | {run['images_equal']} / {run['images']} | {hw} "
+                     f"| {run['golden_accuracy']:.2f}% | {run['source_accuracy']:.2f}% "
+                     f"| {'PASS' if run['passed'] else 'FAIL'} |")
+        if run["diverged"]:
+            d = run["diverged"]
+            lines.append(f"|  | diverged at layer {d['layer']} ({d['engine']}): output {d.get('index')}, inputs "
+                         f"{d.get('inputs')}, expected {d.get('expected')}, got {d.get('got')} "
+                         f"{d.get('error') or ''} | | | | | |")
+    lines += ["", "## Layers", "",
+              "| variant | layer | engine | why | in → out | MACs | useful MACs | RTL cycles | model cycles "
+              "| model − RTL | MACs/cycle | energy | result |",
+              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for run in r["runs"]:
+        for l in run["layers"]:
+            shape = f"{'x'.join(map(str, l['input_shape']))} → {'x'.join(map(str, l['output_shape']))}"
+            if l["engine"] == "host":
+                lines.append(f"| {run['variant']} | {l['layer']} | host | {l['why']} | {shape} | | | | | | | "
+                             f"| {l.get('host_ops', 0)} ops |")
+                continue
+            cyc, mod = l.get("cycles", 0), l.get("model_cycles", 0)
+            diff = f"{100 * (mod - cyc) / cyc:+.2f}%" if cyc else ""
+            mpc = f"{l['macs'] / cyc:.2f}" if cyc else ""
+            energy = f"{l['energy']['total_pj']:.1f} pJ" if l.get("energy") and "total_pj" in l["energy"] else ""
+            lines.append(f"| {run['variant']} | {l['layer']} | {l['engine']} | {l['why']} | {shape} | {l['macs']:,} "
+                         f"| {l['useful_macs']:,} | {cyc:,} | {mod:,} | {diff} | {mpc} | {energy} | {l['status']} |")
+    lines += ["", "## Per engine", "", "| engine | layers | RTL cycles | model cycles | MACs | useful MACs |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for k, e in t["per_engine"].items():
+        lines.append(f"| {k} | {e['layers']} | {e['cycles']:,} | {e['model_cycles']:,} | {e['macs']:,} "
+                     f"| {e['useful_macs']:,} |")
+    lines += ["", "Configurations: " + "; ".join(f"`{k}` = {d['engine']} {d['config']}"
+                                                 for k, d in r["designs"].items()), ""]
+    lines += [f"![{p}]({p})" for p in plots] + [""]
     return "\n".join(lines)
