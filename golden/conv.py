@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import torch
 
-from golden.quant import INT32_MAX, INT32_MIN, _i64, requantize
+from golden.quant import INT32_MAX, INT32_MIN, _i64, _integer, requantize
 
 INT8_MIN, INT8_MAX = -128, 127
 
 
 def check_range(t, lo: int, hi: int, name: str) -> torch.Tensor:
-    """``t`` as int64 tensor, or ValueError naming the first value outside [lo, hi]."""
-    if isinstance(t, torch.Tensor) and t.is_floating_point():
-        if not bool((t == t.round()).all()):
-            raise ValueError(f"{name} must hold integers")
-    t = _i64(t)
+    """``t`` as int64 tensor, or ValueError naming the first value that is not an integer
+    (fraction, NaN, infinity) or lies outside [lo, hi]."""
+    t = _i64(t, name)
     bad = (t < lo) | (t > hi)
     if bool(bad.any()):
         raise ValueError(f"{name} value {int(t[bad][0])} is outside [{lo}, {hi}]")
@@ -49,17 +47,21 @@ def check_int32(acc, name: str = "accumulator") -> torch.Tensor:
 
 
 def _check_int(value, name: str, lo: int) -> int:
-    if int(value) != value or value < lo:
+    try:
+        v = _integer(value, name)
+    except ValueError:
+        v = None
+    if v is None or v < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
-    return int(value)
+    return v
 
 
 def _operands(x_q, w_q, bias_q, input_zero_point, ndim: int):
     """Validate ranges/shapes; return (x - zp, w, bias) as int64."""
     x = check_range(x_q, INT8_MIN, INT8_MAX, "input")
     w = check_range(w_q, INT8_MIN, INT8_MAX, "weight")
-    zp = int(input_zero_point)
-    if zp != input_zero_point or not INT8_MIN <= zp <= INT8_MAX:
+    zp = _integer(input_zero_point, "input zero point")
+    if not INT8_MIN <= zp <= INT8_MAX:
         raise ValueError(f"input zero point {input_zero_point!r} is not an int8 value")
     if x.dim() != ndim or w.dim() != ndim:
         raise ValueError(f"input and weight must be {ndim}-D, got shapes {tuple(x.shape)}, {tuple(w.shape)}")
@@ -103,16 +105,21 @@ def linear_int(x_q, w_q, bias_q, input_zero_point) -> torch.Tensor:
     return check_int32(d @ w.T + b)
 
 
-def _per_channel(v, ndim: int) -> torch.Tensor:
-    """Per-output-channel vector shaped to broadcast on axis 1 of an ndim tensor."""
-    return _i64(v).reshape((-1,) + (1,) * (ndim - 2))
+def _per_channel(v, ndim: int, channels: int, name: str) -> torch.Tensor:
+    """Per-output-channel vector (one value, or one per channel) shaped to broadcast on
+    axis 1 of an ndim tensor."""
+    t = _i64(v, name)
+    if t.numel() not in (1, channels):
+        raise ValueError(f"{name} has {t.numel()} values for {channels} output channels")
+    return t.reshape((-1,) + (1,) * (ndim - 2))
 
 
 def conv2d_q(x_q, w_q, bias_q, input_zero_point, multiplier, shift, output_zero_point,
              act_min=INT8_MIN, act_max=INT8_MAX, stride=1, padding=0, groups=1) -> torch.Tensor:
     """:func:`conv2d_int` followed by per-channel requantization to int8."""
     acc = conv2d_int(x_q, w_q, bias_q, input_zero_point, stride, padding, groups)
-    return requantize(acc, _per_channel(multiplier, 4), _per_channel(shift, 4),
+    o = acc.shape[1]
+    return requantize(acc, _per_channel(multiplier, 4, o, "multiplier"), _per_channel(shift, 4, o, "shift"),
                       output_zero_point, act_min, act_max)
 
 
@@ -120,5 +127,6 @@ def linear_q(x_q, w_q, bias_q, input_zero_point, multiplier, shift, output_zero_
              act_min=INT8_MIN, act_max=INT8_MAX) -> torch.Tensor:
     """:func:`linear_int` followed by per-channel requantization to int8."""
     acc = linear_int(x_q, w_q, bias_q, input_zero_point)
-    return requantize(acc, _per_channel(multiplier, 2), _per_channel(shift, 2),
+    o = acc.shape[1]
+    return requantize(acc, _per_channel(multiplier, 2, o, "multiplier"), _per_channel(shift, 2, o, "shift"),
                       output_zero_point, act_min, act_max)

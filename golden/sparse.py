@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from golden.quant import _i64
+from golden.quant import _i64, _integer
 
 
 def sparsity(tensors) -> float:
@@ -111,7 +111,7 @@ def connection_penalty(module: torch.nn.Module) -> torch.Tensor:
 
 def encode_chunk(chunk) -> tuple[int, torch.Tensor]:
     """1-D integer chunk -> (mask word, non-zero values in index order)."""
-    c = _i64(chunk)
+    c = _i64(chunk, "chunk")
     if c.dim() != 1:
         raise ValueError(f"chunk must be 1-D, got shape {tuple(c.shape)}")
     nz = c != 0
@@ -120,7 +120,8 @@ def encode_chunk(chunk) -> tuple[int, torch.Tensor]:
 
 def decode_chunk(mask: int, values, length: int) -> torch.Tensor:
     """Inverse of :func:`encode_chunk` for a chunk of ``length`` elements."""
-    v = _i64(values).flatten()
+    v = _i64(values, "values").flatten()
+    mask, length = _integer(mask, "mask"), _integer(length, "length")
     if not 0 <= mask < 1 << length:
         raise ValueError(f"mask {mask:#x} does not fit a chunk of {length} elements")
     idx = [i for i in range(length) if mask >> i & 1]

@@ -24,19 +24,20 @@ from __future__ import annotations
 
 import torch
 
-from golden.quant import _i64
+from golden.quant import _finite, _i64, _integer, _real
 
 WORD_BITS = (8, 16, 32)
 
 
 def ternarize(w: torch.Tensor, delta_factor: float = 0.7) -> tuple[torch.Tensor, float, float]:
     """TWN: float weights -> (T in {-1,0,1} as int64, alpha, delta), one alpha per tensor."""
-    if not 0 <= delta_factor < 1:
+    if not 0 <= _real(delta_factor, "delta_factor") < 1:
         raise ValueError(f"delta_factor must lie in [0, 1), not {delta_factor}")
-    a = w.detach().double().abs()
+    w = _finite(w, "w")
+    a = w.abs()
     delta = delta_factor * float(a.mean())
     keep = a > delta
-    t = (torch.sign(w.detach()).to(torch.int64)) * keep
+    t = (torch.sign(w).to(torch.int64)) * keep
     alpha = float(a[keep].mean()) if bool(keep.any()) else 0.0
     return t, alpha, delta
 
@@ -69,7 +70,7 @@ def _per_word(word_bits: int) -> int:
 def pack_ternary(t, word_bits: int = 8) -> torch.Tensor:
     """Ternary tensor -> 1-D int64 tensor of packed words (format in the module doc)."""
     per = _per_word(word_bits)
-    t = _i64(t).flatten()
+    t = _i64(t, "ternary weights").flatten()
     bad = (t < -1) | (t > 1)
     if bool(bad.any()):
         raise ValueError(f"ternary value {int(t[bad][0])} is not in {{-1, 0, 1}}")
@@ -80,7 +81,8 @@ def pack_ternary(t, word_bits: int = 8) -> torch.Tensor:
 def unpack_ternary(words, count: int, word_bits: int = 8) -> torch.Tensor:
     """Inverse of :func:`pack_ternary`: the first ``count`` weights as int64 {-1,0,1}."""
     per = _per_word(word_bits)
-    words = _i64(words).flatten()
+    words = _i64(words, "words").flatten()
+    count = _integer(count, "count")
     bad = (words < 0) | (words >= 1 << word_bits)
     if bool(bad.any()):
         raise ValueError(f"word {int(words[bad][0])} is not a {word_bits}-bit unsigned value")

@@ -112,12 +112,43 @@ def test_exported_vectors_chain(nets, tmp_path, variant):
         assert all(v.alpha > 0 and v.ternary for v in vecs)
 
 
+def test_shipped_weights_load_everywhere_alike(nets):
+    """Seed 0 loads the shipped weights (no training, no CPU dependence); the stored
+    accuracies are what the integer pipeline and the float model compute from them."""
+    for v, net in nets.items():
+        assert net.source == "shipped" and net.train_seconds == 0.0, v
+        assert digits.read_weights(digits.shipped_path(v)) is not None  # written for this CODE_VERSION
+    for v in ("int8", "sparse", "ternary"):
+        x_q, labels = nets[v].test_inputs()
+        assert 100 * float((nets[v].predict(x_q) == labels).double().mean()) == nets[v].accuracy
+    _, _, x, y = digits.load_data(0)
+    with torch.no_grad():
+        assert 100 * float((nets["float"].model(x).argmax(1) == y).double().mean()) == nets["float"].accuracy
+    assert len(y) == digits.TEST_IMAGES
+    size = sum(digits.shipped_path(v).stat().st_size for v in digits.VARIANTS)
+    assert size < 200_000, f"shipped weights take {size} bytes"
+
+
+def test_shipped_weights_round_trip(nets, tmp_path):
+    for v in ("float", "ternary"):
+        back = digits.read_weights(digits.write_weights(nets[v], tmp_path / f"{v}.npz"))
+        assert back.accuracy == nets[v].accuracy and _weights_hash(back) == _weights_hash(nets[v])
+        assert [l.alpha for l in back.layers] == [l.alpha for l in nets[v].layers]
+    assert all(torch.equal(a, b) for a, b in zip(back.layers[0].weight_scale.unsqueeze(0),
+                                                 nets["ternary"].layers[0].weight_scale.unsqueeze(0)))
+
+
 @pytest.mark.slow
-def test_cache_and_determinism(nets, cache, tmp_path):
-    again = digits.build("sparse", seed=0, cache_dir=cache)  # loaded from the cache
-    assert again.train_seconds == 0.0 and again.accuracy == nets["sparse"].accuracy
-    assert _weights_hash(again) == _weights_hash(nets["sparse"])
-    fresh = digits.build("sparse", seed=0, cache_dir=tmp_path)  # retrains float + sparse
-    assert fresh.train_seconds > 0
-    assert _weights_hash(fresh) == _weights_hash(nets["sparse"])
-    assert fresh.accuracy == nets["sparse"].accuracy
+def test_retrain_cache_and_determinism(nets, tmp_path):
+    """retrain=True trains from the seed on this machine (cached), the same on every run."""
+    a = digits.build("float", seed=0, cache_dir=tmp_path / "a", retrain=True)
+    assert a.source == "trained" and a.train_seconds > 0
+    again = digits.build("float", seed=0, cache_dir=tmp_path / "a", retrain=True)
+    assert again.source == "cache" and again.train_seconds == 0.0 and again.accuracy == a.accuracy
+    b = digits.build("float", seed=0, cache_dir=tmp_path / "b", retrain=True)
+    assert b.accuracy == a.accuracy
+    for (k, x), (_, y) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert torch.equal(x, y), k
+    sparse = digits.build("sparse", seed=0, cache_dir=tmp_path / "a", retrain=True)  # from the retrained float
+    assert sparse.source == "trained" and sparse.accuracy >= TARGETS["sparse"] and sparse.sparsity >= 0.80
+    assert not list((tmp_path / "a").glob("*.tmp"))

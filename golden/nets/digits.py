@@ -42,9 +42,17 @@ input ``x`` (the previous layer's ``y``, reshaped to (N, 512) before fc), the ex
 int32 accumulators ``acc`` and int8 outputs ``y`` for the first ``n`` test images.
 Linear layers carry ``stride = 1, padding = 0``.
 
-Trained networks are cached in ``cache_dir`` (default ``$NNACCEL_CACHE`` or
-``~/.cache/nnaccel``) under a name made of variant, seed and :data:`CODE_VERSION`;
-bump the version whenever training or quantization changes.
+Weights (:func:`build`): for seed 0 the trained weights ship with the package
+(``golden/nets/weights/digits_<variant>_seed0.npz``, :data:`WEIGHTS`: the integer layers,
+and the float model's state for ``float``), so every machine computes the same
+accuracies and test vectors. Training is deterministic on one machine, but its float
+arithmetic follows the CPU instruction set PyTorch's kernels pick (AVX2, AVX-512,
+...), so a net trained elsewhere differs in a few weights and its accuracy by a few
+tenths of a percent. ``retrain=True`` (``nnaccel verify --retrain``), or any other
+seed, trains from the seed on this machine instead; trained networks are cached in
+``cache_dir`` (default ``$NNACCEL_CACHE/nets`` or ``~/.cache/nnaccel/nets``) under a
+name made of variant, seed and :data:`CODE_VERSION`. Bump the version whenever training
+or quantization changes, and write the shipped weights again (:func:`ship`).
 """
 
 from __future__ import annotations
@@ -68,6 +76,9 @@ from golden.ternary import TernarySTE, ternarize
 
 CODE_VERSION = "digits-3"
 VARIANTS = ("float", "int8", "sparse", "ternary")
+TEST_IMAGES = 360  # the 20% test split of the 1797 images (load_data)
+WEIGHTS = Path(__file__).parent / "weights"  # shipped weights (package data)
+SHIPPED_SEEDS = (0,)
 # name, kind, in, out, stride, padding (3x3 kernels for convs); ReLU after all but the last.
 ARCH = (("conv1", "conv", 1, 16, 1, 1), ("conv2", "conv", 16, 32, 2, 1),
         ("conv3", "conv", 32, 32, 1, 1), ("fc", "linear", 512, 10, 1, 0))
@@ -146,14 +157,15 @@ class Layer:
 class QuantNet:
     """A trained digits network: ``variant``, ``seed``, ``accuracy`` (test, %),
     ``layers`` (:class:`Layer` list, empty for float), input quantization
-    (``input_scale``, ``input_zero_point``), ``model`` (float module, float variant only)
-    and ``train_seconds`` (0 when loaded from the cache)."""
+    (``input_scale``, ``input_zero_point``), ``model`` (float module, float variant only),
+    ``train_seconds`` (0 unless trained just now) and ``source``: ``"shipped"`` (the
+    package's weights), ``"cache"`` or ``"trained"`` (on this machine)."""
 
     def __init__(self, variant, seed, accuracy, layers, input_scale=None, input_zero_point=None,
-                 model=None, train_seconds=0.0):
+                 model=None, train_seconds=0.0, source="trained"):
         self.variant, self.seed, self.accuracy, self.layers = variant, seed, accuracy, layers
         self.input_scale, self.input_zero_point = input_scale, input_zero_point
-        self.model, self.train_seconds = model, train_seconds
+        self.model, self.train_seconds, self.source = model, train_seconds, source
 
     def __repr__(self):
         return f"QuantNet({self.variant!r}, seed={self.seed}, accuracy={self.accuracy:.2f}%)"
@@ -300,7 +312,7 @@ def _make(variant: str, seed: int, cache_dir) -> QuantNet:
         if variant == "float":
             _train(model, data, FLOAT_EPOCHS, FLOAT_LR, seed)
             return QuantNet("float", seed, _float_accuracy(model, data), [], model=model)
-        model.load_state_dict(build("float", seed, cache_dir).model.state_dict())
+        model.load_state_dict(build("float", seed, cache_dir, retrain=True).model.state_dict())
         if variant == "sparse":
             for frac in PRUNE_STEPS:
                 if parametrize.is_parametrized(model.layers[0]):
@@ -316,16 +328,31 @@ def _make(variant: str, seed: int, cache_dir) -> QuantNet:
 
 
 def _cache_path(variant, seed, cache_dir) -> Path:
-    root = cache_dir or os.environ.get("NNACCEL_CACHE") or Path.home() / ".cache" / "nnaccel"
-    return Path(root) / f"digits_{variant}_seed{seed}_{CODE_VERSION}.pt"
+    if cache_dir is None:
+        root = os.environ.get("NNACCEL_CACHE")
+        cache_dir = (Path(root) if root else Path.home() / ".cache" / "nnaccel") / "nets"
+    return Path(cache_dir) / f"digits_{variant}_seed{seed}_{CODE_VERSION}.pt"
 
 
-def build(variant: str, seed: int = 0, cache_dir=None) -> QuantNet:
-    """Train (or load from the cache) the ``variant`` network for ``seed``."""
+def shipped_path(variant: str, seed: int = 0) -> Path:
+    return WEIGHTS / f"digits_{variant}_seed{seed}.npz"
+
+
+def build(variant: str, seed: int = 0, cache_dir=None, *, retrain: bool = False) -> QuantNet:
+    """The ``variant`` network for ``seed``: the shipped weights when there are some for
+    this seed and :data:`CODE_VERSION` (the same on every machine), unless ``retrain``;
+    otherwise trained from the seed on this machine, or loaded from the cache where such
+    a training was kept."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; variants are {VARIANTS}")
-    if int(seed) != seed:
-        raise ValueError(f"seed must be an integer, not {seed!r}")
+    if isinstance(seed, bool) or int(seed) != seed or not 0 <= seed < 1 << 32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), not {seed!r}")
+    seed = int(seed)
+    shipped = shipped_path(variant, seed)
+    if not retrain and shipped.exists():
+        net = read_weights(shipped)
+        if net is not None:
+            return net
     path = _cache_path(variant, seed, cache_dir)
     if path.exists():
         d = torch.load(path, weights_only=True)
@@ -335,7 +362,7 @@ def build(variant: str, seed: int = 0, cache_dir=None) -> QuantNet:
             model.load_state_dict(d["state"])
             model.eval()
         return QuantNet(variant, seed, d["accuracy"], [Layer(**l) for l in d["layers"]],
-                        d["input_scale"], d["input_zero_point"], model)
+                        d["input_scale"], d["input_zero_point"], model, source="cache")
     start = time.perf_counter()
     net = _make(variant, seed, cache_dir)
     net.train_seconds = time.perf_counter() - start
@@ -346,3 +373,68 @@ def build(variant: str, seed: int = 0, cache_dir=None) -> QuantNet:
                     state=net.model.state_dict() if net.model is not None else None), tmp)
     os.replace(tmp, path)
     return net
+
+
+# ----------------------------------------------------------------------------- shipped weights
+# One .npz per variant, no pickles: integer arrays in their narrowest exact dtype
+# (read back as int64), scales as float64, the float model's state as float32.
+
+_INTS = ("input_zero_point", "output_zero_point", "act_min", "act_max", "stride", "padding")
+
+
+def write_weights(net: QuantNet, path) -> Path:
+    """Write ``net`` as a shipped-weights file (format above); return the path."""
+    arrays = {"variant": np.array(net.variant), "seed": np.array(net.seed, dtype=np.int64),
+              "code_version": np.array(CODE_VERSION), "accuracy": np.array(net.accuracy, dtype=np.float64)}
+    if net.layers:
+        arrays["input_scale"] = np.array(net.input_scale, dtype=np.float64)
+        arrays["input_zero_point"] = np.array(net.input_zero_point, dtype=np.int64)
+    for l in net.layers:
+        arrays.update({f"{l.name}/w": l.w.numpy().astype(np.int8), f"{l.name}/bias": l.bias.numpy().astype(np.int32),
+                       f"{l.name}/mult": l.mult.numpy().astype(np.int64), f"{l.name}/shift": l.shift.numpy().astype(np.int8),
+                       f"{l.name}/weight_scale": l.weight_scale.numpy().astype(np.float64),
+                       f"{l.name}/ints": np.array([getattr(l, k) for k in _INTS], dtype=np.int64),
+                       f"{l.name}/scales": np.array([l.input_scale, l.output_scale,
+                                                     np.nan if l.alpha is None else l.alpha], dtype=np.float64)})
+    if net.model is not None:
+        arrays.update({f"state/{k}": v.detach().numpy() for k, v in net.model.state_dict().items()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def read_weights(path) -> QuantNet | None:
+    """A shipped-weights file as a QuantNet (``source="shipped"``); None if it was written
+    for another :data:`CODE_VERSION`."""
+    with np.load(path, allow_pickle=False) as f:
+        if str(f["code_version"]) != CODE_VERSION:
+            return None
+        layers = []
+        for name, kind, *_ in ARCH:
+            if f"{name}/w" not in f.files:
+                continue
+            ints = dict(zip(_INTS, (int(v) for v in f[f"{name}/ints"])))
+            s_in, s_out, alpha = (float(v) for v in f[f"{name}/scales"])
+            i64 = lambda k: torch.from_numpy(f[f"{name}/{k}"].astype(np.int64))
+            layers.append(Layer(name, kind, i64("w"), i64("bias"), i64("mult"), i64("shift"), **ints,
+                                input_scale=s_in, output_scale=s_out,
+                                weight_scale=torch.from_numpy(f[f"{name}/weight_scale"].astype(np.float64)),
+                                alpha=None if np.isnan(alpha) else alpha))
+        state = {k[len("state/"):]: torch.from_numpy(f[k].copy()) for k in f.files if k.startswith("state/")}
+        model = None
+        if state:
+            model = DigitsCNN()
+            model.load_state_dict(state)
+            model.eval()
+        scale = float(f["input_scale"]) if "input_scale" in f.files else None
+        zp = int(f["input_zero_point"]) if "input_zero_point" in f.files else None
+        return QuantNet(str(f["variant"]), int(f["seed"]), float(f["accuracy"]), layers, scale, zp, model,
+                        source="shipped")
+
+
+def ship(seed: int = 0, directory=WEIGHTS, cache_dir=None) -> list[Path]:
+    """Train every variant from ``seed`` on this machine (or take them from the cache) and
+    write them as shipped weights: what a maintainer runs after changing the training."""
+    return [write_weights(build(v, seed, cache_dir, retrain=True), Path(directory) / f"digits_{v}_seed{seed}.npz")
+            for v in VARIANTS]
