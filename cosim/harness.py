@@ -22,6 +22,12 @@ from __future__ import annotations
 from rtl.export import Design
 
 HARNESS_TOP = "nnaccel_harness"
+DEPTH_LOG2 = 20  # default depth of the harness memories: 2**20 input words and 2**20 outputs per run
+
+
+def capacity(depth_log2: int = DEPTH_LOG2) -> int:
+    """Words one harness run holds (input words, and outputs), at memory depth 2**depth_log2."""
+    return 1 << depth_log2
 STREAM_PORTS = ("i__valid", "i__ready", "i__payload", "o__valid", "o__ready", "o__payload")
 
 
@@ -53,7 +59,7 @@ def fit_depth_log2(width: int, budget_bits: int = 1 << 27, max_log2: int = 20) -
     return max(10, min(max_log2, (budget_bits // max(1, width)).bit_length() - 1))
 
 
-def stream_harness(design: Design, depth_log2: int = 20, visible_clock: bool = False,
+def stream_harness(design: Design, depth_log2: int = DEPTH_LOG2, visible_clock: bool = False,
                    lanes: tuple[int, int] | None = None) -> str:
     """The harness around ``design``. ``lanes`` = (n, bits): each output word holds n lanes
     of ``bits`` bits whose top bit marks a valid output; the run ends after N_OUT valid
@@ -122,9 +128,9 @@ module {HARNESS_TOP};
     .o__payload(o_payload)
   );
 
-`ifdef NNACCEL_VCD
+`ifdef NNACCEL_FST
   initial begin
-    $dumpfile("waves.vcd");
+    $dumpfile("waves.fst");  // Icarus, run with -fst
     $dumpvars(0, {HARNESS_TOP});
   end
 `endif

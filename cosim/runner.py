@@ -7,7 +7,13 @@
   never mistaken for a finished one.
 * Each simulation runs under a wall-clock limit and ends in :class:`SimTimeout`
   rather than hanging.
-* Waveforms only on request.
+* Waveforms only on request: Verilator writes VCD, Icarus FST (``waves.fst``).
+* The cache (``$NNACCEL_CACHE``, default ``~/.cache/nnaccel``) stays tidy: a
+  simulation's run folder (:func:`new_run_dir`, in ``runs/``) carries its process's
+  PID until the run ends, so folders of killed runs are swept on the next run;
+  builds are capped at ``$NNACCEL_CACHE_MAX_GB`` (default 5 GB), the least recently
+  used evicted first (a reused build is touched); :func:`cache_info` and
+  :func:`clean_cache` back ``nnaccel cache info|clean``.
 
 The simulator choice and waveforms are harness settings; nothing here
 configures hardware.
@@ -18,10 +24,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import math
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +60,187 @@ from golden.errors import CosimError, SimTimeout, ToolMissing  # noqa: F401  (re
 def cache_root() -> Path:
     root = os.environ.get("NNACCEL_CACHE")
     return Path(root) if root else Path.home() / ".cache" / "nnaccel"
+
+
+CACHE_MAX_GB = 5.0  # default cap on the builds' size; NNACCEL_CACHE_MAX_GB overrides (0: no cap)
+RUN_MARK = ".owner"  # in a run folder while its process works there: that process's PID
+EVICT_GRACE_S = 600  # a build used this recently is never evicted (a concurrent run may be using it)
+
+
+def cache_cap_bytes() -> int | None:
+    """The builds' size cap in bytes (None: no cap), from ``NNACCEL_CACHE_MAX_GB``."""
+    text = os.environ.get("NNACCEL_CACHE_MAX_GB", "").strip()
+    try:
+        gb = float(text) if text else CACHE_MAX_GB
+    except ValueError:
+        gb = math.nan
+    if not math.isfinite(gb) or gb < 0:
+        raise ValueError(f"NNACCEL_CACHE_MAX_GB must be a number of gigabytes >= 0 (0: no cap), not {text!r}")
+    return int(gb * 1e9) if gb > 0 else None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owner(run: Path) -> int | None:
+    """PID of the process still working in run folder ``run`` (its own mark or one a level
+    down, for runs split in parts); None when every part has finished."""
+    for mark in [run / RUN_MARK, *run.glob(f"*/{RUN_MARK}")]:
+        try:
+            return int(mark.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def _stale(run: Path) -> bool:
+    pid = _owner(run)
+    return pid is not None and not _pid_alive(pid)
+
+
+def sweep_runs() -> list[Path]:
+    """Remove the run folders of simulations whose process died before the run ended
+    (killed); kept folders (failed runs, waveforms) and live runs stay."""
+    parent = cache_root() / "runs"
+    removed = []
+    if parent.is_dir():
+        for run in parent.iterdir():
+            if run.is_dir() and not run.is_symlink() and _stale(run):
+                shutil.rmtree(run, ignore_errors=True)
+                removed.append(run)
+    return removed
+
+
+def new_run_dir(prefix: str) -> Path:
+    """A fresh folder in the cache's ``runs/`` for one simulation, marked with this
+    process's PID until :func:`run` ends in it; stale folders of killed runs go first."""
+    sweep_runs()
+    parent = cache_root() / "runs"
+    parent.mkdir(parents=True, exist_ok=True)
+    d = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=parent))
+    (d / RUN_MARK).write_text(f"{os.getpid()}\n")
+    return d
+
+
+def _size(path: Path) -> int:
+    """Bytes of the files under ``path`` (symbolic links not followed)."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return 0
+    if not path.is_dir() or path.is_symlink():
+        return st.st_size
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+@contextlib.contextmanager
+def _try_lock(lock_path: Path):
+    """Yield True with the build's lock held when nobody else holds it (False otherwise)."""
+    if not lock_path.exists():
+        yield True
+        return
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+
+
+def evict_builds(keep: Path | None = None, cap: int | None = -1) -> list[Path]:
+    """Evict the least recently used builds until ``builds/`` fits ``cap`` bytes (default:
+    :func:`cache_cap_bytes`); never ``keep``, a build in progress (its lock is held) or one
+    used in the last :data:`EVICT_GRACE_S` seconds. Returns what was removed."""
+    cap = cache_cap_bytes() if cap == -1 else cap
+    parent = cache_root() / "builds"
+    if cap is None or not parent.is_dir():
+        return []
+    builds = [(d.stat().st_mtime, d, _size(d)) for d in parent.iterdir() if d.is_dir() and not d.is_symlink()]
+    total = sum(size for _, _, size in builds)
+    removed = []
+    now = time.time()
+    for mtime, d, size in sorted(builds, key=lambda b: b[0]):
+        if total <= cap:
+            break
+        if (keep is not None and d == Path(keep)) or now - mtime < EVICT_GRACE_S:
+            continue
+        with _try_lock(d.with_name(d.name + ".lock")) as free:
+            if not free:
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+        total -= size
+        removed.append(d)
+    return removed
+
+
+def cache_info() -> dict:
+    """What the cache holds: its path, total size, and count and size of builds, runs
+    (kept ones, killed ones still to sweep), nets and anything else; the builds' cap."""
+    root = cache_root()
+    kinds = {"builds": [], "runs": [], "nets": [], "other": []}
+    if root.is_dir():
+        for entry in root.iterdir():
+            if entry.name in ("builds", "runs", "nets") and entry.is_dir():
+                kinds[entry.name] += [e for e in entry.iterdir() if not e.name.endswith(".lock")]
+            elif entry.name.startswith("digits_") and entry.suffix == ".pt":  # nets cached before nets/
+                kinds["nets"].append(entry)
+            else:
+                kinds["other"].append(entry)
+    info = {"path": str(root), "cap_bytes": cache_cap_bytes()}
+    for k, entries in kinds.items():
+        info[k] = {"count": len(entries), "bytes": sum(_size(e) for e in entries)}
+    info["runs"]["stale"] = sum(1 for e in kinds["runs"] if e.is_dir() and _stale(e))
+    info["runs"]["live"] = sum(1 for e in kinds["runs"] if e.is_dir() and _owner(e) is not None and not _stale(e))
+    info["bytes"] = _size(root) if root.is_dir() else 0
+    return info
+
+
+def clean_cache() -> dict:
+    """Empty the cache: every build, run and net, and temporaries left by killed runs.
+    A build being compiled and the folder of a simulation still running (another
+    process) are left alone and counted in ``skipped``. Returns ``{"removed", "bytes",
+    "skipped"}``."""
+    root = cache_root()
+    removed = freed = skipped = 0
+    if not root.is_dir():
+        return {"removed": 0, "bytes": 0, "skipped": 0}
+    for entry in sorted(root.iterdir()):
+        children = list(entry.iterdir()) if entry.name in ("builds", "runs", "nets") and entry.is_dir() else [entry]
+        for e in children:
+            if e.name.endswith(".lock"):
+                continue
+            if entry.name == "runs" and e.is_dir() and _owner(e) is not None and not _stale(e):
+                skipped += 1
+                continue
+            with _try_lock(e.with_name(e.name + ".lock")) as free:
+                if not free:
+                    skipped += 1
+                    continue
+                size = _size(e)
+                if e.is_dir() and not e.is_symlink():
+                    shutil.rmtree(e, ignore_errors=True)
+                else:
+                    e.unlink(missing_ok=True)
+            removed += 1
+            freed += size
+    return {"removed": removed, "bytes": freed, "skipped": skipped}
 
 
 def verilator_root() -> Path | None:
@@ -129,7 +318,10 @@ class Build:
 
 def build(sources: dict[str, str], top: str, sim: str = "verilator", *, defines: dict | None = None,
           waves: bool = False, timeout_s: float = 900, tag: str = "") -> Build:
-    """Compile ``sources`` ({file name: Verilog text}) with top module ``top``."""
+    """Compile ``sources`` ({file name: Verilog text}) with top module ``top`` (or reuse
+    the cached build, touched so that it counts as recently used); after a compile the
+    least recently used builds beyond the cache's cap are evicted."""
+    _check_timeout(timeout_s)
     env = tool_env(sim)
     defines = dict(defines or {})
     h = hashlib.sha256()
@@ -139,14 +331,30 @@ def build(sources: dict[str, str], top: str, sim: str = "verilator", *, defines:
     name = f"{tag or top}-{sim}{'-waves' if waves else ''}-{h.hexdigest()[:16]}"
     final = cache_root() / "builds" / name
     if (final / "COMPLETE").exists():
-        return Build(sim, top, final, True, waves)
+        return _reused(Build(sim, top, final, True, waves))
     final.parent.mkdir(parents=True, exist_ok=True)
     with open(final.with_name(name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build per key, even across pytest workers
         if (final / "COMPLETE").exists():
-            return Build(sim, top, final, True, waves)
+            return _reused(Build(sim, top, final, True, waves))
         _compile(sources, top, sim, defines, waves, timeout_s, env, final)
+    evict_builds(keep=final)
     return Build(sim, top, final, False, waves)
+
+
+def _reused(b: Build) -> Build:
+    with contextlib.suppress(OSError):
+        os.utime(b.directory)  # least-recently-used eviction reads this
+    return b
+
+
+def _check_timeout(timeout_s) -> None:
+    try:
+        t = float(timeout_s)
+    except (TypeError, ValueError):
+        t = math.nan
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout_s!r}")
 
 
 def _fast_verilator_class():
@@ -188,8 +396,9 @@ def _compile(sources, top, sim, defines, waves, timeout_s, env, final: Path) -> 
     runner = _FastVerilator() if sim == "verilator" else get_runner(sim)
     args = list(VERILATOR_ARGS) if sim == "verilator" else list(ICARUS_ARGS)
     if sim == "icarus" and waves:
-        # cocotb's Icarus dump module needs SystemVerilog; the harness dumps a VCD itself.
-        defines = {**defines, "NNACCEL_VCD": 1}
+        # cocotb's Icarus dump module needs SystemVerilog; the harness dumps itself, and
+        # cocotb runs vvp with -fst, so the file is FST (waves.fst).
+        defines = {**defines, "NNACCEL_FST": 1}
         waves = False
     with _env(**env, SIM_CMD_PREFIX=None):
         try:
@@ -229,11 +438,24 @@ class RunResult:
 
 def run(b: Build, test_module: str, run_dir: Path, *, plusargs: list[str] = (), extra_env: dict | None = None,
         timeout_s: float = 300, seed: int = 1) -> RunResult:
-    """Run the cocotb tests of ``test_module`` on build ``b`` in ``run_dir``."""
-    from cocotb_tools.runner import get_results, get_runner
+    """Run the cocotb tests of ``test_module`` on build ``b`` in ``run_dir``.
 
+    ``run_dir`` carries this process's PID (:data:`RUN_MARK`) while the simulation runs,
+    so that the folder of a killed run is swept later (:func:`sweep_runs`)."""
+    _check_timeout(timeout_s)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    mark = run_dir / RUN_MARK
+    mark.write_text(f"{os.getpid()}\n")
+    try:
+        return _run(b, test_module, run_dir, plusargs=plusargs, extra_env=extra_env, timeout_s=timeout_s, seed=seed)
+    finally:
+        mark.unlink(missing_ok=True)
+
+
+def _run(b: Build, test_module: str, run_dir: Path, *, plusargs, extra_env, timeout_s, seed) -> RunResult:
+    from cocotb_tools.runner import get_results, get_runner
+
     log = run_dir / "sim.log"
     xml = run_dir / "results.xml"
     runner = get_runner(b.sim)
@@ -241,7 +463,7 @@ def run(b: Build, test_module: str, run_dir: Path, *, plusargs: list[str] = (), 
     t0 = time.perf_counter()
     # coreutils timeout ends a simulator that runs past the wall-clock limit.
     # NNACCEL_SIM_PREFIX (harness setting, e.g. "perf record -g") wraps the simulator for profiling.
-    prefix = f"timeout --kill-after=5 {max(1, int(timeout_s))} {os.environ.get('NNACCEL_SIM_PREFIX', '')}".strip()
+    prefix = f"timeout --kill-after=5 {timeout_s:.3f} {os.environ.get('NNACCEL_SIM_PREFIX', '')}".strip()
     # PYTEST_CURRENT_TEST unset: cocotb's runner would otherwise exit pytest on a failure.
     with _env(**env, SIM_CMD_PREFIX=prefix, PYTEST_CURRENT_TEST=None):
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cosim import hexio, runner
-from cosim.harness import HARNESS_TOP, static_ports, stream_harness
+from cosim.harness import DEPTH_LOG2, HARNESS_TOP, static_ports, stream_harness
 from rtl.export import Design
 
 TEST_MODULE = "cosim.tb_stream"
@@ -53,7 +52,7 @@ class StreamResult:
 
 
 def build_stream(design: Design, sim: str, *, verilog: str | None = None, waves: bool = False,
-                 depth_log2: int = 20, lanes: tuple[int, int] | None = None) -> runner.Build:
+                 depth_log2: int = DEPTH_LOG2, lanes: tuple[int, int] | None = None) -> runner.Build:
     """Build the design (or a given Verilog text for it) inside the stream harness
     (``depth_log2``: harness memory depth, see :func:`cosim.harness.fit_depth_log2`)."""
     sources = {f"{design.top}.v": verilog if verilog is not None else design.verilog,
@@ -65,7 +64,7 @@ def build_stream(design: Design, sim: str, *, verilog: str | None = None, waves:
 def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str, int], expected: np.ndarray, *,
                sim: str = "verilator", verilog: str | None = None, seed: int = 1, idle: float = 0.0,
                stall: float = 0.0, waves: bool = False, timeout_s: float = 300, workdir: Path | None = None,
-               keep: bool = False, max_cycles: int | None = None, depth_log2: int = 20,
+               keep: bool = False, max_cycles: int | None = None, depth_log2: int = DEPTH_LOG2,
                lanes: tuple[int, int] | None = None) -> StreamResult:
     """Stream ``inputs`` (payload field arrays) through ``design``; compare with ``expected``.
 
@@ -91,9 +90,7 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
     if max(n, expected.size) > 1 << depth_log2:
         raise ValueError(f"{max(n, expected.size)} words exceed the harness depth of {1 << depth_log2}")
     b = build_stream(design, sim, verilog=verilog, waves=waves, depth_log2=depth_log2, lanes=lanes)
-    parent = runner.cache_root() / "runs"
-    parent.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"{design.engine}-{sim}-", dir=parent))
+    run_dir = Path(workdir) if workdir else runner.new_run_dir(f"{design.engine}-{sim}")
     run_dir.mkdir(parents=True, exist_ok=True)
     fields = payload.fields or (("payload", 0, payload.width, payload.signed),)
     limbs = hexio.pack_fields([(inputs[nm], off, w) for nm, off, w, _ in fields], payload.width)

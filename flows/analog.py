@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flows.outdir import atomic_dir
+from flows.outdir import atomic_dir, check_output_dir
 
 WHAT = ("aid",)
 
@@ -18,14 +18,18 @@ WHAT = ("aid",)
 def analog(what: str, *, mc: int = 1000, use_spice: bool = False, out_dir: Path = Path("out/analog"),
            seed: int = 0, keep_spice: bool = False, images: int | None = None) -> int:
     from analog.aid import TARGETS, evaluate
+    from golden.nets.digits import TEST_IMAGES
+    out_dir = check_output_dir(out_dir, replace=True)
     if what not in WHAT:
         raise ValueError(f"unknown analog study {what!r} (valid: {', '.join(WHAT)})")
     if not isinstance(mc, int) or mc < 2:
         raise ValueError(f"--mc must be an integer >= 2, not {mc!r}")
-    if images is not None and images < 0:
-        raise ValueError(f"--images must be >= 0, not {images}")
+    if images is not None and not 0 <= images <= TEST_IMAGES:
+        raise ValueError(f"--images must be between 0 and {TEST_IMAGES} (the digits test images), not {images}")
+    if not 0 <= seed < 1 << 32:
+        raise ValueError(f"--seed must be an integer in 0..{(1 << 32) - 1}, not {seed}")
     log = lambda msg: print(f"analog: {msg}", file=sys.stderr, flush=True)
-    with atomic_dir(Path(out_dir)) as tmp:
+    with atomic_dir(out_dir) as tmp:
         res = evaluate(mc=mc, use_spice=use_spice, work_dir=(tmp / "spice") if keep_spice else None, seed=seed,
                        images=images, log=log)
         plots = write_plots(res, tmp)

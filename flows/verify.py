@@ -21,7 +21,7 @@ import numpy as np
 
 from cosim.runner import cache_root, tool_version
 from flows.network import EngineLayer, Step, designs_for, flatten, run_network
-from flows.outdir import Progress, atomic_dir
+from flows.outdir import Progress, atomic_dir, check_output_dir
 from golden.layer import describe
 
 NETS = ("digits",)
@@ -53,21 +53,31 @@ def digits_steps(net, n_in: tuple[int, ...]) -> list[Step]:
     return steps
 
 
+SEED_MAX = 2**32 - 1
+SOURCES = {"shipped": "shipped weights", "cache": "trained on this machine, from the cache"}
+
+
 def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_dir: Path = Path("out/verify"),
-           seed: int = 0, n_images: int = 32, engine: str = "auto") -> int:
+           seed: int = 0, n_images: int = 32, engine: str = "auto", retrain: bool = False) -> int:
+    """``retrain``: train the nets from ``seed`` on this machine (cached) instead of loading
+    the shipped weights; the accuracies then depend on the machine's CPU (see golden.nets.digits)."""
     t_start = time.perf_counter()
+    out_dir = check_output_dir(out_dir, replace=True)
     module = _load_net(net)
     variants = list(dict.fromkeys(variants or module.VARIANTS))
-    if n_images < 1:
-        raise ValueError(f"--images must be >= 1, not {n_images}")
+    if not 1 <= n_images <= module.TEST_IMAGES:
+        raise ValueError(f"--images must be between 1 and {module.TEST_IMAGES} (the {net} test images), "
+                         f"not {n_images}")
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"--seed must be an integer in 0..{SEED_MAX}, not {seed}")
     designs = designs_for(engine)
 
     nets = {}
     prog = Progress(len(variants) + ("float" not in variants))
     for v in list(variants) + ([] if "float" in variants else ["float"]):  # the source model, for its accuracy
-        prog.start(f"{net} {v}: train or load")
-        nets[v] = module.build(v, seed=seed, cache_dir=cache_root() / "nets")
-        how = f"trained in {nets[v].train_seconds:.1f} s" if nets[v].train_seconds else "from cache"
+        prog.start(f"{net} {v}: {'train' if retrain else 'load'}")
+        nets[v] = module.build(v, seed=seed, cache_dir=cache_root() / "nets", retrain=retrain)
+        how = SOURCES.get(nets[v].source, f"trained in {nets[v].train_seconds:.1f} s")
         prog.done(f"accuracy {nets[v].accuracy:.2f}% ({how})")
 
     runs = []
@@ -79,7 +89,8 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
         steps = digits_steps(qn, tuple(x_q.shape[1:]))
         prog = Progress(sum(isinstance(s.op, EngineLayer) for s in steps))
         print(f"{net} {v}: {len(x_q)} images through {engine} on {sim}", flush=True)
-        res = run_network(steps, x_q.numpy(), designs, engine=engine, sim=sim, seed=seed + 1, progress=prog)
+        res = run_network(steps, x_q.numpy(), designs, engine=engine, sim=sim, seed=(seed + 1) % (SEED_MAX + 1),
+                          progress=prog)
         golden = qn.run_int(x_q).numpy()
         labels = labels.numpy()
         entry = {"variant": v, "images": int(len(x_q)), **res}
@@ -98,7 +109,6 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
         runs.append(entry)
 
     results = _results(net, engine, sim, seed, n_images, designs, nets, variants, runs, t_start)
-    out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         for v in variants:  # each layer's integer test vectors, for other tools and engines
             module.export_vectors(nets[v], tmp / "vectors", n_images)
@@ -158,7 +168,8 @@ def _results(net, engine, sim, seed, n_images, designs, nets, variants, runs, t_
         "tools": {"python": platform.python_version(), "simulator": tool_version(sim)},
         "designs": {label: {"engine": d.engine, "config": d.meta()["params"]} for label, d in designs.items()},
         "variants": [{"variant": v, "accuracy": nets[v].accuracy, "weight_sparsity": nets[v].sparsity,
-                      "integer_layers": len(nets[v].layers), "train_seconds": nets[v].train_seconds}
+                      "integer_layers": len(nets[v].layers), "train_seconds": nets[v].train_seconds,
+                      "weights": nets[v].source}
                      for v in variants],
         "runs": runs,
         "totals": {"layers": len(layers), "host_steps": len(host), "images": sum(r["images"] for r in runs),
@@ -220,6 +231,11 @@ def report_markdown(r: dict, plots: list[str]) -> str:
         "",
         f"Net `{r['net']}`, engine `{r['engine']}`, simulator {r['tools']['simulator']}, training seed {r['seed']}, "
         f"{r['images']} test images, {r['date']}. Wall time {r['wall_s']:.1f} s.",
+        "",
+        ("Weights: the shipped ones (`golden/nets/weights`), so the accuracies are the same on every machine."
+         if all(v.get("weights") == "shipped" for v in r["variants"]) else
+         "Weights: trained from the seed on this machine (`--retrain` or a seed without shipped weights); "
+         "float training follows the CPU's instruction set, so the accuracies can differ on another machine."),
         "",
         "Every engine layer is fed with the int8 tensor the previous layer's RTL produced (after host "
         "operations); its outputs are compared exactly with the golden model's for that input, and the final "

@@ -43,12 +43,12 @@ def test_verilog_out_bits_changes_the_port(tmp_path):
     (["verilog", "requant", "--param", "out_bits"], 2, "KEY=VALUE"),
     (["verilog", "requant", "--param", "acc_bits=16"], 2, "acc_bits must be 32"),
     (["cosim", "requant", "--sim", "modelsim"], 2, "invalid choice"),
-    (["cosim", "requant", "--vectors", "-5"], 2, "--vectors must be >= 0"),
+    (["cosim", "requant", "--vectors", "-5"], 2, "argument --vectors: must be a whole number >= 0"),
     (["cosim", "requant", "--verilog", "/nonexistent/x.v"], 2, "no such file"),
     (["cosim", "nosuch"], 2, "invalid choice: 'nosuch'"),
     (["verify", "--engine", "nosuch"], 2, "invalid choice: 'nosuch'"),
     (["bench", "nosuch"], 2, "invalid choice: 'nosuch'"),
-    (["verify", "--images", "0"], 2, "--images must be >= 1"),
+    (["verify", "--images", "0"], 2, "--images must be between 1 and 360"),
     (["frobnicate"], 2, "nnaccel: error: argument command: invalid choice"),
 ])
 def test_bad_input_is_one_line_and_nonzero(capsys, argv, code, needle):
