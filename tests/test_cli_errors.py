@@ -176,3 +176,20 @@ def test_stale_file_temporary_swept_by_the_next_command(tmp_path, capsys):
     capsys.readouterr()
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["requant.v", "requant.json", "requant.core", f".requant.json.tmp{os.getppid()}"])
+
+
+# ----------------------------------------------------------------- 5. names that tell the truth
+
+@pytest.mark.icarus
+def test_icarus_waves_are_named_for_their_format(requant_design, tmp_path, monkeypatch):
+    """cocotb runs vvp with -fst, so Icarus writes FST: the file is waves.fst."""
+    import numpy as np
+    from cosim.stream import run_stream
+    monkeypatch.setenv("NNACCEL_CACHE", str(tmp_path / "cache"))
+    vec = {"acc": np.arange(8, dtype=np.int64), "mult": np.full(8, 1 << 30), "shift": np.zeros(8, dtype=np.int64)}
+    from golden.quant import requantize
+    exp = requantize(vec["acc"], vec["mult"], vec["shift"], 0).numpy()
+    r = run_stream(requant_design, vec, {"zero_point": 0, "act_min": -128, "act_max": 127}, exp, sim="icarus",
+                   waves=True)
+    assert r.passed and r.waves and Path(r.waves).name == "waves.fst", r.waves
+    assert not Path(r.waves).read_bytes().startswith(b"$")  # FST is binary; a VCD starts with "$date"
