@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -24,6 +25,10 @@ def analog(what: str, *, mc: int = 1000, use_spice: bool = False, out_dir: Path 
         raise ValueError(f"unknown analog study {what!r} (valid: {', '.join(WHAT)})")
     if not isinstance(mc, int) or mc < 2:
         raise ValueError(f"--mc must be an integer >= 2, not {mc!r}")
+    need, have = mc_bytes(mc), _memory_bytes()
+    if have and need > have:
+        raise ValueError(f"--mc {mc} needs at least {need / 1e9:.1f} GB for its Monte Carlo errors, more than this "
+                         f"machine's {have / 1e9:.1f} GB of memory")
     if images is not None and not 0 <= images <= TEST_IMAGES:
         raise ValueError(f"--images must be between 0 and {TEST_IMAGES} (the digits test images), not {images}")
     if not 0 <= seed < 1 << 32:
@@ -50,6 +55,18 @@ def analog(what: str, *, mc: int = 1000, use_spice: bool = False, out_dir: Path 
         print(line)
     print(f"wrote {out / (what + '.json')} and {len(plots)} plots in {out}")
     return 0
+
+
+def mc_bytes(mc: int) -> int:
+    """Memory the Monte Carlo study keeps at least: an (mc, 16, 16) float64 error array per design."""
+    return 2 * mc * 16 * 16 * 8
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _jsonable(o):

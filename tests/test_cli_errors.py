@@ -70,6 +70,8 @@ CASES = [
     ("synth requant --timeout 0 -o {tmp}/synth", 2, "synth: argument --timeout: must be a positive number"),
     ("analog aid --images 361", 2, "--images must be between 0 and 360"),
     ("analog aid --seed 4294967296", 2, "analog: argument --seed: must be an integer"),
+    ("analog aid --mc 1", 2, "--mc must be an integer >= 2, not 1"),
+    ("analog aid --mc 1000000000000", 2, "--mc 1000000000000 needs at least 4096000.0 GB for its Monte Carlo errors"),
     ("bench stub --vectors -1", 2, "bench: argument --vectors: must be a whole number >= 0"),
     # 5. usage errors: the program named once, the subcommand once
     ("frobnicate", 2, "nnaccel: error: argument command: invalid choice: 'frobnicate'"),

@@ -367,12 +367,27 @@ def build(variant: str, seed: int = 0, cache_dir=None, *, retrain: bool = False)
     net = _make(variant, seed, cache_dir)
     net.train_seconds = time.perf_counter() - start
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(path)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")  # atomic: concurrent builders never see half a file
     torch.save(dict(accuracy=net.accuracy, layers=[dataclasses.asdict(l) for l in net.layers],
                     input_scale=net.input_scale, input_zero_point=net.input_zero_point,
                     state=net.model.state_dict() if net.model is not None else None), tmp)
     os.replace(tmp, path)
     return net
+
+
+def _sweep_stale(path: Path) -> None:
+    """Remove ``path``'s temporaries (``NAME.PID.tmp``) left by trainings that were killed."""
+    for tmp in path.parent.glob(f"{path.stem}.*.tmp"):
+        pid = tmp.suffixes[-2][1:] if len(tmp.suffixes) >= 2 else ""
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:
+            pass
 
 
 # ----------------------------------------------------------------------------- shipped weights
