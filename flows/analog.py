@@ -30,7 +30,7 @@ def analog(what: str, *, mc: int = 1000, use_spice: bool = False, out_dir: Path 
         raise ValueError(f"--mc {mc} needs at least {need / 1e9:.1f} GB for its Monte Carlo errors, more than this "
                          f"machine's {have / 1e9:.1f} GB of memory")
     if images is not None and not 0 <= images <= TEST_IMAGES:
-        raise ValueError(f"--images must be between 0 and {TEST_IMAGES} (the digits test images), not {images}")
+        raise ValueError(f"--images must be >= 0 and at most {TEST_IMAGES} (the digits test images), not {images}")
     if not 0 <= seed < 1 << 32:
         raise ValueError(f"--seed must be an integer in 0..{(1 << 32) - 1}, not {seed}")
     log = lambda msg: print(f"analog: {msg}", file=sys.stderr, flush=True)

@@ -68,7 +68,7 @@ CASES = [
     ("synth requant --freq 0", 2, "synth: argument --freq: must be a positive number, not '0'"),
     ("synth requant --freq -5", 2, "argument --freq: must be a positive number, not '-5'"),
     ("synth requant --timeout 0 -o {tmp}/synth", 2, "synth: argument --timeout: must be a positive number"),
-    ("analog aid --images 361", 2, "--images must be between 0 and 360"),
+    ("analog aid --images 361", 2, "--images must be >= 0 and at most 360 (the digits test images), not 361"),
     ("analog aid --seed 4294967296", 2, "analog: argument --seed: must be an integer"),
     ("analog aid --mc 1", 2, "--mc must be an integer >= 2, not 1"),
     ("analog aid --mc 1000000000000", 2, "--mc 1000000000000 needs at least 4096000.0 GB for its Monte Carlo errors"),
