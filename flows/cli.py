@@ -80,6 +80,17 @@ def cmd_analog(args) -> int:
                   keep_spice=args.keep_spice, images=args.images)
 
 
+def cmd_import(args) -> int:
+    from flows.model_import import import_command, summary
+    if not 0.0 <= args.sparsity < 1.0:
+        raise UsageError(f"--sparsity must lie in [0, 1), not {args.sparsity}")
+    results = import_command(args.model, Path(args.output), data=args.data, variant=args.variant,
+                             sparsity=args.sparsity, images=args.images)
+    print("\n".join(summary(results)))
+    print(f"wrote {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cosim.runner import SIMULATORS
 
@@ -145,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: all 360; 0 skips it)")
     an.add_argument("-o", "--output", default="out/analog")
     an.set_defaults(func=cmd_analog)
+
+    im = sub.add_parser("import", help="import a model (ONNX QDQ / QOperator, QONNX, file.py:factory) into an "
+                        "integer graph and measure it against its own runtime")
+    im.add_argument("model", help="MODEL.onnx or path/to/file.py:factory")
+    im.add_argument("--data", metavar="DATA.npz", help="x (N x C x H x W float inputs) and optionally y (labels)")
+    im.add_argument("--variant", choices=["int8", "sparse", "ternary"], default="int8",
+                    help="quantization of float models (PyTorch, float ONNX)")
+    im.add_argument("--sparsity", type=float, default=0.5, help="pruned fraction for --variant sparse")
+    im.add_argument("--images", type=int, default=32, help="inputs per layer vector file")
+    im.add_argument("-o", "--output", default="out/import")
+    im.set_defaults(func=cmd_import)
     return p
 
 
