@@ -126,12 +126,13 @@ def _report(graph, results: dict) -> list[str]:
     lines += ["", "End to end (each side on its own inputs, differences carry forward):", "",
               "| tensor | exact | max LSB |", "|---|---|---|"]
     lines += [f"| {t['tensor']} | {t['exact']:.3%} | {t['max_lsb']} |" for t in m["tensors"]]
-    lines += ["", "Where the differences come from: nnaccel requantizes in TFLite fixed point (a 31-bit "
-              "multiplier, SaturatingRoundingDoublingHighMul then RoundingDivideByPOT: two roundings, the second "
-              "half away from zero; TFLite's integer add with its 20-bit left shift), exactly as the engines do; "
-              "the source runtime requantizes in floating point with one rounding (half to even in onnxruntime). "
-              "A value within about 2^-(31 - bits of the shift) of a half can land one LSB apart; later layers "
-              "carry such a difference forward, which is why end-to-end differences exceed the per-node ones."]
+    lines += ["", "Where the differences come from: nnaccel requantizes in integers as the engines do "
+              "(golden.quant.requantize: MultiplyByQuantizedMultiplier with a 31-bit multiplier, rounded once "
+              "where the multiplier is below one, see golden.importers.common.requant_multipliers; TFLite's "
+              "integer add with its 20-bit left shift; pooling averages rounded half away from zero); the source "
+              "runtime requantizes in float32 and rounds half to even. A value within float32 precision of a "
+              "half, or exactly on one, can land one LSB apart; later layers carry such a difference forward, "
+              "so end-to-end differences can exceed the per-node ones."]
     return lines
 
 
