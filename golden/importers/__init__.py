@@ -27,8 +27,7 @@ def import_model(path, data=None, variant: str = "int8", sparsity: float = 0.5):
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     spec = str(path)
     if ".py:" in spec:
-        from golden.importers.torch_module import import_module
-        return import_module(spec, data, variant=variant, sparsity=sparsity)
+        raise ValueError(f"{spec}: PyTorch modules (file.py:factory) are not imported yet")
     p = Path(spec)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such model file")
@@ -40,10 +39,9 @@ def import_model(path, data=None, variant: str = "int8", sparsity: float = 0.5):
     if fmt in ("qdq", "qoperator"):
         return onnx_qdq.import_onnx(p, model)
     if fmt == "qonnx":
-        from golden.importers.qonnx import import_qonnx
-        return import_qonnx(p, model)
-    from golden.importers.torch_module import import_float_onnx
-    return import_float_onnx(p, model, data, variant=variant, sparsity=sparsity)
+        raise ValueError(f"{p}: QONNX models (Quant / BipolarQuant) are not imported yet")
+    raise ValueError(f"{p}: a float ONNX model (no quantization): nnaccel's own post-training quantization "
+                     f"of float models is not implemented yet; quantize it with onnxruntime's quantize_static")
 
 
 def run_source(graph, x, exposed: bool = True) -> dict:
@@ -53,10 +51,6 @@ def run_source(graph, x, exposed: bool = True) -> dict:
     fmt, path = graph.source.get("format"), graph.source.get("path")
     if fmt in ("onnx-qdq", "onnx-qoperator"):
         from golden.importers.onnx_qdq import run_source as run
-    elif fmt == "qonnx":
-        from golden.importers.qonnx import run_source as run
-    elif fmt in ("torch", "onnx-float"):
-        from golden.importers.torch_module import run_source as run
     else:
         raise ValueError(f"graph {graph.name}: unknown source format {fmt!r}")
     return run(path, graph, x, exposed=exposed)
