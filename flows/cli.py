@@ -150,6 +150,19 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def cmd_import(args) -> int:
+    from flows.model_import import import_command, summary
+    from flows.outdir import check_output_dir
+    check_output_dir(args.output, "-o", replace=True)
+    if not 0.0 <= args.sparsity < 1.0:
+        raise UsageError(f"--sparsity must lie in [0, 1), not {args.sparsity}")
+    results = import_command(args.model, Path(args.output), data=args.data, variant=args.variant,
+                             sparsity=args.sparsity, images=args.images)
+    print("\n".join(summary(results)))
+    print(f"wrote {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cosim.engines import benches
     from cosim.runner import SIMULATORS
@@ -225,6 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("cache", help="the build cache ($NNACCEL_CACHE): info (size, builds, runs, nets) or clean")
     k.add_argument("action", choices=["info", "clean"])
     k.set_defaults(func=cmd_cache)
+
+    im = sub.add_parser("import", help="import a model (ONNX QDQ / QOperator, QONNX, file.py:factory) into an "
+                        "integer graph and measure it against its own runtime")
+    im.add_argument("model", help="MODEL.onnx or path/to/file.py:factory")
+    im.add_argument("--data", metavar="DATA.npz", help="x (N x C x H x W float inputs) and optionally y (labels)")
+    im.add_argument("--variant", choices=["int8", "sparse", "ternary"], default="int8",
+                    help="quantization of float models (PyTorch, float ONNX)")
+    im.add_argument("--sparsity", type=float, default=0.5, help="pruned fraction for --variant sparse")
+    im.add_argument("--images", type=int, default=32, help="inputs per layer vector file")
+    im.add_argument("-o", "--output", default="out/import")
+    im.set_defaults(func=cmd_import)
     return p
 
 

@@ -1,0 +1,632 @@
+"""Quantized ONNX models, as onnxruntime's ``quantize_static`` writes them, into the
+integer graph (:mod:`golden.graph`).
+
+Two forms:
+
+* **QDQ**: float operators between ``DequantizeLinear`` (inputs, int8 per-channel weights,
+  int32 bias) and ``QuantizeLinear`` (outputs). Supported operators: Conv (2-D, dilation 1,
+  symmetric padding, groups 1 or depthwise), Gemm (alpha = beta = 1), MatMul (constant
+  weight), Add, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape; Relu / Clip
+  between an operator and its QuantizeLinear fold into the output clamp (onnxruntime often
+  removes a ReLU altogether and lets the output range start at zero: the same clamp).
+* **QOperator**: QLinearConv, QLinearMatMul, QGemm, QLinearAdd, QLinearAveragePool,
+  QLinearGlobalAveragePool (com.microsoft), MaxPool / Flatten / Reshape on quantized tensors.
+
+Activations may be int8 or uint8 (uint8 becomes int8 with the zero point shifted by 128);
+weights must be int8 with zero point 0. A trailing Softmax / LogSoftmax (or QLinearSoftmax)
+is dropped with a note: the top-1 class is unchanged. Every node nnaccel cannot take is
+listed in one :class:`~golden.importers.common.UnsupportedModel` error.
+
+The integer graph requantizes in TFLite fixed point (:mod:`golden.quant`); onnxruntime
+requantizes in float32 with round-half-to-even, so single outputs can differ by one LSB
+where the real value lies within float rounding of a half: :func:`run_source` lets the flow
+measure it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from golden.importers.common import GraphBuilder, clamp_range
+
+QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearAveragePool",
+                 "QLinearGlobalAveragePool", "QLinearSoftmax"}
+SOFTMAX = {"Softmax", "LogSoftmax", "QLinearSoftmax"}
+
+
+def load(path):
+    """The ONNX model at ``path`` (checked), or a one-line ValueError / FileNotFoundError."""
+    import onnx
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else 'corrupt'})") from None
+    if not model.graph.node:
+        raise ValueError(f"{path}: not an ONNX model (no graph nodes)")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise ValueError(f"{path}: invalid ONNX model ({str(e).splitlines()[0][:160]})") from None
+    return model
+
+
+def form(model) -> str:
+    """"qonnx", "qoperator", "qdq" or "float"."""
+    ops = {n.op_type for n in model.graph.node}
+    domains = {n.domain for n in model.graph.node}
+    if any(d.startswith("qonnx") or d.startswith("finn") for d in domains) or ops & {"Quant", "BipolarQuant"}:
+        return "qonnx"
+    if ops & QOPERATOR_OPS:
+        return "qoperator"
+    if ops & {"QuantizeLinear", "DequantizeLinear"}:
+        return "qdq"
+    return "float"
+
+
+def _attrs(node) -> dict:
+    import onnx
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+class _Model:
+    """Constants, producers and consumers of an ONNX graph."""
+
+    def __init__(self, model):
+        from onnx import numpy_helper
+        g = model.graph
+        self.nodes = list(g.node)
+        self.consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        for n in self.nodes:
+            if n.op_type == "Constant":
+                a = _attrs(n)
+                if "value" in a:
+                    self.consts[n.output[0]] = numpy_helper.to_array(a["value"])
+        self.producer = {o: n for n in self.nodes for o in n.output}
+        self.consumers = defaultdict(list)
+        for n in self.nodes:
+            for i in n.input:
+                self.consumers[i].append(n)
+        self.outputs = [o.name for o in g.output]
+        self.inputs = [i for i in g.input if i.name not in self.consts]
+        self.names = {id(n): (n.name or f"{n.op_type}_{k}") for k, n in enumerate(self.nodes)}
+
+    def name(self, node) -> str:
+        return self.names[id(node)]
+
+    def const(self, name: str):
+        return self.consts.get(name) if name else None
+
+    def input_shape(self, inp) -> tuple | None:
+        dims = inp.type.tensor_type.shape.dim
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        if len(shape) < 2 or any(s is None or s < 1 for s in shape[1:]):
+            return None
+        return tuple(shape[1:])
+
+
+def _scalar(a) -> float:
+    return float(np.asarray(a).ravel()[0])
+
+
+def _unsigned(zp) -> bool:
+    return np.asarray(zp).dtype == np.uint8
+
+
+def _conv_geometry(attrs: dict, kernel) -> tuple[int, int, int, str | None]:
+    """(stride, padding, groups, problem) of a Conv / pool's attributes."""
+    nd = len(kernel)
+    if nd != 2:
+        return 1, 0, 1, f"{nd}-D kernel: only 2-D"
+    dil = list(attrs.get("dilations", [1] * nd))
+    if any(d != 1 for d in dil):
+        return 1, 0, 1, f"dilation {max(dil)}: only dilation 1"
+    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
+        return 1, 0, 1, f"auto_pad {attrs['auto_pad']!r}: give explicit pads"
+    pads = list(attrs.get("pads", [0] * (2 * nd)))
+    if len(set(pads)) > 1:
+        return 1, 0, 1, f"asymmetric padding {pads}: only the same padding on every side"
+    strides = list(attrs.get("strides", [1] * nd))
+    if len(set(strides)) > 1:
+        return 1, 0, 1, f"strides {strides}: only equal strides"
+    if attrs.get("ceil_mode", 0):
+        return 1, 0, 1, "ceil_mode 1: only floor"
+    return int(strides[0]), int(pads[0]) if pads else 0, int(attrs.get("group", 1)), None
+
+
+class _Importer:
+    """Shared operator logic; subclasses say how operands and outputs are found."""
+
+    def __init__(self, model, path, fmt: str):
+        self.m = _Model(model)
+        self.b = GraphBuilder(Path(path).stem, path, fmt)
+        self.done: set[int] = set()
+        self.input = self.output = self.input_source = None
+        self.dropped = {}  # tensor name -> the graph tensor it stands for (dropped Softmax)
+        self.aliases = {}  # a second QuantizeLinear of the same tensor -> the first
+
+    def bad(self, node, why: str) -> None:
+        self.b.problem(self.m.name(node), node.op_type, why)
+
+    # --- operators on resolved operands -------------------------------------------------
+    def conv(self, node, x, w, ws, wzp, bias, yspec, attrs):
+        if x is None or w is None or yspec is None:
+            return
+        if len(x.shape) != 3:
+            return self.bad(node, f"input of shape {x.shape}: a 2-D convolution takes C x H x W")
+        stride, pad, groups, why = _conv_geometry(attrs, w.shape[2:])
+        if why:
+            return self.bad(node, why)
+        c, h, wd = x.shape
+        o, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+        if h + 2 * pad < kh or wd + 2 * pad < kw:
+            return self.bad(node, f"kernel {kh}x{kw} larger than the padded input")
+        shape = (o, (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1)
+        y, act = self.out_tensor(yspec, shape)
+        self.b.engine(self.m.name(node), node.op_type, x, y, w, ws, bias, stride=stride, padding=pad,
+                      groups=groups, act=act, meta={"source_node": self.m.name(node)})
+
+    def linear(self, node, x, w, ws, bias, yspec):
+        """``w`` is O x K already."""
+        if x is None or w is None or yspec is None:
+            return
+        if len(x.shape) != 1 or x.shape[0] != w.shape[1]:
+            return self.bad(node, f"input of shape {x.shape} for a weight of shape {w.shape}: a linear layer "
+                                  f"takes N x K (flatten first)")
+        y, act = self.out_tensor(yspec, (w.shape[0],))
+        self.b.engine(self.m.name(node), node.op_type, x, y, w, ws, bias, act=act,
+                      meta={"source_node": self.m.name(node)})
+
+    def pool(self, node, x, yspec, attrs, kind: str):
+        if x is None or yspec is None:
+            return
+        if len(x.shape) != 3:
+            return self.bad(node, f"input of shape {x.shape}: pooling takes C x H x W")
+        if kind == "global":
+            y, act = self.out_tensor(yspec, (x.shape[0], 1, 1))
+            return self.b.global_avgpool(self.m.name(node), node.op_type, x, y, act)
+        kernel = list(attrs.get("kernel_shape", []))
+        stride, pad, _, why = _conv_geometry(attrs, kernel)
+        if not why and attrs.get("storage_order", 0):
+            why = "storage_order 1"
+        if not why and kind == "avg" and pad and attrs.get("count_include_pad", 0):
+            why = "count_include_pad 1: only averages over the real (unpadded) inputs"
+        if not why and pad >= min(kernel):
+            why = f"padding {pad} not smaller than the kernel {kernel}"
+        if why:
+            return self.bad(node, why)
+        c, h, wd = x.shape
+        if h + 2 * pad < kernel[0] or wd + 2 * pad < kernel[1]:
+            return self.bad(node, f"kernel {kernel} larger than the padded input")
+        shape = (c, (h + 2 * pad - kernel[0]) // stride + 1, (wd + 2 * pad - kernel[1]) // stride + 1)
+        y, act = self.out_tensor(yspec, shape)
+        if kind == "max":
+            return self.b.maxpool(self.m.name(node), node.op_type, x, y, tuple(kernel), stride, pad)
+        return self.b.avgpool(self.m.name(node), node.op_type, x, y, tuple(kernel), stride, pad, act)
+
+    def reshape(self, node, x, yspec, attrs):
+        if x is None or yspec is None:
+            return
+        if node.op_type == "Flatten":
+            if attrs.get("axis", 1) != 1:
+                return self.bad(node, f"axis {attrs.get('axis')}: only flattening after the batch axis")
+            shape = (int(np.prod(x.shape)),)
+        else:
+            target = self.m.const(node.input[1])
+            if target is None:
+                return self.bad(node, "shape is not a constant")
+            target = [int(v) for v in np.asarray(target).ravel()][1:]
+            if not target:
+                return self.bad(node, "reshape to a rank-1 tensor (the batch axis must stay)")
+            if -1 in target:
+                known = int(np.prod([t for t in target if t != -1]))
+                target[target.index(-1)] = int(np.prod(x.shape)) // max(known, 1)
+            target = [x.shape[i] if t == 0 else t for i, t in enumerate(target)]
+            if int(np.prod(target)) != int(np.prod(x.shape)):
+                return self.bad(node, f"cannot reshape {x.shape} to {target} per image")
+            shape = tuple(target)
+        y, _ = self.out_tensor(yspec, shape)
+        self.b.reshape(self.m.name(node), node.op_type, x, y)
+
+    def out_tensor(self, yspec, shape):
+        name, scale, zp, unsigned, (lo, hi) = yspec
+        y = self.b.tensor(name, shape, scale, zp, unsigned)
+        return y, clamp_range(y.zero_point, y.scale, lo, hi)
+
+    def check_weight(self, node, w, wzp) -> bool:
+        if w.dtype != np.int8:
+            self.bad(node, f"{w.dtype} weights: only int8")
+            return False
+        if wzp is not None and np.any(np.asarray(wzp) != 0):
+            self.bad(node, "weight zero point is not 0 (asymmetric weights): only symmetric int8 weights")
+            return False
+        return True
+
+    def define_input(self, qnode, inp, scale, zp, qname):
+        shape = self.m.input_shape(inp)
+        if shape is None:
+            return self.bad(qnode, f"graph input {inp.name} has no fixed per-image shape")
+        if self.input is not None:
+            return self.bad(qnode, "a second graph input: only one")
+        self.b.tensor(qname, shape, scale, int(np.asarray(zp).ravel()[0]), _unsigned(zp))
+        self.input, self.input_source = qname, inp.name
+
+    def finish(self):
+        return self.b.finish(self.input, self.output, self.input_source)
+
+
+class _QDQ(_Importer):
+    def act_in(self, node, fname):
+        """The graph tensor behind the float tensor ``fname`` (a DequantizeLinear of a quantized tensor)."""
+        if fname in self.dropped:
+            return self.dropped[fname]
+        p = self.m.producer.get(fname)
+        if p is not None and p.op_type == "DequantizeLinear":
+            q = self.aliases.get(p.input[0], p.input[0])
+            if q in self.b.tensors:
+                return self.b.tensors[q]
+        if p is not None and p.op_type == "DequantizeLinear":
+            return self.bad(node, f"input {fname} dequantizes a tensor no supported operator produced")
+        if any(i.name == fname for i in self.m.inputs):
+            return self.bad(node, f"input {fname} is the float graph input, not quantized")
+        return self.bad(node, f"input {fname} is not a quantized activation")
+
+    def weight(self, node, fname):
+        """(int weights, scales, zero points, axis) of a DequantizeLinear of a constant."""
+        p = self.m.producer.get(fname)
+        if p is not None and p.op_type == "DequantizeLinear" and self.m.const(p.input[0]) is not None:
+            self.done.add(id(p))
+            zp = self.m.const(p.input[2]) if len(p.input) > 2 else None
+            return (self.m.const(p.input[0]), np.asarray(self.m.const(p.input[1]), dtype=np.float64),
+                    zp, _attrs(p).get("axis", 1))
+        if fname in self.m.consts:
+            self.bad(node, f"weight {fname} is float, not quantized")
+        else:
+            self.bad(node, f"weight {fname} is not a constant")
+        return None
+
+    def act_out(self, node, fname):
+        """(quantized name, scale, zero point, unsigned, (lo, hi)) after Relu / Clip and QuantizeLinear."""
+        lo = hi = None
+        cur = fname
+        while True:
+            cons = self.m.consumers.get(cur, [])
+            if len(cons) == 1 and cons[0].op_type in ("Relu", "Clip") and cur not in self.m.outputs:
+                c = cons[0]
+                self.done.add(id(c))
+                if c.op_type == "Relu":
+                    lo = 0.0 if lo is None else max(lo, 0.0)
+                else:
+                    a = _attrs(c)
+                    cmin = self.m.const(c.input[1]) if len(c.input) > 1 and c.input[1] else a.get("min")
+                    cmax = self.m.const(c.input[2]) if len(c.input) > 2 and c.input[2] else a.get("max")
+                    if cmin is not None:
+                        lo = float(np.asarray(cmin)) if lo is None else max(lo, float(np.asarray(cmin)))
+                    if cmax is not None:
+                        hi = float(np.asarray(cmax)) if hi is None else min(hi, float(np.asarray(cmax)))
+                cur = c.output[0]
+                continue
+            break
+        qs = [c for c in cons if c.op_type == "QuantizeLinear"]
+        if not qs or len(qs) != len(cons) or cur in self.m.outputs:
+            return self.bad(node, f"output {cur} is not quantized (no QuantizeLinear after it)")
+        params = {(_scalar(self.m.const(q.input[1])), int(np.asarray(self.m.const(q.input[2])).ravel()[0]))
+                  for q in qs}
+        if len(params) > 1:
+            return self.bad(node, f"output {cur} is quantized twice with different parameters")
+        for q in qs[1:]:  # the same integers under a second name
+            self.aliases[q.output[0]] = qs[0].output[0]
+        for q in qs:
+            self.done.add(id(q))
+        q = qs[0]
+        zp = self.m.const(q.input[2])
+        return (q.output[0], _scalar(self.m.const(q.input[1])), int(np.asarray(zp).ravel()[0]), _unsigned(zp), (lo, hi))
+
+    def bias(self, node, fname, x, ws):
+        if not fname:
+            return None
+        p = self.m.producer.get(fname)
+        if p is not None and p.op_type == "DequantizeLinear" and self.m.const(p.input[0]) is not None:
+            self.done.add(id(p))
+            b = np.asarray(self.m.const(p.input[0]))
+            scale = np.asarray(self.m.const(p.input[1]), dtype=np.float64)
+            if b.dtype != np.int32:
+                return self.bad(node, f"{b.dtype} bias: only int32")
+            want = x.scale * np.asarray(ws, dtype=np.float64)
+            if not np.allclose(np.broadcast_to(scale, want.shape), want, rtol=1e-5):
+                return self.bad(node, "bias scale is not input scale x weight scale")
+            return b.astype(np.int64).ravel()
+        if fname in self.m.consts:
+            return ("real", np.asarray(self.m.consts[fname], dtype=np.float64).ravel())
+        return self.bad(node, f"bias {fname} is not a constant")
+
+    def run(self):
+        m = self.m
+        for node in m.nodes:
+            op = node.op_type
+            if id(node) in self.done or op in ("Constant", "DequantizeLinear"):
+                continue
+            a = _attrs(node)
+            if op == "QuantizeLinear":
+                inp = next((i for i in m.inputs if i.name == node.input[0]), None)
+                if inp is None:
+                    self.bad(node, f"quantizes {node.input[0]}, which no supported operator produced")
+                    continue
+                zp = m.const(node.input[2])
+                self.define_input(node, inp, _scalar(m.const(node.input[1])), zp, node.output[0])
+                continue
+            if op in ("Conv", "Gemm", "MatMul"):
+                x = self.act_in(node, node.input[0])
+                wt = self.weight(node, node.input[1])
+                if x is None or wt is None:
+                    self.act_out(node, node.output[0])
+                    continue
+                w, ws, wzp, axis = wt
+                if not self.check_weight(node, w, wzp):
+                    continue
+                if op == "Gemm":
+                    if a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or a.get("transA", 0):
+                        self.bad(node, "alpha, beta != 1 or transA: only y = x W^T + b")
+                        continue
+                    if not a.get("transB", 0):
+                        w = w.T
+                elif op == "MatMul":
+                    if w.ndim != 2:
+                        self.bad(node, f"{w.ndim}-D weight: only 2-D")
+                        continue
+                    w = w.T
+                bias = self.bias(node, node.input[2], x, ws) if len(node.input) > 2 else None
+                yspec = self.act_out(node, node.output[0])
+                if isinstance(bias, tuple):
+                    bias_int, bias_real = None, bias[1]
+                else:
+                    bias_int, bias_real = bias, None
+                if op == "Conv":
+                    if w.ndim != 4:
+                        self.bad(node, f"{w.ndim - 2}-D convolution: only 2-D")
+                        continue
+                    self._engine_with(node, x, w, ws, bias_int, bias_real, yspec, a, conv=True)
+                else:
+                    self._engine_with(node, x, w, ws, bias_int, bias_real, yspec, a, conv=False)
+            elif op == "Add":
+                x1, x2 = self.act_in(node, node.input[0]), self.act_in(node, node.input[1])
+                yspec = self.act_out(node, node.output[0])
+                if x1 is None or x2 is None or yspec is None:
+                    continue
+                y, act = self.out_tensor(yspec, x1.shape)
+                self.b.add(m.name(node), op, x1, x2, y, act)
+            elif op in ("MaxPool", "AveragePool", "GlobalAveragePool"):
+                kind = {"MaxPool": "max", "AveragePool": "avg", "GlobalAveragePool": "global"}[op]
+                self.pool(node, self.act_in(node, node.input[0]), self.act_out(node, node.output[0]), a, kind)
+            elif op in ("Flatten", "Reshape"):
+                self.reshape(node, self.act_in(node, node.input[0]), self.act_out(node, node.output[0]), a)
+            elif op in SOFTMAX:
+                self.softmax(node)
+            elif op in ("Relu", "Clip"):
+                self.bad(node, "activation that does not directly follow a quantized operator")
+            else:
+                self.bad(node, "operator not supported")
+        self.find_output()
+        return self.finish()
+
+    def _engine_with(self, node, x, w, ws, bias, bias_real, yspec, a, conv: bool):
+        if yspec is None:
+            return
+        if bias_real is not None:  # float bias: quantized as TFLite does (scale input x weight)
+            bias = np.round(bias_real / (x.scale * np.broadcast_to(ws.ravel(), (w.shape[0],))))
+            bias = bias.astype(np.int64)
+        if conv:
+            self.conv(node, x, w, ws, 0, bias, yspec, a)
+        else:
+            self.linear(node, x, w, ws, bias, yspec)
+
+    def softmax(self, node):
+        """Drop a trailing Softmax: its output must reach only the graph output."""
+        x = self.act_in(node, node.input[0])
+        if x is None:
+            return
+        out, seen = node.output[0], []
+        while out not in self.m.outputs:
+            cons = self.m.consumers.get(out, [])
+            if len(cons) != 1 or cons[0].op_type not in ("QuantizeLinear", "DequantizeLinear"):
+                return self.bad(node, "Softmax that is not the last operator")
+            seen.append(cons[0])
+            out = cons[0].output[0]
+        for c in seen:
+            self.done.add(id(c))
+        self.dropped[out] = x
+        self.b.notes.append(f"dropped the trailing {node.op_type} {self.m.name(node)}: the top-1 class is unchanged; "
+                            f"the output is its input, {x.name}")
+
+    def find_output(self):
+        if len(self.m.outputs) != 1:
+            self.b.problem("(graph)", "output", f"{len(self.m.outputs)} graph outputs: only one")
+            return
+        name = self.m.outputs[0]
+        if name in self.dropped:
+            self.output = self.dropped[name].name
+            return
+        p = self.m.producer.get(name)
+        if p is not None and p.op_type == "DequantizeLinear" and p.input[0] in self.b.tensors:
+            self.output = p.input[0]
+        elif p is not None and p.input and p.input[0] in self.b.tensors:
+            self.output = p.input[0]
+
+
+class _QOperator(_Importer):
+    def act(self, node, name, scale_name=None, zp_name=None):
+        t = self.b.tensors.get(name)
+        if t is None:
+            return self.bad(node, f"input {name} is not a quantized tensor nnaccel computed")
+        if scale_name is not None:
+            s = _scalar(self.m.const(scale_name))
+            if not np.isclose(s, t.scale, rtol=1e-6):
+                return self.bad(node, f"input {name} is read with scale {s}, it was written with {t.scale}")
+        return t
+
+    def yspec(self, node, out, scale_name, zp_name):
+        s, zp = self.m.const(scale_name), self.m.const(zp_name)
+        if s is None or zp is None:
+            return self.bad(node, "output scale or zero point is not a constant")
+        return out, _scalar(s), int(np.asarray(zp).ravel()[0]), _unsigned(zp), (None, None)
+
+    def same(self, node, x):
+        """The output spec of an operator that keeps its input's quantization (MaxPool, Flatten)."""
+        if x is None:
+            return None
+        return node.output[0], x.scale, x.zero_point + x.source_offset, x.source_offset == 128, (None, None)
+
+    def run(self):
+        m = self.m
+        for node in m.nodes:
+            op, i = node.op_type, list(node.input)
+            if op == "Constant":
+                continue
+            a = _attrs(node)
+            if op == "QuantizeLinear":
+                inp = next((g for g in m.inputs if g.name == i[0]), None)
+                if inp is None:
+                    self.bad(node, f"quantizes {i[0]}, which is not the graph input")
+                    continue
+                zp = m.const(i[2])
+                self.define_input(node, inp, _scalar(m.const(i[1])), zp, node.output[0])
+            elif op == "DequantizeLinear":
+                if node.output[0] in m.outputs and i[0] in self.b.tensors:
+                    self.output = i[0]
+                else:
+                    self.bad(node, "dequantization before the graph output: float operators between")
+            elif op in ("QLinearConv", "QLinearMatMul", "QGemm"):
+                x = self.act(node, i[0], i[1])
+                w = m.const(i[3])
+                if w is None:
+                    self.bad(node, f"weight {i[3]} is not a constant")
+                    continue
+                if not self.check_weight(node, w, m.const(i[5])):
+                    continue
+                ws = np.asarray(m.const(i[4]), dtype=np.float64)
+                if op == "QLinearConv":
+                    ys = self.yspec(node, node.output[0], i[6], i[7])
+                    bias = m.const(i[8]) if len(i) > 8 and i[8] else None
+                    if w.ndim != 4:
+                        self.bad(node, f"{w.ndim - 2}-D convolution: only 2-D")
+                        continue
+                    self.conv(node, x, w, ws, 0, None if bias is None else bias.astype(np.int64), ys, a)
+                elif op == "QLinearMatMul":
+                    ys = self.yspec(node, node.output[0], i[6], i[7])
+                    self.linear(node, x, w.T, ws, None, ys)
+                else:
+                    if len(i) < 9 or not i[7]:
+                        self.bad(node, "QGemm with a float output: only quantized outputs")
+                        continue
+                    if a.get("alpha", 1.0) != 1.0 or a.get("transA", 0):
+                        self.bad(node, "alpha != 1 or transA: only y = x W^T + b")
+                        continue
+                    bias = m.const(i[6]) if i[6] else None
+                    ys = self.yspec(node, node.output[0], i[7], i[8])
+                    self.linear(node, x, w if a.get("transB", 0) else w.T, ws,
+                                None if bias is None else bias.astype(np.int64), ys)
+            elif op == "QLinearAdd":
+                x1, x2 = self.act(node, i[0], i[1]), self.act(node, i[3], i[4])
+                ys = self.yspec(node, node.output[0], i[6], i[7])
+                if x1 is None or x2 is None or ys is None:
+                    continue
+                y, act = self.out_tensor(ys, x1.shape)
+                self.b.add(m.name(node), op, x1, x2, y, act)
+            elif op in ("QLinearGlobalAveragePool", "QLinearAveragePool"):
+                if a.get("channels_last", 0):
+                    self.bad(node, "channels_last: only NCHW")
+                    continue
+                x = self.act(node, i[0], i[1])
+                ys = self.yspec(node, node.output[0], i[3], i[4])
+                self.pool(node, x, ys, a, "global" if op == "QLinearGlobalAveragePool" else "avg")
+            elif op == "MaxPool":
+                x = self.act(node, i[0])
+                self.pool(node, x, self.same(node, x), a, "max")
+            elif op in ("Flatten", "Reshape"):
+                x = self.act(node, i[0])
+                self.reshape(node, x, self.same(node, x), a)
+            elif op in SOFTMAX:
+                self.softmax(node)
+            else:
+                self.bad(node, "operator not supported")
+        if self.output is None and len(m.outputs) == 1 and m.outputs[0] in self.b.tensors:
+            self.output = m.outputs[0]
+        return self.finish()
+
+    def softmax(self, node):
+        x = self.act(node, node.input[0])
+        if x is None:
+            return
+        out, rest = node.output[0], []
+        while out not in self.m.outputs:
+            cons = self.m.consumers.get(out, [])
+            if len(cons) != 1 or cons[0].op_type not in ("QuantizeLinear", "DequantizeLinear"):
+                return self.bad(node, "Softmax that is not the last operator")
+            rest.append(cons[0])
+            out = cons[0].output[0]
+        for c in rest:
+            self.m.nodes.remove(c)
+        self.output = x.name
+        self.b.notes.append(f"dropped the trailing {node.op_type} {self.m.name(node)}: the top-1 class is unchanged; "
+                            f"the output is its input, {x.name}")
+
+
+def import_onnx(path, model=None):
+    """A QDQ or QOperator ONNX model -> :class:`golden.graph.Graph`."""
+    model = load(path) if model is None else model
+    f = form(model)
+    if f == "qdq":
+        return _QDQ(model, path, "onnx-qdq").run()
+    if f == "qoperator":
+        return _QOperator(model, path, "onnx-qoperator").run()
+    raise ValueError(f"{path}: a {f} model, not a QDQ / QOperator ONNX model")
+
+
+def run_source(path, graph, x, exposed: bool = True, batch: int = 256) -> dict[str, np.ndarray]:
+    """The source model in onnxruntime on float inputs ``x``: the final output's integers
+    (key ``graph.output``) from the model as written and, with ``exposed``, every graph
+    tensor's integers (in nnaccel's int8 domain) read from a copy of the model that also
+    outputs them (keys prefixed ``"exposed:"``; exposing tensors can change which fused
+    kernels onnxruntime picks, so the final output is taken from the unmodified model)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    out_t = graph.tensors[graph.output]
+    final_name = model.graph.output[0].name
+
+    def session(m):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    def batches(sess, names):
+        outs = {n: [] for n in names}
+        for k in range(0, len(x), batch):
+            vals = sess.run(names, {graph.input_source: np.asarray(x[k:k + batch], dtype=np.float32)})
+            for n, v in zip(names, vals):
+                outs[n].append(v)
+        return {n: np.concatenate(v) for n, v in outs.items()}
+
+    res = {}
+    plain = batches(session(model), [final_name])[final_name]
+    if np.issubdtype(plain.dtype, np.floating):  # DequantizeLinear at the end: back to the integers
+        plain = np.rint(plain.astype(np.float64) / out_t.scale) + out_t.zero_point + out_t.source_offset
+    res[graph.output] = plain.astype(np.int64) - out_t.source_offset
+    if exposed:
+        existing = {o.name for o in model.graph.output}
+        want = {t.source: t for t in graph.tensors.values() if t.source}
+        for name in want:
+            if name not in existing:
+                model.graph.output.append(onnx.ValueInfoProto(name=name))
+        vals = batches(session(model), list(want))
+        for name, t in want.items():
+            res["exposed:" + t.name] = vals[name].astype(np.int64) - t.source_offset
+    return res
