@@ -91,7 +91,14 @@ def cmd_cosim(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from flows.verify import verify
+    from flows.verify import verify, verify_model
+    if args.model or args.data:
+        if not (args.model and args.data):
+            raise UsageError("--model and --data go together (the model, and DATA.npz with its inputs x)")
+        if args.variant or args.retrain:
+            raise UsageError("--variant and --retrain are for the built-in digits nets, not with --model")
+        return verify_model(args.model, args.data, sim=args.sim, out_dir=Path(args.output), seed=args.seed,
+                            n_images=args.images, engine=args.engine)
     return verify(net=args.net, variants=args.variant, sim=args.sim, out_dir=Path(args.output), seed=args.seed,
                   n_images=args.images, engine=args.engine, retrain=args.retrain)
 
@@ -196,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("verify", help="whole networks through the RTL, an engine per layer, chained (the main job)")
     r.add_argument("--net", default="digits", choices=["digits"])
+    r.add_argument("--model", help="a user's model instead of the digits nets (formats of `nnaccel import`)")
+    r.add_argument("--data", metavar="DATA.npz", help="with --model: x (float inputs) and optionally y (labels)")
     r.add_argument("--variant", action="append", choices=["float", "int8", "sparse", "ternary"],
                    help="repeatable; default: all four")
     r.add_argument("--engine", default="auto", choices=["auto"] + engines,
@@ -204,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_seed, default=0, help="training seed (shipped weights for seed 0)")
     r.add_argument("--retrain", action="store_true",
                    help="train the nets from the seed on this machine (cached) instead of the shipped weights")
-    r.add_argument("--images", type=int, default=32, help="test images (1..360)")
+    r.add_argument("--images", type=int, default=32, help="test images (digits: 1..360; --model: the first N of DATA)")
     r.add_argument("-o", "--output", default="out/verify")
     r.set_defaults(func=cmd_verify)
 

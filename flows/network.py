@@ -1,9 +1,8 @@
 """Whole networks through the RTL: an engine chosen per layer, chained end to end, bit-exact.
 
-A network is a list of :class:`Step` s over named int8 tensors: engine layers (conv,
-depthwise, linear: anything a :class:`golden.layer.Layer` describes, with its integer
-weights and requantization) and host operations (flatten, add, pooling: golden integer
-code, counted as host work). :func:`run_network` feeds each engine layer the tensor the
+A network is a :class:`golden.graph.Graph` (the digits nets, ``golden.nets.digits.to_graph``,
+or a user's model, ``nnaccel import``): engine nodes (conv, depthwise, linear) and host
+nodes (flatten, add, pooling: golden integer code, counted as host work). :func:`run_network` feeds each engine layer the tensor the
 previous steps produced *on the hardware path*: an engine layer's output is taken from
 its co-simulation only after the checker has compared every output the RTL emitted with
 the golden model's for that very input and found them equal, so the tensor passed on is
@@ -22,14 +21,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 
 from cosim.engines import run_layer
 from golden.conv import conv2d_int, linear_int
-from golden.layer import Kind, Layer, LayerVectors, golden_outputs
+from golden.graph import Add, AveragePool, EngineNode, GlobalAveragePool, Graph, MaxPool
+from golden.layer import Kind, LayerVectors
 from rtl.engines import get_engine
 from rtl.export import Design, generate
 
@@ -38,45 +37,17 @@ CANDIDATES = (("fat", "fat", {}), ("phantom", "phantom", {}), ("winograd", "wino
               ("phantom-dense", "phantom", {"dense": "1"}))
 
 
-@dataclass(frozen=True)
-class EngineLayer:
-    """An engine layer of a network: its description and integer parameters; the
-    vectors for an input come from :meth:`vectors` (golden accumulators and outputs)."""
-    layer: Layer
-    w: np.ndarray
-    bias: np.ndarray
-    mult: np.ndarray
-    shift: np.ndarray
-    alpha: float | None = None
-
-    def vectors(self, x: np.ndarray) -> LayerVectors:
-        layer = self.layer
-        if tuple(x.shape[1:]) != layer.in_shape:  # a batch of another size: same layer
-            raise ValueError(f"{layer.name}: input {x.shape} does not match {layer.in_shape}")
-        acc, y = golden_outputs(layer, x, self.w, self.bias, self.mult, self.shift)
-        return LayerVectors(layer, x, self.w, self.bias, self.mult, self.shift, acc.numpy(), y.numpy(),
-                            alpha=self.alpha)
-
-
-@dataclass(frozen=True)
-class HostOp:
-    """A host operation: ``fn(*inputs) -> output`` on int64 numpy arrays, and its
-    operation count per image (``ops(*inputs)``)."""
-    kind: str
-    fn: Callable
-    ops: Callable = lambda *xs: 0
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    inputs: tuple[str, ...]
-    output: str
-    op: EngineLayer | HostOp
-
-
-def flatten() -> HostOp:
-    return HostOp("flatten", lambda x: x.reshape(len(x), -1))
+def host_ops(node, *xs) -> int:
+    """Integer operations of a host node on a batch: adds for Add, one per window element
+    for pooling, none for a reshape."""
+    out = np.asarray(node.compute(*xs))
+    if isinstance(node, Add):
+        return int(out.size)
+    if isinstance(node, (MaxPool, AveragePool)):
+        return int(out.size) * node.kernel[0] * node.kernel[1]
+    if isinstance(node, GlobalAveragePool):
+        return int(np.asarray(xs[0]).size)
+    return 0
 
 
 # ----------------------------------------------------------------------------- engine choice
@@ -158,60 +129,61 @@ def useful_macs(vec: LayerVectors) -> int:
     return int(conv2d_int(a, w, zero, 0, L.stride, L.padding, groups=L.groups).sum())
 
 
-def run_network(steps: list[Step], x0: np.ndarray, designs: dict[str, Design], *, engine: str = "auto",
+def run_network(graph: Graph, x0: np.ndarray, designs: dict[str, Design], *, engine: str = "auto",
                 sim: str = "verilator", seed: int = 1, timeout_s: float = 300, progress=None) -> dict:
-    """Run ``steps`` on the int8 batch ``x0`` (tensor ``"input"``) through the hardware path.
+    """Run ``graph`` on the int8 batch ``x0`` through the hardware path: engine nodes on
+    the chosen designs, the other nodes on the host (golden integer code).
 
     Returns {"layers": [...], "output": final tensor (None when the chain broke),
-    "passed": bool, "diverged": None or {"layer", "image", "index", "expected", "got"}}.
+    "passed": bool, "diverged": None or {"layer", "engine", first mismatch or error}}.
     """
-    tensors = {"input": np.asarray(x0, dtype=np.int64)}
-    rows, diverged = [], None
-    for step in steps:
-        xs = [tensors[name] for name in step.inputs]
+    tensors = {graph.input: np.asarray(x0, dtype=np.int64)}
+    rows = []
+    for node in graph.nodes:
+        xs = [tensors[name] for name in node.inputs]
         t0 = time.perf_counter()
-        if isinstance(step.op, HostOp):
-            out = np.asarray(step.op.fn(*xs), dtype=np.int64)
-            rows.append({"layer": step.name, "kind": step.op.kind, "engine": "host", "why": "host operation",
-                         "input_shape": list(xs[0].shape), "output_shape": list(out.shape),
-                         "host_ops": int(step.op.ops(*xs)), "status": "host", "passed": True,
-                         "wall_s": round(time.perf_counter() - t0, 3)})
-            tensors[step.output] = out
+        if not isinstance(node, EngineNode):
+            out = np.asarray(node.compute(*xs), dtype=np.int64)
+            rows.append({"layer": node.name, "kind": type(node).__name__, "engine": "host",
+                         "why": "host operation (golden integer code)", "input_shape": list(xs[0].shape),
+                         "output_shape": list(out.shape), "host_ops": host_ops(node, *xs), "status": "host",
+                         "passed": True, "wall_s": round(time.perf_counter() - t0, 3)})
+            tensors[node.output] = out
             continue
-        vec = step.op.vectors(xs[0])
+        vec = node.vectors(xs[0])
         if progress:
-            progress.start(f"{step.name}: choose an engine")
+            progress.start(f"{node.name}: choose an engine and run")
         choice = choose(vec, designs, engine)
-        row = {"layer": step.name, "kind": vec.kind.value, "engine": choice.label, "why": choice.reason,
+        row = {"layer": node.name, "kind": vec.kind.value, "engine": choice.label, "why": choice.reason,
                "input_shape": list(vec.x.shape), "output_shape": list(vec.y.shape),
                "macs": vec.layer.macs_per_image * vec.images, "useful_macs": useful_macs(vec),
                "weight_density": round(vec.weight_density, 4),
                "activation_density": round(vec.activation_density, 4),
                "model_cycles_per_image": choice.model_cycles, "refused": choice.refused}
+        diverged = None
         if choice.label == "host":
             row.update(status="host", passed=True, host_ops=row["macs"], cycles=0, model_cycles=0)
-            out = vec.y
         else:
             design = designs[choice.label]
             r = run_layer(design, vec, sim=sim, seed=seed, timeout_s=timeout_s)
             eng = get_engine(design.engine)
-            energy = eng.energy(dict(r.extra.get("stats", {}), cycles=r.cycles), design.config) \
-                if eng.has_energy else None
+            stats = r.extra.get("stats", {})
             row.update(status="PASS" if r.passed else "FAIL", passed=r.passed, cycles=r.cycles,
                        model_cycles=int(r.extra.get("model_cycles", 0)), outputs=r.outputs, vectors=r.vectors,
                        mismatches=r.mismatches, first_mismatch=r.first_mismatch, batches=r.extra.get("batches", 1),
-                       build_reused=r.build_reused, stats=r.extra.get("stats", {}), energy=energy,
+                       build_reused=r.build_reused, stats=stats,
+                       energy=eng.energy(stats, design.config) if eng.has_energy and stats else None,
                        error=r.extra.get("error"), log=r.log)
-            out = vec.y  # equal to every output the RTL emitted: the checker compared them all
             if not r.passed:
-                diverged = {"layer": step.name, "engine": choice.label, **(r.first_mismatch or {}),
+                diverged = {"layer": node.name, "engine": choice.label, **(r.first_mismatch or {}),
                             "error": r.extra.get("error")}
         row["wall_s"] = round(time.perf_counter() - t0, 3)
         if progress:
-            progress.done(f"{choice.label}: {row['status']}" + (f", {row.get('cycles', 0)} cycles"
-                                                                  if row.get("cycles") else ""))
+            progress.done(f"{choice.label}: {row['status']}" + (f", {row['cycles']} cycles" if row.get("cycles")
+                                                                  else ""))
         rows.append(row)
         if diverged:
             return {"layers": rows, "output": None, "passed": False, "diverged": diverged}
-        tensors[step.output] = out
-    return {"layers": rows, "output": tensors[steps[-1].output], "passed": True, "diverged": None}
+        # The RTL's outputs: the checker compared every one it emitted with vec.y and found them equal.
+        tensors[node.output] = vec.y
+    return {"layers": rows, "output": tensors[graph.output], "passed": True, "diverged": None}

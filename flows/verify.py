@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from cosim.runner import cache_root, tool_version
-from flows.network import EngineLayer, Step, designs_for, flatten, run_network
+from flows.network import designs_for, run_network
 from flows.outdir import Progress, atomic_dir, check_output_dir
-from golden.layer import describe
+from golden.graph import run as run_graph
 
 NETS = ("digits",)
 SCHEMA = "nnaccel-verify/2"
@@ -33,24 +33,6 @@ def _load_net(net: str):
         from golden.nets import digits
         return digits
     raise ValueError(f"unknown net {net!r} (valid: {', '.join(NETS)})")
-
-
-def digits_steps(net, n_in: tuple[int, ...]) -> list[Step]:
-    """A digits QuantNet as network steps: its integer layers, a flatten before the linear one."""
-    steps, shape, prev = [], n_in, "input"
-    for layer in net.layers:
-        if layer.kind == "linear" and len(shape) > 1:
-            steps.append(Step(f"{layer.name}.flatten", (prev,), f"{layer.name}.in", flatten()))
-            prev, shape = f"{layer.name}.in", (int(np.prod(shape)),)
-        desc = describe(name=layer.name, kind=layer.kind, x_shape=(1,) + shape, w_shape=tuple(layer.w.shape),
-                        input_zero_point=layer.input_zero_point, output_zero_point=layer.output_zero_point,
-                        act_min=layer.act_min, act_max=layer.act_max, stride=layer.stride, padding=layer.padding,
-                        input_scale=float(layer.input_scale), output_scale=float(layer.output_scale))
-        op = EngineLayer(desc, layer.w.numpy(), layer.bias.numpy(), layer.mult.numpy(), layer.shift.numpy(),
-                         layer.alpha)
-        steps.append(Step(layer.name, (prev,), layer.name, op))
-        prev, shape = layer.name, desc.out_shape
-    return steps
 
 
 SEED_MAX = 2**32 - 1
@@ -86,43 +68,93 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
         if not qn.layers:
             continue
         x_q, labels = qn.test_inputs(n_images)
-        steps = digits_steps(qn, tuple(x_q.shape[1:]))
-        prog = Progress(sum(isinstance(s.op, EngineLayer) for s in steps))
-        print(f"{net} {v}: {len(x_q)} images through {engine} on {sim}", flush=True)
-        res = run_network(steps, x_q.numpy(), designs, engine=engine, sim=sim, seed=(seed + 1) % (SEED_MAX + 1),
-                          progress=prog)
-        golden = qn.run_int(x_q).numpy()
-        labels = labels.numpy()
-        entry = {"variant": v, "images": int(len(x_q)), **res}
-        out = res["output"]
-        if out is not None:
-            same = (out == golden).all(axis=1)
-            entry["images_equal"] = int(same.sum())
-            entry["first_image_differing"] = None if same.all() else int(np.argmin(same))
-            entry["hardware_accuracy"] = 100.0 * float((out.argmax(1) == labels).mean())
-            entry["passed"] = bool(res["passed"] and same.all())
-        else:
-            entry.update(images_equal=0, first_image_differing=None, hardware_accuracy=None, passed=False)
-        entry["golden_accuracy"] = 100.0 * float((golden.argmax(1) == labels).mean())
-        entry["source_accuracy"] = _float_accuracy(nets["float"], n_images)
-        entry["output"] = None  # the tensor itself stays out of the JSON
-        runs.append(entry)
+        runs.append(check_graph(module.to_graph(qn), x_q.numpy(), labels.numpy(), designs, engine=engine, sim=sim,
+                                seed=(seed + 1) % (SEED_MAX + 1), label=v,
+                                source_accuracy=_float_accuracy(nets["float"], n_images)))
+    results = _results(net, engine, sim, seed, n_images, designs, runs, t_start, variants=[
+        {"variant": v, "accuracy": nets[v].accuracy, "weight_sparsity": nets[v].sparsity,
+         "integer_layers": len(nets[v].layers), "train_seconds": nets[v].train_seconds, "weights": nets[v].source}
+        for v in variants])
+    return _finish(results, out_dir, lambda d: [module.export_vectors(nets[v], d, n_images) for v in variants])
 
-    results = _results(net, engine, sim, seed, n_images, designs, nets, variants, runs, t_start)
+
+def verify_model(model: str, data: str, *, sim: str = "verilator", out_dir: Path = Path("out/verify"),
+                 seed: int = 0, n_images: int = 32, engine: str = "auto") -> int:
+    """A user's model (``nnaccel import``'s formats) end to end on the first ``n_images`` of
+    ``data`` (DATA.npz: ``x``, optionally ``y``)."""
+    from flows.model_import import load_data
+    from golden.importers import import_model, run_source
+
+    t_start = time.perf_counter()
+    out_dir = check_output_dir(out_dir, replace=True)
+    if n_images < 1:
+        raise ValueError(f"--images must be >= 1, not {n_images}")
+    x, y = load_data(data)
+    graph = import_model(model, x)
+    x, y = x[:n_images], None if y is None else np.asarray(y)[:n_images]
+    designs = designs_for(engine)
+    source = None
+    if y is not None:
+        src = run_source(graph, x, exposed=False)[graph.output]
+        source = 100.0 * float((src.reshape(len(src), -1).argmax(1) == y).mean())
+    x_q = graph.quantize_input(x)
+    runs = [check_graph(graph, x_q, y, designs, engine=engine, sim=sim, seed=(seed + 1) % (SEED_MAX + 1),
+                        label=graph.name, source_accuracy=source)]
+    results = _results(str(model), engine, sim, seed, len(x), designs, runs, t_start, variants=[
+        {"variant": graph.name, "accuracy": None, "weight_sparsity": _sparsity(graph),
+         "integer_layers": len(graph.engine_nodes), "train_seconds": 0.0, "weights": str(model)}])
+    results["notes"] = list(graph.notes)
+
+    def vectors(d):
+        d.mkdir(parents=True, exist_ok=True)
+        for k, vec in enumerate(graph.layer_vectors(x_q)):
+            vec.to_npz(d / f"{graph.name}_{k}_{vec.name}.npz")
+    return _finish(results, out_dir, vectors)
+
+
+def _sparsity(graph) -> float:
+    ws = [n.w for n in graph.engine_nodes]
+    return float(sum((w == 0).sum() for w in ws) / max(1, sum(w.size for w in ws)))
+
+
+def _finish(results: dict, out_dir: Path, write_vectors) -> int:
+    """Write the output directory (whole or not at all) and print the verdict."""
     with atomic_dir(out_dir) as tmp:
-        for v in variants:  # each layer's integer test vectors, for other tools and engines
-            module.export_vectors(nets[v], tmp / "vectors", n_images)
+        write_vectors(tmp / "vectors")  # each layer's integer test vectors, for other tools and engines
         (tmp / "results.json").write_text(json.dumps(results, indent=2, default=_json) + "\n")
         plots = write_plots(results, tmp)
         (tmp / "report.md").write_text(report_markdown(results, plots))
     t = results["totals"]
     word = "PASS" if results["passed"] else "FAIL"
     mix = ", ".join(f"{k} {v['layers']}" for k, v in t["per_engine"].items())
-    print(f"{word}: {net} ({', '.join(r['variant'] for r in runs)}) end to end on {sim}, engine {engine}: "
-          f"{t['layers']} layers ({mix}), {t['images']} images, {t['cycles']} cycles, {t['mismatches']} mismatches"
+    print(f"{word}: {results['net']} ({', '.join(r['variant'] for r in results['runs'])}) end to end on "
+          f"{results['simulator']}, engine {results['engine']}: {t['layers']} layers ({mix}), {t['images']} images, "
+          f"{t['cycles']} cycles, {t['mismatches']} mismatches"
           f"{'' if results['passed'] else ', diverged at ' + _where(results)} ({results['wall_s']:.1f} s)")
     print(f"report: {out_dir / 'report.md'}")
     return 0 if results["passed"] else 1
+
+
+def check_graph(graph, x, labels, designs, *, engine: str, sim: str, seed: int, label: str,
+                source_accuracy: float | None = None) -> dict:
+    """``graph`` on int8 inputs ``x`` through the hardware path (:func:`flows.network.run_network`),
+    its final outputs compared with the golden integer graph's image by image; accuracies
+    on ``labels`` (None: no accuracy claim)."""
+    prog = Progress(len(graph.engine_nodes))
+    print(f"{label}: {len(x)} images through {engine} on {sim}", flush=True)
+    res = run_network(graph, x, designs, engine=engine, sim=sim, seed=seed, progress=prog)
+    golden = run_graph(graph, x)
+    entry = {"variant": label, "images": int(len(x)), **res}
+    out = res["output"]
+    acc = (lambda y: None if labels is None else 100.0 * float((y.reshape(len(y), -1).argmax(1) == labels).mean()))
+    if out is not None:
+        same = (out == golden).reshape(len(out), -1).all(axis=1)
+        entry.update(images_equal=int(same.sum()), first_image_differing=None if same.all() else int(np.argmin(same)),
+                     hardware_accuracy=acc(out), passed=bool(res["passed"] and same.all()))
+    else:
+        entry.update(images_equal=0, first_image_differing=None, hardware_accuracy=None, passed=False)
+    entry.update(golden_accuracy=acc(golden), source_accuracy=source_accuracy, output=None)
+    return entry
 
 
 def _float_accuracy(float_net, n: int) -> float:
@@ -145,11 +177,11 @@ def _json(o):
 
 
 def _where(results) -> str:
-    d = next(r["diverged"] for r in results["runs"] if r["diverged"])
+    d = next((r["diverged"] for r in results["runs"] if r["diverged"]), None)
     return f"{d['layer']} on {d['engine']}" if d else "the final comparison"
 
 
-def _results(net, engine, sim, seed, n_images, designs, nets, variants, runs, t_start) -> dict:
+def _results(net, engine, sim, seed, n_images, designs, runs, t_start, *, variants: list[dict]) -> dict:
     layers = [l for r in runs for l in r["layers"] if l["engine"] != "host"]
     per_engine = {}
     for l in layers:
@@ -167,10 +199,7 @@ def _results(net, engine, sim, seed, n_images, designs, nets, variants, runs, t_
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tools": {"python": platform.python_version(), "simulator": tool_version(sim)},
         "designs": {label: {"engine": d.engine, "config": d.meta()["params"]} for label, d in designs.items()},
-        "variants": [{"variant": v, "accuracy": nets[v].accuracy, "weight_sparsity": nets[v].sparsity,
-                      "integer_layers": len(nets[v].layers), "train_seconds": nets[v].train_seconds,
-                      "weights": nets[v].source}
-                     for v in variants],
+        "variants": variants,
         "runs": runs,
         "totals": {"layers": len(layers), "host_steps": len(host), "images": sum(r["images"] for r in runs),
                    "cycles": sum(l.get("cycles", 0) for l in layers),
@@ -247,14 +276,14 @@ def report_markdown(r: dict, plots: list[str]) -> str:
         "## End to end",
         "",
         "| variant | images | final outputs equal to golden | hardware accuracy | golden integer accuracy "
-        "| source (float) accuracy | result |",
+        "| source model accuracy | result |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for run in r["runs"]:
-        hw = "—" if run["hardware_accuracy"] is None else f"{run['hardware_accuracy']:.2f}%"
-        lines.append(f"| {run['variant']} | {run['images']} | {run['images_equal']} / {run['images']} | {hw} "
-                     f"| {run['golden_accuracy']:.2f}% | {run['source_accuracy']:.2f}% "
-                     f"| {'PASS' if run['passed'] else 'FAIL'} |")
+        pct = lambda a: "—" if a is None else f"{a:.2f}%"  # noqa: E731
+        lines.append(f"| {run['variant']} | {run['images']} | {run['images_equal']} / {run['images']} "
+                     f"| {pct(run['hardware_accuracy'])} | {pct(run['golden_accuracy'])} "
+                     f"| {pct(run['source_accuracy'])} | {'PASS' if run['passed'] else 'FAIL'} |")
         if run["diverged"]:
             d = run["diverged"]
             lines.append(f"|  | diverged at layer {d['layer']} ({d['engine']}): output {d.get('index')}, inputs "

@@ -70,7 +70,7 @@ from torch.nn.utils import parametrize
 
 from golden import quant
 from golden.conv import conv2d_int, linear_int
-from golden.layer import LayerVectors, describe
+from golden.layer import describe
 from golden.sparse import FixedMask, magnitude_masks, sparsity
 from golden.ternary import TernarySTE, ternarize
 
@@ -213,17 +213,40 @@ class QuantNet:
         return export_vectors(self, directory, n)
 
 
+def to_graph(net: QuantNet):
+    """The integer net as a :class:`golden.graph.Graph`: its layers, a flatten before the linear one."""
+    from golden.graph import EngineNode, Graph, Reshape, Tensor
+
+    net._need_int()
+    shape = (ARCH[0][2], 8, 8)
+    tensors = {"input": Tensor("input", shape, float(net.input_scale), int(net.input_zero_point))}
+    nodes, prev = [], "input"
+    for layer in net.layers:
+        if layer.kind == "linear" and len(shape) > 1:
+            t = tensors[prev]
+            shape = (int(np.prod(shape)),)
+            tensors[f"{layer.name}.in"] = Tensor(f"{layer.name}.in", shape, t.scale, t.zero_point)
+            nodes.append(Reshape(f"{layer.name}.flatten", prev, f"{layer.name}.in", shape))
+            prev = f"{layer.name}.in"
+        desc = describe(name=layer.name, kind=layer.kind, x_shape=(1,) + shape, w_shape=tuple(layer.w.shape),
+                        input_zero_point=layer.input_zero_point, output_zero_point=layer.output_zero_point,
+                        act_min=layer.act_min, act_max=layer.act_max, stride=layer.stride, padding=layer.padding,
+                        input_scale=float(layer.input_scale), output_scale=float(layer.output_scale))
+        shape = desc.out_shape
+        tensors[layer.name] = Tensor(layer.name, shape, float(layer.output_scale), layer.output_zero_point)
+        nodes.append(EngineNode(layer.name, prev, layer.name, desc, layer.w.numpy(), layer.bias.numpy(),
+                                layer.mult.numpy(), layer.shift.numpy(), alpha=layer.alpha))
+        prev = layer.name
+    return Graph(f"digits-{net.variant}", "input", prev, tensors, nodes,
+                 source={"format": "digits demo net", "variant": net.variant, "seed": net.seed})
+
+
 def layer_vectors(net: QuantNet, n: int = 32):
     """Per layer, its :class:`golden.layer.LayerVectors` for the first ``n`` test images
     (``alpha`` set for ternary layers)."""
     x_q, _ = net.test_inputs(n)
-    for layer, x, acc, y in net.trace_int(x_q):
-        desc = describe(name=layer.name, kind=layer.kind, x_shape=tuple(x.shape), w_shape=tuple(layer.w.shape),
-                        input_zero_point=layer.input_zero_point, output_zero_point=layer.output_zero_point,
-                        act_min=layer.act_min, act_max=layer.act_max, stride=layer.stride, padding=layer.padding,
-                        input_scale=float(layer.input_scale), output_scale=float(layer.output_scale))
-        yield LayerVectors(desc, x.numpy(), layer.w.numpy(), layer.bias.numpy(), layer.mult.numpy(),
-                           layer.shift.numpy(), acc.numpy(), y.numpy(), alpha=layer.alpha)
+    graph = to_graph(net)
+    yield from graph.layer_vectors(x_q.numpy())
 
 
 def export_vectors(net: QuantNet, directory, n: int = 32) -> list[Path]:
