@@ -74,6 +74,10 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
     ``lanes`` = (n, bits): every output word holds n lanes, each an output tagged with
     its source from bit 8 up and a valid top bit; ``expected`` lists the outputs (without
     the valid bit) source by source, and the check sorts the valid lanes by tag, stably.
+    An input field wider than 64 bits is given as an ``(n, limbs)`` uint64 array (limb 0
+    least significant, as :func:`cosim.hexio.pack_fields` takes it); so are the expected
+    output words when the output is wider than 64 bits (``expected`` of shape
+    ``(n, ceil(width / 64))``, dtype uint64).
     """
     t0 = time.perf_counter()
     payload = design.port("i__payload")
@@ -82,13 +86,22 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
     if set(inputs) != set(names):
         raise ValueError(f"inputs must be exactly the payload fields {names}, not {sorted(inputs)}")
     n = len(next(iter(inputs.values())))
-    expected = np.asarray(expected, dtype=np.int64).ravel()
+    ew = lanes[1] - 1 if lanes else out.width
+    packed = ew > 64 and np.ndim(expected) == 2 and np.asarray(expected).dtype == np.uint64
+    if packed:
+        expected = np.asarray(expected)
+        if expected.shape[1] != -(-ew // 64):
+            raise ValueError(f"packed expected words of a {ew}-bit output have {-(-ew // 64)} limbs, "
+                             f"not {expected.shape[1]}")
+    else:
+        expected = np.asarray(expected, dtype=np.int64).ravel()
+    n_out = len(expected)
     wanted = [p.name for p in static_ports(design)]
     if set(statics) != set(wanted):
         raise ValueError(f"static inputs must be exactly {wanted}, not {sorted(statics)}")
 
-    if max(n, expected.size) > 1 << depth_log2:
-        raise ValueError(f"{max(n, expected.size)} words exceed the harness depth of {1 << depth_log2}")
+    if max(n, n_out) > 1 << depth_log2:
+        raise ValueError(f"{max(n, n_out)} words exceed the harness depth of {1 << depth_log2}")
     b = build_stream(design, sim, verilog=verilog, waves=waves, depth_log2=depth_log2, lanes=lanes)
     run_dir = Path(workdir) if workdir else runner.new_run_dir(f"{design.engine}-{sim}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -97,15 +110,14 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
     hexio.write_bin(run_dir / "in.bin", limbs, payload.width)
     cfg = np.array([int(statics[p]) for p in wanted] or [0], dtype=np.int64)
     hexio.write_hex(run_dir / "cfg.hex", hexio.pack_fields([(cfg, 0, 64)], 64), 64)
-    ew = lanes[1] - 1 if lanes else out.width
-    hexio.write_hex(run_dir / "expected.hex", hexio.pack_fields([(expected, 0, ew)], ew), ew)
-    spec = {"out_width": out.width, "out_signed": out.signed, "n_out": int(expected.size), "n_in": n,
+    hexio.write_hex(run_dir / "expected.hex", expected if packed else hexio.pack_fields([(expected, 0, ew)], ew), ew)
+    spec = {"out_width": out.width, "out_signed": out.signed, "n_out": n_out, "n_in": n,
             "in_width": payload.width, "in_fields": [list(f) for f in fields],
             "result": str(run_dir / "result.json"), "lanes": list(lanes) if lanes else None}
     (run_dir / "spec.json").write_text(json.dumps(spec))
-    limit = max_cycles or 64 * (n + expected.size) + 10_000
+    limit = max_cycles or 64 * (n + n_out) + 10_000
     plusargs = [f"+IN={run_dir / 'in.bin'}", f"+OUT={run_dir / 'out.hex'}", f"+CFG={run_dir / 'cfg.hex'}",
-                f"+N_IN={n}", f"+N_OUT={expected.size}", f"+IDLE={int(round(idle * 256))}",
+                f"+N_IN={n}", f"+N_OUT={n_out}", f"+IDLE={int(round(idle * 256))}",
                 f"+STALL={int(round(stall * 256))}", f"+SEED={seed}", f"+MAX_CYCLES={limit}",
                 f"+STATS={run_dir / 'stats.txt'}"]
     r = runner.run(b, TEST_MODULE, run_dir, plusargs=plusargs, extra_env={"NNACCEL_SPEC": str(run_dir / "spec.json")},

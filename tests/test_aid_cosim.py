@@ -1,12 +1,20 @@
-"""AID controller: Amaranth simulation of its sequencing, and the mixed-signal co-simulation
-(Verilator, numerical analog model in the loop), including mutants that must fail."""
+"""AID controller: Amaranth simulation of its sequencing, its rooms in the engine table, and
+the mixed-signal co-simulation (Verilator, numerical analog model in the loop), including
+mutants that must fail; `nnaccel verilog aid` and `nnaccel cosim aid`."""
 
+import json
 import re
 
 import pytest
 from amaranth.sim import Simulator
 
-from rtl.aid.controller import AidController, AidControllerConfig, verilog
+from golden.errors import NotMapped
+from rtl.aid import model
+from rtl.aid.config import AidControllerConfig
+from rtl.aid.controller import AidController
+from rtl.aid.mapper import multiplies
+from rtl.engines import get_engine
+from rtl.export import generate
 
 
 def test_config_validation():
@@ -58,58 +66,111 @@ def test_controller_sequence_in_amaranth():
     assert trace[-1][5] == 1
 
 
+def test_every_layer_is_refused_with_one_line():
+    from tests.test_engine_protocol import zoo
+    engine = get_engine("aid")
+    for vec in zoo().values():
+        why = engine.maps(vec)
+        assert why == (f"not supported by aid: {vec.name} (the AID controller sequences one analog 4-bit "
+                       f"multiply per conversion and runs no network layer)")
+        with pytest.raises(NotMapped, match="^not supported by aid: "):
+            engine.plan(vec)
+
+
+def test_cycle_model_counts_the_fsm_states():
+    cfg = AidControllerConfig(unit_cycles=2, precharge_cycles=3, settle_cycles=0)
+    assert model.cycles_per_multiply(cfg, adc_cycles=2) == 1 + 1 + 3 + 16 + 0 + 1 + 2 + 1
+    plan = multiplies([(1, 2), (15, 15), (0, 0)], AidControllerConfig(), adc_cycles=2)
+    assert model.cycles(plan) == {"cycles": 3 * 21, "conversions": 3}
+    with pytest.raises(ValueError, match=r"pair 1: operands must lie in 0..15, not \(16, 0\)"):
+        multiplies([(0, 0), (16, 0)], cfg, adc_cycles=2)
+
+
 @pytest.mark.verilator
 def test_cosim_all_pairs_with_the_model_in_the_loop():
-    from cosim.aid import run_cosim
-    r = run_cosim("verilator")
-    assert r["passed"], f"co-simulation failed; log: {r['log']}"
-    assert r["results"] == 256 and r["conversions"] == 256
+    from cosim.testbenches.aid import cosim
+    r, = cosim(generate("aid"), sim="verilator")
+    assert r.passed, f"co-simulation failed; log: {r.log}"
+    assert r.outputs == 256 and r.extra["conversions"] == 256 and r.vectors == 256
+    assert r.cycles >= r.extra["model_cycles"]  # idle input and back-pressure add cycles
+
+
+@pytest.mark.verilator
+def test_unpaced_cycles_match_the_cycle_model():
+    from cosim.testbenches.aid import run_pairs
+    r = run_pairs(generate("aid"), [(a, 15 - a) for a in range(16)], idle=0.0, stall=0.0, timeout_s=120)
+    assert r.passed, r.log
+    assert abs(r.cycles - r.extra["model_cycles"]) <= 2, (r.cycles, r.extra["model_cycles"])
+
+
+def _column_config():
+    from cosim.testbenches.aid import column_config
+    return column_config(AidControllerConfig())
 
 
 @pytest.mark.verilator
 @pytest.mark.parametrize("what, pattern, replacement", [
     # pulse generator: row 3 held for one cycle less
-    ("pulse width", r"count < \(\*[^)]*\*\) 4'h8", "count < 4'h7"),
+    ("pulse width", r"count < (?:\(\*[^)]*\*\) )?4'h8", "count < 4'h7"),
     # sequencing: never precharges
     ("precharge", r"pre = 1'h1;", "pre = 1'h0;"),
 ])
 def test_cosim_mutants_fail(what, pattern, replacement):
-    from cosim.aid import make_spec, run_cosim
-    import json
-    spec = make_spec("aid", pairs=[(a, b) for a in (1, 9, 15) for b in (1, 15)])
-    cfg = AidControllerConfig(**{**spec["config"], "codes": tuple(spec["config"]["codes"])})
-    text = verilog(cfg)
+    from cosim.testbenches.aid import run_pairs
+    text = generate("aid", config=_column_config()).verilog
     mutant, n = re.subn(pattern, replacement, text, count=1)
     assert n == 1, f"mutation {what!r} not applicable"
-    r = run_cosim("verilator", verilog=mutant, pairs=[(a, b) for a in (1, 9, 15) for b in (1, 15)], timeout_s=120)
-    assert not r["passed"], f"the {what} mutant passed"
+    r = run_pairs(generate("aid"), [(a, b) for a in (1, 9, 15) for b in (1, 15)], verilog=mutant, timeout_s=120)
+    assert not r.passed, f"the {what} mutant passed"
+    assert "error" in r.extra and "column:" in r.extra["error"], r.extra  # the column names the violation
 
 
 @pytest.mark.verilator
 def test_cosim_wrong_code_table_fails():
-    from cosim.aid import make_spec, run_cosim
+    import dataclasses
+    from cosim.testbenches.aid import run_pairs
     pairs = [(a, 15) for a in range(16)]
-    spec = make_spec("aid", pairs=pairs)
-    codes = list(spec["config"]["codes"])
+    codes = list(_column_config().codes)
     codes[9] += 3  # one DAC code off by 3 LSB (3 mV)
-    cfg = AidControllerConfig(**{**spec["config"], "codes": tuple(codes)})
-    r = run_cosim("verilator", verilog=verilog(cfg), pairs=pairs, timeout_s=120)
-    assert not r["passed"], "a wrong DAC code table passed"
+    bad = dataclasses.replace(_column_config(), codes=tuple(codes))
+    r = run_pairs(generate("aid"), pairs, verilog=generate("aid", config=bad).verilog, timeout_s=120)
+    assert not r.passed, "a wrong DAC code table passed"
+    assert r.first_mismatch["inputs"] == {"a": 9, "b": 15}, r.first_mismatch
 
 
 @pytest.mark.verilator
 @pytest.mark.ngspice
 def test_cosim_with_ngspice_answering(monkeypatch):
-    from cosim.aid import run_cosim
+    from cosim.testbenches.aid import run_pairs
     monkeypatch.setenv("NNACCEL_AID_ENGINE", "spice")
-    r = run_cosim("verilator", pairs=[(0, 15), (3, 5), (15, 15)], timeout_s=200)
-    assert r["passed"], f"co-simulation with ngspice failed; log: {r['log']}"
-    assert r["conversions"] == 3
+    r = run_pairs(generate("aid"), [(0, 15), (3, 5), (15, 15)], timeout_s=200)
+    assert r.passed, f"co-simulation with ngspice failed; log: {r.log}"
+    assert r.extra["conversions"] == 3
 
 
 @pytest.mark.icarus
 def test_cosim_on_icarus():
-    from cosim.aid import run_cosim
-    r = run_cosim("icarus", pairs=[(a, b) for a in (0, 5, 15) for b in (1, 15)], timeout_s=120)
-    assert r["passed"], f"co-simulation failed; log: {r['log']}"
-    assert r["results"] == 6
+    from cosim.testbenches.aid import run_pairs
+    r = run_pairs(generate("aid"), [(a, b) for a in (0, 5, 15) for b in (1, 15)], sim="icarus", timeout_s=120)
+    assert r.passed, f"co-simulation failed; log: {r.log}"
+    assert r.outputs == 6
+
+
+def test_cli_verilog_aid(tmp_path, capsys):
+    from flows.cli import main
+    assert main(["verilog", "aid", "-o", str(tmp_path)]) == 0
+    text = (tmp_path / "aid.v").read_text()
+    assert "module aid(" in text.replace(" (", "(") and text == generate("aid").verilog
+    meta = json.loads((tmp_path / "aid.json").read_text())
+    assert meta["top"] == "aid" and meta["params"]["codes"] == list(range(16))
+
+
+@pytest.mark.verilator
+def test_cli_cosim_aid(tmp_path, capsys):
+    from flows.cli import main
+    out = tmp_path / "aid.json"
+    assert main(["cosim", "aid", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "[all-pairs (idle + back-pressure)] PASS aid on verilator: 256 vectors, 256 outputs" in text
+    assert "PASS: aid on verilator" in text
+    assert json.loads(out.read_text())["passed"] is True

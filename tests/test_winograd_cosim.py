@@ -6,7 +6,7 @@ import json
 import pytest
 
 from cosim import runner
-from cosim.winograd import cosim
+from cosim.testbenches.winograd import cosim
 from flows.cli import main
 from rtl.export import generate
 from tests.conftest import mutate
@@ -94,11 +94,11 @@ def test_verify_flow_maps_3x3_stride1_convs_and_reports_the_rest(tmp_path, capsy
 def test_unstalled_cycles_match_the_cycle_model():
     """One input beat per cycle: measured cycles = beats + latency + harness start, within 2."""
     import numpy as np
-    from cosim.winograd import RANDOM_LAYERS, random_layer, run_layer
+    from cosim.testbenches.winograd import RANDOM_LAYERS, random_layer, run
 
     design = generate("winograd")
     ls = random_layer(design.config, RANDOM_LAYERS[1], np.random.default_rng(0), images=2)
-    r = run_layer(design, ls, idle=0.0, stall=0.0)
+    r = run(design, ls, idle=0.0, stall=0.0)
     assert r.passed
     assert abs(r.cycles - r.extra["model_cycles"]) <= 2, (r.cycles, r.extra["model_cycles"])
     assert ls.n_beats / r.cycles > 0.99

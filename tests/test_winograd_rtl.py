@@ -10,12 +10,16 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from golden.conv import conv2d_q
+from golden.errors import NotMapped
+from golden.layer import layer_vectors_from
 from golden.winograd import STAGES, signed_bits, winograd_conv2d_int, winograd_widths, worst_case_input
 from rtl.common.simtools import stream_get, stream_put
+from rtl.engines import get_engine
 from rtl.export import generate
 from rtl.winograd import WinogradConfig, WinogradEngine
+from rtl.winograd import model
 from rtl.winograd import transforms as tf
-from rtl.winograd.mapper import map_layer, transform_weights
+from rtl.winograd.mapper import map_layer, maps, plan, transform_weights
 
 
 def _comb_sim(inputs, outputs, cases):
@@ -186,29 +190,53 @@ def test_mapper_matches_golden_direct_convolution():
                 th, tw = -(-y.shape[2] // m), -(-y.shape[3] // m)
                 assert ls.n_beats == n * -(-o // channels) * th * tw * c
                 assert ls.beats["first"].sum() == ls.beats["last"].sum() == ls.n_out
+                assert ls.useful.sum() == y.size  # every output once, surplus lanes excluded
+
+
+def test_plan_keeps_layer_and_config_and_the_model_counts_its_beats():
+    rng = np.random.default_rng(3)
+    vec = layer_vectors_from(name="c", kind="conv", x=rng.integers(-128, 128, (2, 3, 7, 5)),
+                             w=rng.integers(-127, 128, (3, 3, 3, 3)), bias=rng.integers(-999, 999, 3),
+                             input_zero_point=-5, real_multipliers=[0.004, 0.002, 0.003], output_zero_point=7,
+                             padding=1)
+    cfg = WinogradConfig(m=2, channels=2)
+    ls = plan(vec, cfg)
+    assert ls.layer == vec.layer and ls.config == cfg
+    assert ls.n_beats == 2 * 2 * 4 * 3 * 3  # N, groups, tile rows, tile columns, input channels
+    assert np.array_equal(ls.y_ext[:, :3, :7, :5], vec.y)
+    assert model.cycles(ls) == {"cycles": ls.n_beats + cfg.latency + 1}
+    assert model.cycles(ls, runs=3)["cycles"] == ls.n_beats + 3 * (cfg.latency + 1)
+    assert get_engine("winograd").cycles(ls) == model.cycles(ls)
 
 
 @pytest.mark.parametrize("kernel,stride,why", [(5, 1, "kernel 5x5, stride 1"), (3, 2, "kernel 3x3, stride 2")])
 def test_unsupported_layers_are_not_mapped(kernel, stride, why):
-    from cosim.engines import NotMapped
-    from cosim.winograd import verify_layer
-
-    vec = {"name": "conv_bad", "kind": "conv", "x": np.zeros((1, 2, 8, 8), np.int8),
-           "w": np.zeros((4, 2, kernel, kernel), np.int8), "stride": stride, "padding": 1}
+    engine = get_engine("winograd")
+    vec = layer_vectors_from(name="conv_bad", kind="conv", x=np.zeros((1, 2, 8, 8), np.int8),
+                             w=np.zeros((4, 2, kernel, kernel), np.int8), bias=np.zeros(4), input_zero_point=0,
+                             mult=np.zeros(4), shift=np.zeros(4), output_zero_point=0, stride=stride, padding=1)
     with pytest.raises(NotMapped, match=rf"^not supported by winograd: conv_bad \({why}\)$"):
-        verify_layer(generate("winograd"), vec)
+        engine.plan(vec)
+    assert maps(vec, WinogradConfig()) == f"not supported by winograd: conv_bad ({why})"
     if stride == 1:  # the mapper refuses the kernel too (it has no stride: it maps stride 1 only)
         with pytest.raises(ValueError, match=rf"not supported by winograd: conv_bad \({why}\)"):
-            map_layer(WinogradConfig(), vec["x"], vec["w"], np.zeros(4), 0, np.zeros(4), np.zeros(4), 0,
+            map_layer(WinogradConfig(), vec.x, vec.w, np.zeros(4), 0, np.zeros(4), np.zeros(4), 0,
                       padding=1, name="conv_bad")
+    fc = layer_vectors_from(name="fc", kind="linear", x=np.zeros((1, 512)), w=np.zeros((10, 512)),
+                            bias=np.zeros(10), input_zero_point=0, mult=np.zeros(10), shift=np.zeros(10),
+                            output_zero_point=0)
     with pytest.raises(NotMapped, match=r"^not supported by winograd: fc \(linear layer"):
-        verify_layer(generate("winograd"), {"name": "fc", "kind": "linear", "w": np.zeros((10, 512)), "stride": 1})
+        engine.plan(fc)
 
 
 def test_too_many_input_channels_are_refused():
     cfg = WinogradConfig(max_in_channels=4)
     with pytest.raises(ValueError, match=r"not supported by winograd: big \(5 input channels > max_in_channels 4\)"):
         map_layer(cfg, np.zeros((1, 5, 4, 4)), np.zeros((1, 5, 3, 3)), [0], 0, [0], [0], 0, name="big")
+    big = layer_vectors_from(name="big", kind="conv", x=np.zeros((1, 5, 4, 4)), w=np.zeros((1, 5, 3, 3)), bias=[0],
+                             input_zero_point=0, mult=[0], shift=[0], output_zero_point=0)
+    assert maps(big, cfg) == "not supported by winograd: big (5 input channels > max_in_channels 4)"
+    assert maps(big, WinogradConfig()) is None
 
 
 @pytest.mark.parametrize("params,msg", [({"m": "3"}, "m must be 2 or 4"), ({"channels": "0"}, "channels must be"),

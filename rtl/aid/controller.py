@@ -35,7 +35,9 @@ class AidController(wiring.Component):
     adc_start : Out  one-cycle conversion request; adc_done / adc_data : In  the answer.
 
     Latency: 1 + precharge_cycles + 8 * unit_cycles + settle_cycles + ADC time + 2 cycles
-    per operation; one operation at a time (i.ready only in IDLE).
+    per operation; one operation at a time (i.ready only in IDLE); the cycle model is
+    :func:`rtl.aid.model.cycles_per_multiply`. Its Verilog is ``nnaccel verilog aid``
+    (:func:`rtl.export.generate`, module ``aid``).
     """
 
     def __init__(self, config: AidControllerConfig | None = None):
@@ -106,7 +108,3 @@ class AidController(wiring.Component):
                     m.next = "IDLE"
         return m
 
-
-def verilog(config: AidControllerConfig | None = None, name: str = "aid_ctrl") -> str:
-    from amaranth.back import verilog as v
-    return v.convert(AidController(config), name=name)

@@ -5,8 +5,12 @@
 * :mod:`rtl.winograd.transforms` — constant-matrix transforms as shift-add
   expressions and the exact division by ``s**2``;
 * :mod:`rtl.winograd.engine` — :class:`WinogradEngine`, the pipelined datapath;
-* :mod:`rtl.winograd.mapper` — tiling of a layer into the engine's stream, the
-  expected outputs and the cycle model (pure numpy/torch, no simulator).
+* :mod:`rtl.winograd.mapper` — which layers the engine runs (:func:`maps`) and the
+  tiling of a layer into the engine's stream with its expected outputs (:func:`plan`;
+  pure numpy/torch, no simulator);
+* :mod:`rtl.winograd.model` — the cycle model.
+
+Co-simulation: :mod:`cosim.testbenches.winograd`; benchmark: :mod:`cosim.benches.winograd`.
 """
 
 from rtl.winograd.config import WinogradConfig

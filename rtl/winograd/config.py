@@ -1,8 +1,8 @@
 """Configuration of the Winograd engine: the single source of truth.
 
-The RTL generator (:mod:`rtl.winograd.engine`), the mapper and cycle model
-(:mod:`rtl.winograd.mapper`), the testbench (:mod:`cosim.winograd`), the bench and
-the synthesis report all read one :class:`WinogradConfig`. Every datapath width
+The RTL generator (:mod:`rtl.winograd.engine`), the mapper (:mod:`rtl.winograd.mapper`),
+the cycle model (:mod:`rtl.winograd.model`), the testbench (:mod:`cosim.testbenches.winograd`),
+the bench and the synthesis report all read one :class:`WinogradConfig`. Every datapath width
 comes from the exact worst-case analysis :func:`golden.winograd.winograd_widths`
 for int8 activations, int8 zero point, int8 weights and at most
 ``max_in_channels`` input channels, so no stage can overflow for a layer the

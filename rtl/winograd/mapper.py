@@ -1,6 +1,11 @@
-"""Map a 3x3 stride-1 convolution onto the Winograd engine's stream, and its cycle model.
+"""Map a 3x3 stride-1 convolution onto the Winograd engine's stream.
 
-Pure numpy/torch (no simulator): the flow, the testbench and the bench call it.
+:func:`maps` says whether the engine can run a layer (and if not, why, in one
+line); :func:`plan` turns a :class:`golden.layer.LayerVectors` into the engine's
+input beats and expected output beats (a :class:`LayerStream`); :func:`map_layer`
+does the same from bare arrays (the testbench's random layers). Pure numpy/torch
+(no simulator): the flow, the testbench and the bench call it. The cycle model is
+:mod:`rtl.winograd.model`.
 
 Tiling. The output (Ho x Wo) is covered by ``Th x Tw`` tiles of m x m
 (``Th = ceil(Ho / m)``); the input is padded with the input zero point (zero in
@@ -17,24 +22,41 @@ One input beat per (image, group, tile, input channel); one output beat per
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from golden.conv import conv2d_int
+from golden.errors import NotMapped
+from golden.layer import Kind, Layer, LayerVectors, describe
 from golden.quant import requantize
 from rtl.winograd.config import WinogradConfig
 
 
-def unsupported(kind: str, kernel: tuple, stride: int, groups: int = 1) -> str | None:
-    """Why a layer cannot run on the engine (None if it can)."""
-    if kind != "conv":
-        return f"{kind} layer, not a convolution"
+def _why(kind, kernel: tuple, stride: int, groups: int, in_channels: int, cfg: WinogradConfig) -> str | None:
+    """Why the engine cannot run such a layer (None if it can): 3x3 stride-1 dense
+    convolutions of at most ``max_in_channels`` input channels only."""
+    kind = Kind(kind)
+    if kind is Kind.LINEAR:
+        return "linear layer, not a convolution"
+    if kind is Kind.DEPTHWISE:
+        return f"depthwise layer (groups {groups}), not a dense convolution"
     if tuple(kernel) != (3, 3) or stride != 1 or groups != 1:
         g = f", groups {groups}" if groups != 1 else ""
         return f"kernel {kernel[0]}x{kernel[1]}, stride {stride}{g}"
+    if in_channels > cfg.max_in_channels:
+        return f"{in_channels} input channels > max_in_channels {cfg.max_in_channels}"
     return None
+
+
+def maps(layer: LayerVectors | Layer, cfg: WinogradConfig) -> str | None:
+    """None when the engine runs ``layer``, else one line saying why not, e.g.
+    ``not supported by winograd: conv2 (kernel 3x3, stride 2)``."""
+    L = layer.layer if isinstance(layer, LayerVectors) else layer
+    why = _why(L.kind, L.kernel, L.stride, L.groups, L.in_shape[0], cfg)
+    return f"not supported by winograd: {L.name} ({why})" if why else None
 
 
 def transform_weights(cfg: WinogradConfig, w) -> np.ndarray:
@@ -44,11 +66,13 @@ def transform_weights(cfg: WinogradConfig, w) -> np.ndarray:
     return torch.einsum("ik,ockl,jl->ocij", sg, g, sg).numpy()
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class LayerStream:
-    """A layer as the engine's input beats, the expected output beats and its figures."""
+    """A layer as the engine's input beats, the expected output beats and its figures:
+    the engine's plan (:func:`plan`), for the configuration ``config``."""
 
     config: WinogradConfig
+    layer: Layer  # what the stream computes (the layer's description)
     beats: dict  # field -> array (n_beats, ...) : x (aa), u (P, aa), bias/mult/shift (P), first, last
     expected: np.ndarray  # (n_out, P, m*m) int8 values
     statics: dict
@@ -69,6 +93,20 @@ class LayerStream:
         """Multiply-accumulates of the direct convolution (useful outputs only)."""
         n, o, ho, wo = self.out_shape
         return n * o * ho * wo * self.shape[4] * 9
+
+    @property
+    def useful(self) -> np.ndarray:
+        """``(n_out, channels * m * m)`` bool: which lanes of each output beat are outputs of
+        the layer (not an edge tile's surplus or a padding channel's)."""
+        n, g, th, tw, _ = self.shape
+        m, P = self.config.m, self.config.channels
+        _, o, ho, wo = self.out_shape
+        ch = (np.arange(g)[:, None] * P + np.arange(P)) < o  # G P
+        rows = (np.arange(th)[:, None] * m + np.arange(m)) < ho  # Th m
+        cols = (np.arange(tw)[:, None] * m + np.arange(m)) < wo  # Tw m
+        mask = (ch[:, None, None, :, None, None] & rows[None, :, None, None, :, None]
+                & cols[None, None, :, None, None, :])  # G Th Tw P m m
+        return np.broadcast_to(mask[None], (n,) + mask.shape).reshape(self.n_out, P * m * m)
 
     def locate(self, out_index: int, lane: int) -> dict:
         """Image, output channel and output position of output beat ``out_index``, lane ``lane``."""
@@ -99,24 +137,22 @@ def _padded_params(v, o_pad: int) -> np.ndarray:
 
 def map_layer(cfg: WinogradConfig, x, w, bias, input_zero_point, mult, shift, output_zero_point,
               act_min=-128, act_max=127, padding: int = 0, name: str = "layer") -> LayerStream:
-    """Tile one layer (int8 NCHW ``x``, int8 OIHW 3x3 ``w``) into the engine's stream.
+    """Tile one layer (int8 NCHW ``x``, int8 OIHW 3x3 ``w``, stride 1) into the engine's stream.
 
-    Raises ValueError (with "not supported by winograd") for a shape the engine cannot run.
+    Raises NotMapped (a ValueError, "not supported by winograd: ...") for a shape the
+    engine cannot run, ValueError for inconsistent arguments.
     """
     x = np.asarray(x, dtype=np.int64)
     w = np.asarray(w, dtype=np.int64)
     if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"not supported by winograd: {name} (input {x.shape}, weight {w.shape}: need NCHW / OIHW)")
-    why = unsupported("conv", w.shape[2:], 1)
-    if why:
-        raise ValueError(f"not supported by winograd: {name} ({why})")
+        raise NotMapped(f"not supported by winograd: {name} (input {x.shape}, weight {w.shape}: need NCHW / OIHW)")
     n, c, h, wd = x.shape
+    why = _why(Kind.CONV, w.shape[2:], 1, 1, c, cfg)
+    if why:
+        raise NotMapped(f"not supported by winograd: {name} ({why})")
     o = w.shape[0]
     if w.shape[1] != c:
         raise ValueError(f"weight shape {w.shape} does not match {c} input channels")
-    if c > cfg.max_in_channels:
-        raise ValueError(f"not supported by winograd: {name} ({c} input channels > max_in_channels "
-                         f"{cfg.max_in_channels})")
     if int(padding) != padding or padding < 0:
         raise ValueError(f"padding must be an integer >= 0, not {padding!r}")
     m, a, P = cfg.m, cfg.a, cfg.channels
@@ -152,15 +188,22 @@ def map_layer(cfg: WinogradConfig, x, w, bias, input_zero_point, mult, shift, ou
                 .reshape(n * g * th * tw, P, m * m))
     statics = {"input_zero_point": zp, "zero_point": int(output_zero_point), "act_min": int(act_min),
                "act_max": int(act_max)}
-    return LayerStream(cfg, beats, expected, statics, full, (n, o, ho, wo), y_ext)
+    layer = describe(name=name, kind=Kind.CONV, x_shape=x.shape, w_shape=w.shape, input_zero_point=zp,
+                     output_zero_point=int(output_zero_point), act_min=int(act_min), act_max=int(act_max),
+                     padding=int(padding))
+    return LayerStream(cfg, layer, beats, expected, statics, full, (n, o, ho, wo), y_ext)
 
 
-def map_vectors(cfg: WinogradConfig, vec: dict) -> LayerStream:
-    """:func:`map_layer` for a golden layer-vector dict (see ``golden.nets.digits.layer_vectors``)."""
-    return map_layer(cfg, vec["x"], vec["w"], vec["bias"], vec["input_zero_point"], vec["mult"], vec["shift"],
-                     vec["output_zero_point"], vec["act_min"], vec["act_max"], vec["padding"], vec.get("name", "layer"))
-
-
-def cycle_model(cfg: WinogradConfig, n_beats: int, runs: int = 1) -> int:
-    """Cycles of an unstalled stream: one beat per cycle plus the pipeline latency per run."""
-    return n_beats + runs * (cfg.latency + 1)
+def plan(layer: LayerVectors, cfg: WinogradConfig) -> LayerStream:
+    """``layer`` as the engine's stream (:func:`map_layer`); NotMapped with :func:`maps`'s
+    reason. The stream's expected outputs are checked against the layer's golden ``y``."""
+    why = maps(layer, cfg)
+    if why:
+        raise NotMapped(why)
+    L = layer.layer
+    ls = map_layer(cfg, layer.x, layer.w, layer.bias, L.input_zero_point, layer.mult, layer.shift,
+                   L.output_zero_point, L.act_min, L.act_max, L.padding, L.name)
+    n, o, ho, wo = ls.out_shape
+    if not np.array_equal(ls.y_ext[:, :o, :ho, :wo], layer.y):
+        raise ValueError(f"{L.name}: the mapper's expectation differs from the layer's golden y")
+    return dataclasses.replace(ls, layer=L)

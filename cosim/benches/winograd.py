@@ -18,24 +18,25 @@ import platform
 from pathlib import Path
 
 from cosim import runner
-from cosim.winograd import demo_layers, mappable, run_layer
+from cosim.testbenches.winograd import demo_layers, run
+from golden.layer import LayerVectors
 from rtl.export import generate
 from rtl.winograd.config import WinogradConfig
-from rtl.winograd.mapper import map_vectors
+from rtl.winograd.mapper import maps, plan
 
 TARGETS = {2: 2.15, 4: 3.8}  # equivalent MACs per multiplier per cycle (issue 5)
 IMAGES = 16  # demo images per layer: conv3 at m = 2 fills the harness memory in one run
 
 
-def bench_config(cfg: WinogradConfig, layers: list[dict], sim: str = "verilator") -> dict:
+def bench_config(cfg: WinogradConfig, layers: list[LayerVectors], sim: str = "verilator") -> dict:
     design = generate("winograd", config=cfg)
     rows = []
     for vec in layers:
-        ls = map_vectors(cfg, vec)
-        r = run_layer(design, ls, sim=sim, seed=1, idle=0.0, stall=0.0)
+        ls = plan(vec, cfg)
+        r = run(design, ls, sim=sim, seed=1, idle=0.0, stall=0.0)
         rows.append({
-            "layer": vec["name"], "input_shape": list(vec["x"].shape), "weight_shape": list(vec["w"].shape),
-            "padding": int(vec["padding"]), "passed": r.passed, "mismatches": r.mismatches,
+            "layer": vec.name, "input_shape": list(vec.x.shape), "weight_shape": list(vec.w.shape),
+            "padding": vec.layer.padding, "passed": r.passed, "mismatches": r.mismatches,
             "input_beats": ls.n_beats, "output_beats": ls.n_out, "cycles": r.cycles,
             "model_cycles": r.extra["model_cycles"], "runs": r.extra["runs"],
             "equivalent_macs": ls.equivalent_macs,
@@ -58,10 +59,11 @@ def bench_config(cfg: WinogradConfig, layers: list[dict], sim: str = "verilator"
     }
 
 
-def bench_winograd(out: Path, vectors: int = 0, channels: int | None = None):
-    """Both tile sizes on the demo layers; returns (result, summary lines, passed)."""
-    layers = [v for v in demo_layers(IMAGES) if mappable(v)]
+def bench(out: Path, vectors: int = 0, channels: int | None = None):
+    """Both tile sizes on the demo layers (``vectors`` is ignored: the layers are fixed);
+    returns (result, summary lines, passed)."""
     base = WinogradConfig() if channels is None else WinogradConfig(channels=channels)
+    layers = [v for v in demo_layers(IMAGES) if maps(v, base) is None]
     configs = [WinogradConfig(m=m, channels=base.channels, max_in_channels=base.max_in_channels) for m in (2, 4)]
     results = [bench_config(cfg, layers) for cfg in configs]
     result = {"bench": "winograd", "simulator": runner.tool_version("verilator"), "images": IMAGES,

@@ -1,0 +1,20 @@
+"""Cycle model of the Winograd engine: one input beat per cycle, plus the pipeline's fill.
+
+The engine takes one input beat (an input tile of one input channel with the
+weight tiles of ``channels`` output channels) per cycle and never stalls on its
+own; an output beat leaves ``config.latency`` cycles after the handshake of its
+group's last input beat. Unstalled, a stream of B beats that starts on an empty
+pipeline therefore takes ``B + latency + 1`` harness cycles (the 1: the harness's
+first cycle, before the first beat is taken); each separate run of the harness
+(a layer longer than the harness memory runs in several) pays the fill again.
+"""
+
+from __future__ import annotations
+
+from rtl.winograd.mapper import LayerStream
+
+
+def cycles(plan: LayerStream, runs: int = 1) -> dict:
+    """``{"cycles": ...}`` of ``plan`` streamed without idle input or back-pressure, in
+    ``runs`` harness runs (the engine reports no counters)."""
+    return {"cycles": plan.n_beats + runs * (plan.config.latency + 1)}
