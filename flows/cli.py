@@ -58,12 +58,12 @@ def _positive(text: str) -> float:
     return v
 
 
-def _params(items: list[str]) -> dict[str, str]:
+def _params(items: list[str], option: str = "--param") -> dict[str, str]:
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"--param takes KEY=VALUE, not {item!r}")
+            raise UsageError(f"{option} takes KEY=VALUE, not {item!r}")
         out[key] = value
     return out
 
@@ -98,9 +98,10 @@ def cmd_verify(args) -> int:
         if args.variant or args.retrain:
             raise UsageError("--variant and --retrain are for the built-in digits nets, not with --model")
         return verify_model(args.model, args.data, sim=args.sim, out_dir=Path(args.output), seed=args.seed,
-                            n_images=args.images, engine=args.engine)
+                            n_images=args.images, engine=args.engine, verilog=_params(args.verilog, "--verilog"))
     return verify(net=args.net, variants=args.variant, sim=args.sim, out_dir=Path(args.output), seed=args.seed,
-                  n_images=args.images, engine=args.engine, retrain=args.retrain)
+                  n_images=args.images, engine=args.engine, retrain=args.retrain,
+                  verilog=_params(args.verilog, "--verilog"))
 
 
 def cmd_bench(args) -> int:
@@ -205,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--net", default="digits", choices=["digits"])
     r.add_argument("--model", help="a user's model instead of the digits nets (formats of `nnaccel import`)")
     r.add_argument("--data", metavar="DATA.npz", help="with --model: x (float inputs) and optionally y (labels)")
+    r.add_argument("--verilog", action="append", metavar="ENGINE=FILE",
+                   help="run this Verilog (netlist, hand edit) in place of ENGINE's generated design; repeatable")
     r.add_argument("--variant", action="append", choices=["float", "int8", "sparse", "ternary"],
                    help="repeatable; default: all four")
     r.add_argument("--engine", default="auto", choices=["auto"] + engines,

@@ -130,9 +130,12 @@ def useful_macs(vec: LayerVectors) -> int:
 
 
 def run_network(graph: Graph, x0: np.ndarray, designs: dict[str, Design], *, engine: str = "auto",
-                sim: str = "verilator", seed: int = 1, timeout_s: float = 300, progress=None) -> dict:
+                sim: str = "verilator", seed: int = 1, timeout_s: float = 300, progress=None,
+                verilog: dict[str, str] | None = None) -> dict:
     """Run ``graph`` on the int8 batch ``x0`` through the hardware path: engine nodes on
-    the chosen designs, the other nodes on the host (golden integer code).
+    the chosen designs, the other nodes on the host (golden integer code). ``verilog``
+    maps a design label to Verilog text that replaces its generated design (a netlist, a
+    hand edit, a mutant).
 
     Returns {"layers": [...], "output": final tensor (None when the chain broke),
     "passed": bool, "diverged": None or {"layer", "engine", first mismatch or error}}.
@@ -165,7 +168,8 @@ def run_network(graph: Graph, x0: np.ndarray, designs: dict[str, Design], *, eng
             row.update(status="host", passed=True, host_ops=row["macs"], cycles=0, model_cycles=0)
         else:
             design = designs[choice.label]
-            r = run_layer(design, vec, sim=sim, seed=seed, timeout_s=timeout_s)
+            r = run_layer(design, vec, sim=sim, seed=seed, timeout_s=timeout_s,
+                          verilog=(verilog or {}).get(choice.label))
             eng = get_engine(design.engine)
             stats = r.extra.get("stats", {})
             row.update(status="PASS" if r.passed else "FAIL", passed=r.passed, cycles=r.cycles,

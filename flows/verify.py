@@ -40,7 +40,8 @@ SOURCES = {"shipped": "shipped weights", "cache": "trained on this machine, from
 
 
 def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_dir: Path = Path("out/verify"),
-           seed: int = 0, n_images: int = 32, engine: str = "auto", retrain: bool = False) -> int:
+           seed: int = 0, n_images: int = 32, engine: str = "auto", retrain: bool = False,
+           verilog: dict[str, str] | None = None) -> int:
     """``retrain``: train the nets from ``seed`` on this machine (cached) instead of loading
     the shipped weights; the accuracies then depend on the machine's CPU (see golden.nets.digits)."""
     t_start = time.perf_counter()
@@ -53,6 +54,7 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
     if not 0 <= seed <= SEED_MAX:
         raise ValueError(f"--seed must be an integer in 0..{SEED_MAX}, not {seed}")
     designs = designs_for(engine)
+    verilog = given_verilog(verilog, designs)
 
     nets = {}
     prog = Progress(len(variants) + ("float" not in variants))
@@ -70,7 +72,7 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
         x_q, labels = qn.test_inputs(n_images)
         runs.append(check_graph(module.to_graph(qn), x_q.numpy(), labels.numpy(), designs, engine=engine, sim=sim,
                                 seed=(seed + 1) % (SEED_MAX + 1), label=v,
-                                source_accuracy=_float_accuracy(nets["float"], n_images)))
+                                source_accuracy=_float_accuracy(nets["float"], n_images), verilog=verilog))
     results = _results(net, engine, sim, seed, n_images, designs, runs, t_start, variants=[
         {"variant": v, "accuracy": nets[v].accuracy, "weight_sparsity": nets[v].sparsity,
          "integer_layers": len(nets[v].layers), "train_seconds": nets[v].train_seconds, "weights": nets[v].source}
@@ -79,7 +81,7 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
 
 
 def verify_model(model: str, data: str, *, sim: str = "verilator", out_dir: Path = Path("out/verify"),
-                 seed: int = 0, n_images: int = 32, engine: str = "auto") -> int:
+                 seed: int = 0, n_images: int = 32, engine: str = "auto", verilog: dict[str, str] | None = None) -> int:
     """A user's model (``nnaccel import``'s formats) end to end on the first ``n_images`` of
     ``data`` (DATA.npz: ``x``, optionally ``y``)."""
     from flows.model_import import load_data
@@ -93,13 +95,14 @@ def verify_model(model: str, data: str, *, sim: str = "verilator", out_dir: Path
     graph = import_model(model, x)
     x, y = x[:n_images], None if y is None else np.asarray(y)[:n_images]
     designs = designs_for(engine)
+    verilog = given_verilog(verilog, designs)
     source = None
     if y is not None:
         src = run_source(graph, x, exposed=False)[graph.output]
         source = 100.0 * float((src.reshape(len(src), -1).argmax(1) == y).mean())
     x_q = graph.quantize_input(x)
     runs = [check_graph(graph, x_q, y, designs, engine=engine, sim=sim, seed=(seed + 1) % (SEED_MAX + 1),
-                        label=graph.name, source_accuracy=source)]
+                        label=graph.name, source_accuracy=source, verilog=verilog)]
     results = _results(str(model), engine, sim, seed, len(x), designs, runs, t_start, variants=[
         {"variant": graph.name, "accuracy": None, "weight_sparsity": _sparsity(graph),
          "integer_layers": len(graph.engine_nodes), "train_seconds": 0.0, "weights": str(model)}])
@@ -135,14 +138,26 @@ def _finish(results: dict, out_dir: Path, write_vectors) -> int:
     return 0 if results["passed"] else 1
 
 
+def given_verilog(files: dict[str, str] | None, designs: dict) -> dict[str, str]:
+    """``{label: path}`` from ``--verilog LABEL=FILE`` as ``{label: Verilog text}``, each file
+    checked to define the design's top module."""
+    from flows.orchestrate import read_verilog
+    out = {}
+    for label, path in (files or {}).items():
+        if label not in designs:
+            raise ValueError(f"--verilog {label}={path}: no design {label!r} in this run (valid: {', '.join(designs)})")
+        out[label] = read_verilog(path, designs[label].top)
+    return out
+
+
 def check_graph(graph, x, labels, designs, *, engine: str, sim: str, seed: int, label: str,
-                source_accuracy: float | None = None) -> dict:
+                source_accuracy: float | None = None, verilog: dict | None = None) -> dict:
     """``graph`` on int8 inputs ``x`` through the hardware path (:func:`flows.network.run_network`),
     its final outputs compared with the golden integer graph's image by image; accuracies
     on ``labels`` (None: no accuracy claim)."""
     prog = Progress(len(graph.engine_nodes))
     print(f"{label}: {len(x)} images through {engine} on {sim}", flush=True)
-    res = run_network(graph, x, designs, engine=engine, sim=sim, seed=seed, progress=prog)
+    res = run_network(graph, x, designs, engine=engine, sim=sim, seed=seed, progress=prog, verilog=verilog)
     golden = run_graph(graph, x)
     entry = {"variant": label, "images": int(len(x)), **res}
     out = res["output"]
