@@ -1,92 +1,107 @@
-"""The main job end to end, and its ability to fail."""
+"""The main job end to end: whole nets through the engines, chained, and its ability to fail."""
 
 import json
 
 import numpy as np
 import pytest
 
+import flows.network as fn
 import flows.verify as fv
 from flows.cli import main
-from golden.errors import NotMapped
-from golden.layer import layer_vectors_from
+from golden.nets import digits
 from rtl.export import generate
 from tests.conftest import mutate
 
 
 @pytest.mark.verilator
 @pytest.mark.slow
-def test_verify_passes_and_writes_report(tmp_path, capsys):
+def test_auto_runs_every_variant_end_to_end_on_several_engines(tmp_path, capsys):
     out = tmp_path / "v"
-    assert main(["verify", "--variant", "int8", "--variant", "ternary", "--images", "4", "-o", str(out)]) == 0
+    assert main(["verify", "--images", "4", "-o", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
-    assert res["passed"] and res["totals"]["mismatches"] == 0
-    assert {l["variant"] for l in res["layers"]} == {"int8", "ternary"}
-    assert all(l["outputs"] == l["vectors"] > 0 for l in res["layers"])
-    assert (out / "accuracy.png").stat().st_size > 1000 and (out / "layers.png").stat().st_size > 1000
+    assert res["passed"] and res["totals"]["mismatches"] == 0 and res["schema"] == "nnaccel-verify/2"
+    assert [r["variant"] for r in res["runs"]] == ["int8", "sparse", "ternary"]
+    for run in res["runs"]:
+        assert run["images_equal"] == run["images"] == 4 and run["passed"]
+        engine_layers = [l for l in run["layers"] if l["engine"] != "host"]
+        assert [l["layer"] for l in engine_layers] == ["conv1", "conv2", "conv3", "fc"]
+        assert all(l["passed"] and l["outputs"] == np.prod(l["output_shape"]) for l in engine_layers)
+    used = {l["engine"] for r in res["runs"] for l in r["layers"]}
+    assert {"fat", "winograd"} <= used and used & {"phantom", "phantom-dense"}, used
+    t = res["totals"]
+    layers = [l for r in res["runs"] for l in r["layers"] if l["engine"] != "host"]
+    assert t["cycles"] == sum(l["cycles"] for l in layers) > 0
+    for l in layers:  # the engines' models agree with their RTL
+        assert abs(l["model_cycles"] - l["cycles"]) <= max(16 * l["batches"], 0.02 * l["cycles"]), l
+    for name in ("report.md", "layers.png", "engines.png"):
+        assert (out / name).stat().st_size > 500
     assert (out / "report.md").read_text().startswith("# nnaccel verify: PASS")
-    import numpy as np
-    npz = sorted((out / "vectors").glob("int8_*.npz"))
-    assert len(npz) == 4
-    with np.load(npz[0]) as f:
-        assert {"x", "w", "bias", "mult", "shift", "acc", "y", "input_zero_point"} <= set(f.files)
+    assert len(sorted((out / "vectors").glob("int8_*.npz"))) == 4
     assert "PASS:" in capsys.readouterr().out
 
 
 @pytest.mark.verilator
 @pytest.mark.slow
-def test_verify_fails_on_a_broken_requantizer(tmp_path, monkeypatch, capsys):
-    def broken(engine, params=None, config=None):
-        d = generate(engine, params)
-        d.verilog = mutate(d.verilog, r"assign \\\$26  = \\\$22  > \\\$25 ;", r"assign \\$26  = \\$22  >= \\$25 ;")
-        return d
-    monkeypatch.setattr(fv, "generate", broken)
+def test_a_broken_design_breaks_the_chain_at_its_layer(tmp_path, capsys):
+    bad = tmp_path / "requant.v"
+    bad.write_text(mutate(generate("requant").verilog, r"assign \\\$26  = \\\$22  > \\\$25 ;",
+                          r"assign \\$26  = \\$22  >= \\$25 ;"))
     out = tmp_path / "v"
-    assert main(["verify", "--variant", "int8", "--images", "4", "-o", str(out)]) == 1
+    argv = ["verify", "--engine", "requant", "--variant", "int8", "--images", "4", "--verilog", f"requant={bad}",
+            "-o", str(out)]
+    assert main(argv) == 1
     res = json.loads((out / "results.json").read_text())
-    assert not res["passed"] and res["totals"]["mismatches"] > 0
-    assert "FAIL" in (out / "report.md").read_text().splitlines()[0]
+    run = res["runs"][0]
+    assert not res["passed"] and run["diverged"]["layer"] == "conv1" and run["diverged"]["engine"] == "requant"
+    assert run["output"] is None and [l["layer"] for l in run["layers"]] == ["conv1"]  # the chain stopped there
+    report = (out / "report.md").read_text()
+    assert report.startswith("# nnaccel verify: FAIL") and "diverged at layer conv1 (requant)" in report
+
+
+@pytest.mark.verilator
+def test_winograd_runs_what_it_maps_and_the_host_the_rest(tmp_path, capsys):
+    out = tmp_path / "v"
+    assert main(["verify", "--engine", "winograd", "--variant", "int8", "--images", "2", "-o", str(out)]) == 0
+    layers = {l["layer"]: l for l in json.loads((out / "results.json").read_text())["runs"][0]["layers"]}
+    assert layers["conv1"]["engine"] == layers["conv3"]["engine"] == "winograd"
+    assert layers["conv2"]["engine"] == layers["fc"]["engine"] == "host"
+    assert "stride 2" in layers["conv2"]["why"] and "linear layer" in layers["fc"]["why"]
+    assert layers["fc"]["host_ops"] == 2 * 512 * 10
+
+
+def test_rule_and_models_choose_the_engine(monkeypatch):
+    net = digits.build("ternary")
+    vec = next(digits.layer_vectors(net, 1))
+    assert fn.rule(vec) == ("fat", "ternary weights")
+    designs = {"fat": generate("fat"), "winograd": generate("winograd")}
+    choice = fn.choose(vec, designs)
+    assert set(choice.model_cycles) == {"fat", "winograd"} and all(choice.model_cycles.values())
+    fastest = min(choice.model_cycles, key=choice.model_cycles.get)
+    assert choice.label == fastest  # the models decide
+    assert ("faster" in choice.reason) == (fastest != "fat")
+    int8 = next(digits.layer_vectors(digits.build("int8"), 1))
+    assert fn.rule(int8)[0] == "winograd"
+    only = fn.choose(int8.renamed("x"), {"fat": designs["fat"]})
+    assert only.label == "host" and "ternary" in only.reason
 
 
 def test_interrupted_verify_leaves_no_output(tmp_path, monkeypatch, capsys):
-    class FakeNet:
-        accuracy, sparsity, train_seconds = 99.0, 0.0, 0.0
-        layers = [object()]
-
-    class FakeModule:
-        VARIANTS = ("int8",)
-
-        @staticmethod
-        def build(v, seed, cache_dir):
-            return FakeNet()
-
-        @staticmethod
-        def export_vectors(net, directory, n):
-            return []
-
-        @staticmethod
-        def layer_vectors(net, n):
-            yield layer_vectors_from(name="conv1", kind="conv", x=np.zeros((1, 2, 2, 2)), w=np.ones((2, 2, 1, 1)),
-                                     bias=[0, 0], input_zero_point=0, real_multipliers=[0.01, 0.01],
-                                     output_zero_point=0)
-
     def explode(*a, **k):
         raise RuntimeError("simulator crashed")
 
-    monkeypatch.setattr(fv, "_load_net", lambda net: FakeModule)
-    monkeypatch.setattr(fv, "run_layer", explode)
+    monkeypatch.setattr(fn, "run_layer", explode)
     out = tmp_path / "v"
     with pytest.raises(RuntimeError):
-        fv.verify(out_dir=out)
+        fv.verify(variants=["int8"], n_images=2, out_dir=out, engine="requant")
     assert not out.exists() and not list(tmp_path.iterdir()), "half-written output left behind"
 
 
-def test_not_mapped_layers_are_reported_not_failed(tmp_path, monkeypatch, capsys):
-    def picky(design, vec, **kw):
-        raise NotMapped(f"{vec.name}: kernel not supported")
-
-    monkeypatch.setattr(fv, "run_layer", picky)
-    out = tmp_path / "v"
-    assert fv.verify(variants=["int8"], n_images=2, out_dir=out) == 1  # nothing mapped: no PASS
-    res = json.loads((out / "results.json").read_text())
-    assert {l["status"] for l in res["layers"]} == {"not mapped"}
-    assert "not mapped: conv1: kernel not supported" in (out / "report.md").read_text()
+@pytest.mark.parametrize("argv, needle", [
+    (["verify", "--model", "m.onnx"], "--model and --data go together"),
+    (["verify", "--verilog", "nosuch=x.v", "--engine", "requant"], "no design 'nosuch' in this run"),
+    (["verify", "--verilog", "requant", "--engine", "requant"], "--verilog takes KEY=VALUE"),
+])
+def test_bad_verify_input(tmp_path, capsys, argv, needle):
+    assert main(argv + ["-o", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
