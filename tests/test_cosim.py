@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 
 from cosim import runner
-from cosim.requant import SCENARIOS, cosim, expected, random_vectors
+from cosim.engines import run_layer
 from cosim.stream import run_stream
+from cosim.testbenches.requant import SCENARIOS, cosim, expected, random_vectors, run
 from flows.cli import main
+from golden.layer import layer_vectors_from
+from rtl.requant import model as requant_model
+from rtl.requant.mapper import plan
+from rtl.requant.model import cycles
 
 # Mutants of the generated Verilog, each breaking one behaviour the golden model pins down.
 MUTANTS = {
@@ -89,3 +94,34 @@ def test_waves_on_request(requant_design):
     vec = random_vectors(np.random.default_rng(0), 20)
     r = run_stream(requant_design, vec, sc.statics(), expected(vec, sc), waves=True)
     assert r.passed and r.waves and r.waves.endswith(".vcd")
+
+
+def _layer():
+    rng = np.random.default_rng(4)
+    return layer_vectors_from(name="conv", kind="conv", x=rng.integers(-128, 128, size=(2, 3, 5, 4)),
+                              w=rng.integers(-127, 128, size=(4, 3, 3, 3)), bias=rng.integers(-3000, 3000, size=4),
+                              input_zero_point=-7, real_multipliers=rng.uniform(0.001, 0.01, size=4),
+                              output_zero_point=-100, padding=1)
+
+
+@pytest.mark.verilator
+def test_layer_run_takes_exactly_the_model_cycles(requant_design, monkeypatch):
+    vec = _layer()
+    p = plan(vec, requant_design.config)
+    r = run(requant_design, p)
+    assert r.passed and r.outputs == vec.y.size, (r.summary(), r.extra.get("error"))
+    assert r.cycles == cycles(p)["cycles"] == vec.y.size + requant_design.config.latency + 2
+    paced = run(requant_design, p, idle=0.2, stall=0.2, seed=3)
+    assert paced.passed and paced.cycles > r.cycles  # paced runs are not held to the model
+    # the check can fail: a model one cycle off
+    monkeypatch.setattr(requant_model, "HARNESS_CYCLES", 3)
+    bad = run(requant_design, p)
+    assert not bad.passed and bad.mismatches == 0 and "cycle model" in bad.extra["error"]
+
+
+@pytest.mark.verilator
+def test_run_layer_equals_one_run(requant_design):
+    vec = _layer()
+    a, b = run_layer(requant_design, vec), run(requant_design, plan(vec, requant_design.config))
+    assert a.passed and b.passed
+    assert (a.outputs, a.cycles, a.extra["model"]) == (b.outputs, b.cycles, b.extra["model"])

@@ -1,14 +1,22 @@
 """FAT engine: mapper and cycle model, RTL co-simulation in every mode, static errors, mutants."""
 
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 
-from cosim.fat import RANDOM_LAYERS, random_layer, run_plan
+from cosim.engines import run_layer
+from cosim.testbenches.fat import HARNESS_CYCLES, RANDOM_LAYERS, random_layer, run
 from flows.cli import main
+from golden.errors import NotMapped
 from golden.nets import digits
+from rtl.engines import get_engine
 from rtl.export import generate
+from rtl.fat import model
 from rtl.fat.config import FatConfig
-from rtl.fat.mapper import MappingError, plan_layer
+from rtl.fat.energy import energy, energy_pj
+from rtl.fat.mapper import maps, plan
 from tests.conftest import mutate
 
 SMALL = {"rows": "256", "cols": "16"}
@@ -25,15 +33,15 @@ def test_model_accumulators_equal_golden(params):
     """The cycle model replays the array bit by bit: its accumulators must be the golden ones."""
     cfg = generate("fat", {**SMALL, **params}).config
     for vec in layers():
-        plan = plan_layer(vec, cfg)
-        got = np.concatenate([np.array(a) for a in plan.model["accumulators"]])
-        acc = np.asarray(vec["acc"], dtype=np.int64).ravel()[plan.out_index]
-        o_idx = _channel_of(vec, plan.out_index)
-        assert np.array_equal(got + np.asarray(vec["bias"])[o_idx], acc), vec["name"]
+        p = plan(vec, cfg)
+        got = np.concatenate([np.array(a) for a in p.model["accumulators"]])
+        acc = vec.acc.ravel()[p.out_index]
+        o_idx = _channel_of(vec, p.out_index)
+        assert np.array_equal(got + vec.bias[o_idx], acc), vec.name
 
 
 def _channel_of(vec, flat):
-    y = np.asarray(vec["y"])
+    y = vec.y
     hw = int(np.prod(y.shape[2:])) if y.ndim > 2 else 1
     return (flat // hw) % y.shape[1]
 
@@ -44,29 +52,71 @@ def test_rtl_bit_exact_and_counters_match_model(params):
     """Outputs exact, every counter equal to the cycle model, cycles equal up to the harness offset."""
     design = generate("fat", {**SMALL, **params})
     for k, vec in enumerate(layers(1)):
-        plan = plan_layer(vec, design.config)
-        r = run_plan(design, plan, vec, seed=k)
-        assert r.passed, f"{vec['name']}: {r.summary()} first mismatch {r.first_mismatch}"
-        model = {key: v for key, v in plan.model.items() if key not in ("accumulators", "cycles")}
-        assert r.extra["stats"] == model, f"{vec['name']}: RTL counters {r.extra['stats']} != model {model}"
+        p = plan(vec, design.config)
+        r = run(design, p, seed=k)
+        assert r.passed, f"{vec.name}: {r.summary()} first mismatch {r.first_mismatch} {r.extra.get('error')}"
+        predicted = model.cycles(p)
+        counters = {key: v for key, v in predicted.items() if key != "cycles"}
+        stats = dict(r.extra["stats"])
+        assert stats.pop("cycles") == r.cycles
+        assert stats == counters, f"{vec.name}: RTL counters {stats} != model {counters}"
         # The harness counts from reset to the last output: two cycles more than the model.
-        assert r.cycles - plan.model["cycles"] == 2, (r.cycles, plan.model["cycles"])
+        assert HARNESS_CYCLES == 2 and r.cycles - predicted["cycles"] == 2, (r.cycles, predicted["cycles"])
+        assert energy(r.extra["stats"], design.config) == energy_pj(stats, r.cycles, design.config.cols)
+
+
+@pytest.mark.verilator
+def test_run_fails_when_counters_or_cycles_disagree_with_the_model():
+    """The run's model check can fail: a plan whose model is off by one add, or by one cycle."""
+    design = generate("fat", {**SMALL, "mode": "fat"})
+    p = plan(layers(1)[0], design.config)
+    for key in ("adds", "cycles"):
+        bad = dataclasses.replace(p, model={**p.model, key: p.model[key] + 1})
+        r = run(design, bad)
+        assert not r.passed and r.mismatches == 0, (key, r.summary())
+        assert ("RTL counters" if key == "adds" else "cycle model") in r.extra["error"], r.extra["error"]
+
+
+@pytest.mark.verilator
+def test_run_layer_splits_batches_that_do_not_fit(monkeypatch):
+    """A 3-image layer in image batches: exact, counters summed equal to the models' summed."""
+    import cosim.testbenches.fat as tb
+    design = generate("fat", {**SMALL, "mode": "fat"})
+    vec = layers(1)[4]  # linear, 3 images
+    monkeypatch.setattr(tb, "capacity", lambda d: tb.words(plan(vec.select(0, 1), d.config)))
+    r = run_layer(design, vec)
+    assert r.passed and r.extra["batches"] == 3 and r.outputs == vec.y.size, (r.summary(), r.extra.get("error"))
+    stats = dict(r.extra["stats"])
+    assert stats.pop("cycles") == r.cycles
+    assert stats == {k: v for k, v in r.extra["model"].items() if k != "cycles"}
+
+
+def test_energy_needs_the_runs_cycles():
+    p = plan(layers()[0], FatConfig())
+    predicted = model.cycles(p)
+    assert energy(predicted, FatConfig())["total"] > 0
+    with pytest.raises(ValueError, match="fat energy needs the counters cycles"):
+        energy({k: v for k, v in predicted.items() if k != "cycles"}, FatConfig())
 
 
 @pytest.mark.verilator
 def test_rtl_under_backpressure_stays_exact():
     design = generate("fat", {**SMALL, "mode": "fat", "bitskip": "1"})
     vec = layers(2)[0]
-    r = run_plan(design, plan_layer(vec, design.config), vec, idle=0.3, stall=0.5, seed=9)
-    assert r.passed, r.summary()
+    p = plan(vec, design.config)
+    r = run(design, p, idle=0.3, stall=0.5, seed=9)
+    assert r.passed, (r.summary(), r.extra.get("error"))
+    # the counters do not depend on pacing: run compared them with the model's
+    assert {k: v for k, v in r.extra["stats"].items() if k != "cycles"} == \
+        {k: v for k, v in model.cycles(p).items() if k != "cycles"}
 
 
 @pytest.mark.icarus
 def test_icarus_agrees_with_verilator():
     design = generate("fat", {**SMALL, "mode": "fat", "bitskip": "1"})
     vec = layers(3)[1]
-    plan = plan_layer(vec, design.config)
-    rs = [run_plan(design, plan, vec, sim=sim) for sim in ("verilator", "icarus")]
+    p = plan(vec, design.config)
+    rs = [run(design, p, sim=sim) for sim in ("verilator", "icarus")]
     assert all(r.passed for r in rs), [r.summary() for r in rs]
     assert rs[0].cycles == rs[1].cycles and rs[0].extra["stats"] == rs[1].extra["stats"]
 
@@ -91,33 +141,50 @@ def test_verify_every_ternary_demo_layer(sim, tmp_path, capsys):
     assert "PASS: 4 layers" in capsys.readouterr().out
 
 
+def _refused(vec, cfg, pattern):
+    """maps gives the reason (one line) and plan raises NotMapped with it."""
+    why = maps(vec, cfg)
+    assert why and "\n" not in why
+    assert re.search(pattern, why), why
+    with pytest.raises(NotMapped, match=pattern):
+        plan(vec, cfg)
+    with pytest.raises(NotMapped) as e:
+        get_engine("fat").plan(vec, cfg)
+    assert str(e.value) == why
+
+
 def test_non_ternary_weights_are_rejected():
     vec = layers()[0]
-    vec["w"] = vec["w"] * 2
-    with pytest.raises(MappingError, match=r"weights must lie in \{-1, 0, \+1\}"):
-        plan_layer(vec, FatConfig())
+    vec = dataclasses.replace(vec, w=vec.w * 2)
+    _refused(vec, FatConfig(), r"r0: weights must lie in \{-1, 0, \+1\} for fat, found -?2")
 
 
 def test_accumulator_too_narrow_is_found_statically():
     vec = random_layer(np.random.default_rng(0), kind="linear", c=600, o=2, n=1)
-    with pytest.raises(MappingError, match="accumulator too narrow"):
-        plan_layer(vec, FatConfig(acc_bits=18))
+    _refused(vec, FatConfig(acc_bits=18), "rand: accumulator too narrow")
+    assert maps(vec, FatConfig(acc_bits=19)) is None
 
 
 def test_layer_that_cannot_be_mapped():
-    vec = dict(layers()[0], kind="depthwise", name="dw1")
-    with pytest.raises(MappingError, match="dw1: layer kind 'depthwise' is not supported by fat"):
-        plan_layer(vec, FatConfig())
+    vec = random_layer(np.random.default_rng(0), name="dw1", c=4, o=4)
+    L = dataclasses.replace(vec.layer, kind="depthwise", groups=4)
+    vec = dataclasses.replace(vec, layer=L, w=vec.w[:, :1])
+    _refused(vec, FatConfig(), "dw1: layer kind 'depthwise' is not supported by fat")
+
+
+def test_operands_wider_than_act_bits_are_refused():
+    vec = layers()[0]
+    _refused(vec, FatConfig(act_bits=4, acc_bits=20), r"r0: operands x - zero_point must lie in \[-15, 15\]")
 
 
 def test_smallest_subarray_still_maps_by_tiling():
     """With one operand slot per tile the reduction is tiled down to single terms."""
     vec = layers()[0]
-    plan = plan_layer(vec, FatConfig(rows=31, acc_bits=20, cols=8))
-    assert plan.tiles["k_tile"] == 1 and plan.tiles["k_tiles"] == vec["w"][0].size
-    got = np.concatenate([np.array(a) for a in plan.model["accumulators"]])
-    acc = np.asarray(vec["acc"], dtype=np.int64).ravel()[plan.out_index]
-    assert np.array_equal(got + np.asarray(vec["bias"])[_channel_of(vec, plan.out_index)], acc)
+    p = plan(vec, FatConfig(rows=31, acc_bits=20, cols=8))
+    assert p.tiles["k_tile"] == 1 and p.tiles["k_tiles"] == vec.w[0].size
+    got = np.concatenate([np.array(a) for a in p.model["accumulators"]])
+    acc = vec.acc.ravel()[p.out_index]
+    assert np.array_equal(got + vec.bias[_channel_of(vec, p.out_index)], acc)
 
 
 @pytest.mark.parametrize("kw, msg", [({"mode": "magic"}, "mode must be one of"),
@@ -137,5 +204,5 @@ def test_cli_rejects_bad_fat_param(capsys):
 def test_demo_net_layers_map():
     net = digits.build("ternary")
     for vec in digits.layer_vectors(net, 1):
-        plan = plan_layer(vec, FatConfig())
-        assert len(plan.expected) == np.asarray(vec["y"]).size
+        assert maps(vec, FatConfig()) is None, vec.name
+        assert len(plan(vec, FatConfig()).expected) == vec.y.size

@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from cosim.requant import SCENARIOS, edge_vectors, expected, random_vectors
+from cosim.testbenches.requant import SCENARIOS, edge_vectors, expected, random_vectors
+from golden.errors import NotMapped
+from golden.layer import layer_vectors_from
 from golden.quant import requantize
 from rtl.requant.config import RequantConfig
+from rtl.requant.mapper import maps, plan
+from rtl.requant.model import cycles
 from rtl.requant.requantizer import Requantizer
 from rtl.common.simtools import stream_get, stream_put
 
@@ -83,3 +87,24 @@ def test_config_rejects_bad_values():
         RequantConfig(acc_bits=16)
     with pytest.raises(ValueError, match="out_bits"):
         RequantConfig(out_bits=1)
+
+
+def test_plan_streams_each_accumulator_with_its_channels_multiplier():
+    rng = np.random.default_rng(2)
+    vec = layer_vectors_from(name="fc", kind="linear", x=rng.integers(-128, 128, size=(3, 10)),
+                             w=rng.integers(-127, 128, size=(4, 10)), bias=rng.integers(-99, 99, size=4),
+                             input_zero_point=5, real_multipliers=rng.uniform(0.001, 0.01, size=4),
+                             output_zero_point=-100)
+    assert maps(vec, RequantConfig()) is None
+    p = plan(vec, RequantConfig())
+    assert p.elements == 12 and np.array_equal(p.inputs["acc"], vec.acc.ravel())
+    assert np.array_equal(p.inputs["mult"], np.tile(vec.mult, 3)) and np.array_equal(p.inputs["shift"], np.tile(vec.shift, 3))
+    assert p.statics == {"zero_point": -100, "act_min": -100, "act_max": 127}
+    got = requantize(p.inputs["acc"], p.inputs["mult"], p.inputs["shift"], -100, -100, 127).numpy()
+    assert np.array_equal(got, p.expected) and np.array_equal(p.expected, vec.y.ravel())
+    assert cycles(p) == {"cycles": 12 + RequantConfig().latency + 2}
+    # an output range wider than the configured output width is refused, with the reason
+    why = maps(vec, RequantConfig(out_bits=4))
+    assert why == "fc: output range [-100, 127] and zero point -100 need more than the requantizer's 4 output bits"
+    with pytest.raises(NotMapped, match="fc: output range"):
+        plan(vec, RequantConfig(out_bits=4))

@@ -5,15 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from amaranth.hdl import signed, unsigned
-from amaranth.lib import data
+from amaranth.lib import data, enum
 
 MODES = ("fat", "parapim", "dense")
 
-# Command opcodes of the engine's input stream (see rtl/fat/engine.py).
-OP_LOAD, OP_CLEAR, OP_WEIGHTS, OP_READ = 0, 1, 2, 3
 
-# 2-bit ternary codes, as golden.ternary packs them: 00 = 0, 01 = +1, 11 = -1 (10 invalid).
-CODE_ZERO, CODE_PLUS, CODE_MINUS, CODE_INVALID = 0b00, 0b01, 0b11, 0b10
+class Op(enum.Enum, shape=unsigned(3)):
+    """Command opcodes of the engine's input stream (``cmd_layout().op``; see rtl/fat/engine.py)."""
+    LOAD = 0  # write a row of operand bits
+    CLEAR = 1  # zero an accumulator region
+    WEIGHTS = 2  # accumulate a word of ternary weights
+    READ = 3  # sense an accumulator and emit it through the requantizer
+
+
+class Code(enum.Enum, shape=unsigned(2)):
+    """2-bit ternary weight codes in a WEIGHTS word, as golden.ternary packs them."""
+    ZERO = 0b00
+    PLUS = 0b01
+    MINUS = 0b11
+    INVALID = 0b10  # counted in stat_errors, processed as a zero weight
+
+
+# The engine's counters (its stat_* ports), which the cycle model predicts one for one.
+STATS = ("busy", "steps", "row_reads", "row_writes", "latch_ops", "adds", "subs", "zero_ops", "skipped_bits",
+         "errors")
 
 
 @dataclass(frozen=True)
@@ -84,11 +99,11 @@ class FatConfig:
 
     @property
     def latency(self) -> str:
-        return "data dependent: see the cycle model (rtl.fat.mapper.cycle_model)"
+        return "data dependent: see the cycle model (rtl.fat.model)"
 
     def cmd_layout(self) -> data.StructLayout:
         return data.StructLayout({
-            "op": unsigned(3),
+            "op": Op,
             "addr": unsigned(16),  # LOAD: row; CLEAR/READ: accumulator base row; WEIGHTS: first operand slot
             "aux": unsigned(16),  # WEIGHTS: accumulator base row; READ: number of columns to emit
             "cnt": unsigned(8),  # WEIGHTS: number of weights in the word

@@ -16,6 +16,11 @@ otherwise stated as assumptions:
 
 Replace the table with your technology's figures; the bench JSON records the
 table it used.
+
+:func:`energy` is the protocol's entry (:mod:`rtl.engines`): it takes a counters
+dict with ``row_reads``, ``row_writes``, ``latch_ops`` and ``cycles`` -- what the
+testbench's ``run`` reports in ``StreamResult.extra["stats"]`` (the RTL's stat_*
+counters plus the run's cycles), or what :func:`rtl.fat.model.cycles` predicts.
 """
 
 from __future__ import annotations
@@ -32,6 +37,15 @@ ENERGY_FJ = {
     "control": {"value": 10.0, "per": "cycle of the SACU + row decoders (whole subarray)",
                 "source": "assumption: controller and decoder activity per cycle"},
 }
+
+
+def energy(counters: dict, cfg) -> dict:
+    """Energy breakdown in pJ (row_read, row_write, latch_op, control, total) from a
+    run's counters (see the module docstring) on configuration ``cfg``."""
+    missing = [k for k in ("row_reads", "row_writes", "latch_ops", "cycles") if k not in counters]
+    if missing:
+        raise ValueError(f"fat energy needs the counters {', '.join(missing)} (have {', '.join(counters)})")
+    return energy_pj(counters, counters["cycles"], cfg.cols)
 
 
 def energy_pj(stats: dict, cycles: int, cols: int, table: dict = ENERGY_FJ) -> dict:

@@ -19,11 +19,7 @@ from amaranth.lib.memory import Memory
 
 from rtl.common.ports import int8_engine_ports
 from rtl.requant.requantizer import Requantizer
-from rtl.fat.config import (CODE_INVALID, CODE_MINUS, CODE_PLUS, CODE_ZERO, OP_CLEAR, OP_LOAD, OP_READ, OP_WEIGHTS,
-                            FatConfig)
-
-STATS = ("busy", "steps", "row_reads", "row_writes", "latch_ops", "adds", "subs", "zero_ops", "skipped_bits",
-         "errors")
+from rtl.fat.config import STATS, Code, FatConfig, Op
 
 
 class FatEngine(wiring.Component):
@@ -44,7 +40,7 @@ class FatEngine(wiring.Component):
                 (``mult``, ``shift``) while the array goes on with later commands
     o : Out(stream)  int8 results, column order, one per cycle when flowing
     zero_point, act_min, act_max : In  requantizer statics
-    stat_* : Out(32)  counters of array operations (see STATS)
+    stat_* : Out(32)  counters of array operations (``rtl.fat.config.STATS``)
     """
 
     def __init__(self, config: FatConfig | None = None):
@@ -154,15 +150,15 @@ class FatEngine(wiring.Component):
             m.d.sync += [
                 mask.eq(mask & ~(Const(1, W) << j)),
                 slot.eq(slot0 + j),
-                inv.eq(code_j == CODE_MINUS),
-                zero_op.eq((code_j == CODE_ZERO) | (code_j == CODE_INVALID)),
-                carry.eq(Mux(code_j == CODE_MINUS, ones, 0)),  # carry-in 1 for subtract
+                inv.eq(code_j == Code.MINUS),
+                zero_op.eq((code_j == Code.ZERO) | (code_j == Code.INVALID)),
+                carry.eq(Mux(code_j == Code.MINUS, ones, 0)),  # carry-in 1 for subtract
                 bit.eq(0),
                 phase.eq(0),
             ]
-            with m.If(code_j == CODE_MINUS):
+            with m.If(code_j == Code.MINUS):
                 count("subs")
-            with m.Elif(code_j == CODE_PLUS):
+            with m.Elif(code_j == Code.PLUS):
                 count("adds")
             with m.Else():
                 count("zero_ops")
@@ -174,20 +170,20 @@ class FatEngine(wiring.Component):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
                     with m.Switch(cmd.op):
-                        with m.Case(OP_LOAD):
+                        with m.Case(Op.LOAD):
                             m.d.comb += [wr.addr.eq(cmd.addr), wr.data.eq(cmd.data[:C]), wr.en.eq(1), busy.eq(1)]
                             m.d.sync += nz.bit_select(cmd.addr, 1).eq(cmd.data[:C] != 0)
                             count("row_writes")
-                        with m.Case(OP_CLEAR):
+                        with m.Case(Op.CLEAR):
                             m.d.sync += [acc_base.eq(cmd.addr), bit.eq(0)]
                             m.next = "CLEAR"
-                        with m.Case(OP_WEIGHTS):
+                        with m.Case(Op.WEIGHTS):
                             codes_in = cmd.data[:2 * W]
                             # fat: the SACU issues only +1 / -1; the baselines issue every weight.
-                            live = Cat((((codes_in.word_select(k, 2) == CODE_PLUS)
-                                         | (codes_in.word_select(k, 2) == CODE_MINUS)) if cfg.mode == "fat"
+                            live = Cat((((codes_in.word_select(k, 2) == Code.PLUS)
+                                         | (codes_in.word_select(k, 2) == Code.MINUS)) if cfg.mode == "fat"
                                         else Const(1)) & (k < cmd.cnt) for k in range(W))
-                            bad = Cat((codes_in.word_select(k, 2) == CODE_INVALID) & (k < cmd.cnt)
+                            bad = Cat((codes_in.word_select(k, 2) == Code.INVALID) & (k < cmd.cnt)
                                       for k in range(W))
                             m.d.sync += [codes.eq(codes_in), mask.eq(live), slot0.eq(cmd.addr),
                                          acc_base.eq(cmd.aux)]
@@ -195,7 +191,7 @@ class FatEngine(wiring.Component):
                                 count("errors")
                             with m.If(live.any()):
                                 m.next = "ISSUE"
-                        with m.Case(OP_READ):
+                        with m.Case(Op.READ):
                             m.d.sync += [rd_base.eq(cmd.addr), rd_cols.eq(cmd.aux), bit.eq(0),
                                          rd_params.eq(cmd.data[:70])]
                             m.next = "READ"

@@ -1,7 +1,8 @@
 """Co-simulation throughput: cocotb + memory harness against a plain Verilator C++ harness.
 
 Both run the same generated requantizer on the same vectors (the same
-binary vector file); both outputs are checked against the golden model.
+binary vector file); both outputs are checked against the golden model. The bench
+is `nnaccel bench cosim`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from cosim import hexio, runner
-from cosim.requant import SCENARIOS, expected, random_vectors
 from cosim.stream import run_stream
+from cosim.testbenches.requant import SCENARIOS, expected, random_vectors
 from rtl.export import generate
 
-CPP = Path(__file__).with_name("cpp") / "requant_bench.cpp"
+CPP = Path(__file__).resolve().parent.parent / "cpp" / "requant_bench.cpp"
 
 
 def build_cpp_harness(verilog: str) -> Path:
@@ -50,7 +51,9 @@ def build_cpp_harness(verilog: str) -> Path:
     return exe
 
 
-def bench_cosim(vectors: int = 1_000_000, seed: int = 7) -> dict:
+def bench(out: Path, vectors: int, seed: int = 7) -> tuple[dict, list[str], bool]:
+    """``vectors`` random vectors through the requantizer twice: cocotb (end to end) and
+    the plain C++ harness; their rates and ratio (``out`` is unused: no plot)."""
     if not 1 <= vectors <= 1 << 24:
         raise ValueError(f"vectors must lie in [1, {1 << 24}], not {vectors}")
     depth_log2 = max(20, (vectors - 1).bit_length())  # one harness memory holds them all
@@ -84,7 +87,7 @@ def bench_cosim(vectors: int = 1_000_000, seed: int = 7) -> dict:
     cpp_ok = bool(np.array_equal(got, exp))
     cocotb_rate = vectors / cocotb_wall
     cpp_rate = vectors / cpp_wall
-    return {
+    result = {
         "design": "requant",
         "simulator": "verilator " + runner.tool_version("verilator"),
         "vectors": vectors,
@@ -105,3 +108,8 @@ def bench_cosim(vectors: int = 1_000_000, seed: int = 7) -> dict:
         "targets": {"vectors_per_s": 200_000, "ratio": 0.25},
         "meets_targets": cocotb_rate >= 200_000 and cocotb_rate / cpp_rate >= 0.25,
     }
+    lines = [f"cocotb co-simulation: {cocotb_rate:,.0f} vectors/s ({vectors:,} vectors, "
+             f"{'PASS' if r.passed else 'FAIL'})",
+             f"plain C++ harness:    {cpp_rate:,.0f} vectors/s ({'PASS' if cpp_ok else 'FAIL'})",
+             f"ratio: {result['ratio_cocotb_to_cpp']:.3f}"]
+    return result, lines, r.passed and cpp_ok

@@ -2,7 +2,9 @@
 
 Scenarios vary the static configuration (zero point, clamp range) and the
 stream pacing (idle input cycles, output back-pressure); each runs through
-:func:`cosim.stream.run_stream`.
+:func:`cosim.stream.run_stream`. A layer's requantization (a plan of
+:func:`rtl.requant.mapper.plan`) runs through :func:`run`. Unpaced runs must take
+exactly the cycles of the model (:mod:`rtl.requant.model`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import numpy as np
 from cosim.stream import StreamResult, run_stream
 from golden.quant import INT32_MAX, INT32_MIN, SHIFT_MAX, SHIFT_MIN, requantize
 from rtl.export import Design
+from rtl.requant import mapper, model
+
+DEPTH_LOG2 = 20  # harness memory depth (words, log2)
 
 
 @dataclass(frozen=True)
@@ -98,28 +103,40 @@ def cosim(design: Design, *, sim: str = "verilator", seed: int = 1, vectors: int
         rnd = random_vectors(rng, per + (vectors - per * len(SCENARIOS) if k == 0 else 0))
         vec = {f: np.concatenate([edges[f], rnd[f]]) for f in edges}
         r = run_stream(design, vec, sc.statics(), expected(vec, sc), sim=sim, verilog=verilog, seed=seed + k,
-                       idle=sc.idle, stall=sc.stall, waves=waves, timeout_s=timeout_s)
-        r.extra["scenario"] = sc.name
+                       idle=sc.idle, stall=sc.stall, waves=waves, timeout_s=timeout_s, depth_log2=DEPTH_LOG2)
+        _check_cycles(r, model.stream_cycles(len(vec["acc"]), design.config), paced=bool(sc.idle or sc.stall))
+        r.extra["scenario"] = sc.name + (f": {r.extra['error']}" if "error" in r.extra else "")
         results.append(r)
         if not r.passed:
             break
     return results
 
 
-def layer_stream(vec: dict) -> tuple[dict[str, np.ndarray], dict[str, int], np.ndarray]:
-    """A layer's accumulators as requantizer input: per-element (acc, mult, shift), statics, expected."""
-    acc = np.asarray(vec["acc"], dtype=np.int64)
-    shape = (1, -1) + (1,) * (acc.ndim - 2)  # channel axis 1 (NCHW or NC)
-    mult = np.broadcast_to(np.asarray(vec["mult"], dtype=np.int64).reshape(shape), acc.shape)
-    shift = np.broadcast_to(np.asarray(vec["shift"], dtype=np.int64).reshape(shape), acc.shape)
-    statics = {"zero_point": int(vec["output_zero_point"]), "act_min": int(vec["act_min"]),
-               "act_max": int(vec["act_max"])}
-    inputs = {"acc": acc.ravel(), "mult": mult.ravel(), "shift": shift.ravel()}
-    return inputs, statics, np.asarray(vec["y"], dtype=np.int64).ravel()
+def run(design: Design, plan: mapper.Plan, *, sim: str = "verilator", seed: int = 1, idle: float = 0.0,
+        stall: float = 0.0, verilog: str | None = None, waves: bool = False, timeout_s: float = 300) -> StreamResult:
+    """One layer's requantization through the RTL: outputs compared exactly with the
+    layer's ``y``; without idle input or back-pressure its cycles must equal the
+    model's (``extra["model"]``), else the run fails with ``extra["error"]``."""
+    predicted = model.cycles(plan)
+    r = run_stream(design, plan.inputs, plan.statics, plan.expected, sim=sim, seed=seed, idle=idle, stall=stall,
+                   verilog=verilog, waves=waves, timeout_s=timeout_s, depth_log2=DEPTH_LOG2)
+    r.extra["layer"] = plan.name
+    r.extra["model"] = predicted
+    _check_cycles(r, predicted["cycles"], paced=bool(idle or stall))
+    return r
 
 
-def verify_layer(design: Design, vec: dict, *, sim: str = "verilator", seed: int = 1,
-                 timeout_s: float = 300) -> StreamResult:
-    """Run one golden layer's requantization through the RTL; exact comparison with its ``y``."""
-    inputs, statics, exp = layer_stream(vec)
-    return run_stream(design, inputs, statics, exp, sim=sim, seed=seed, idle=0.1, stall=0.1, timeout_s=timeout_s)
+def _check_cycles(r: StreamResult, predicted: int, *, paced: bool) -> None:
+    if r.passed and not paced and r.cycles != predicted:
+        r.passed = False
+        r.extra["error"] = f"RTL took {r.cycles} cycles, the cycle model {predicted}"
+
+
+def words(plan: mapper.Plan) -> int:
+    """Harness words the plan needs: one input and one output per element."""
+    return plan.elements
+
+
+def capacity(design: Design) -> int:
+    """Harness memory depth in words."""
+    return 1 << DEPTH_LOG2

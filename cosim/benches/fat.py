@@ -2,21 +2,23 @@
 
 Every figure comes from co-simulating the generated RTL (outputs checked
 bit-exactly on every run) and its operation counters; the energy is the
-counters times rtl.fat.energy's table.
+counters times rtl.fat.energy's table. Every run is also checked against the cycle
+model: counters equal, cycles equal up to the harness's start.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
-from cosim.fat import random_layer, run_plan
+from cosim.testbenches.fat import random_layer, run
 from golden.nets import digits
 from rtl.export import generate
-from rtl.fat.energy import ENERGY_FJ, energy_pj
-from rtl.fat.config import OP_WEIGHTS
-from rtl.fat.mapper import cycle_model, plan_layer
+from rtl.fat import mapper, model
+from rtl.fat.config import Op
+from rtl.fat.energy import ENERGY_FJ, energy
 
 SPARSITIES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 MODES = {"fat": {"mode": "fat"}, "fat+bitskip": {"mode": "fat", "bitskip": "1"},
@@ -25,30 +27,33 @@ LAYER = dict(kind="conv", n=1, c=8, h=8, w=8, o=16, k=3, stride=1, padding=1)
 
 
 def _run(design, vec):
-    plan = plan_layer(vec, design.config)
-    r = run_plan(design, plan, vec)
+    cfg = design.config
+    plan = mapper.plan(vec, cfg)
+    r = run(design, plan)  # outputs exact, counters and cycles equal to the cycle model's
     if not r.passed:
-        raise RuntimeError(f"bench run failed: {r.summary()}")
-    stats = r.extra["stats"]
+        raise RuntimeError(f"bench run failed: {r.summary()} {r.extra.get('error', '')}".rstrip())
+    stats = r.extra["stats"]  # the RTL's counters and the run's cycles
     # Data movement shared by every mode: the same stream without its WEIGHTS commands.
-    keep = plan.cmds["op"] != OP_WEIGHTS
-    mv = cycle_model({k: v[keep] for k, v in plan.cmds.items()}, design.config)
+    keep = plan.cmds["op"] != Op.WEIGHTS.value
+    mv = model.replay({k: v[keep] for k, v in plan.cmds.items()}, cfg)
     movement = mv["cycles"]
-    total_e = energy_pj(stats, r.cycles, design.config.cols)
-    move_e = energy_pj(mv, movement, design.config.cols)
+    total_e = energy(stats, cfg)
+    move_e = energy(mv, cfg)
     return {"cycles": r.cycles, "compute_cycles": r.cycles - movement, "movement_cycles": movement,
             "compute_energy_pj": total_e["total"] - move_e["total"],
-            "busy": stats["busy"], "steps": stats["steps"], "stats": stats,
-            "energy_pj": energy_pj(stats, r.cycles, design.config.cols), "outputs": r.outputs,
-            "model_cycles": plan.model["cycles"]}
+            "busy": stats["busy"], "steps": stats["steps"],
+            "stats": {k: v for k, v in stats.items() if k != "cycles"},  # the RTL's counters alone
+            "energy_pj": total_e, "outputs": r.outputs, "model_cycles": model.cycles(plan)["cycles"]}
 
 
-def bench_fat(out_dir) -> tuple[dict, list[str], bool]:
+def bench(out: Path, vectors: int) -> tuple[dict, list[str], bool]:
+    """Sweep weight sparsity on one layer in every mode, then the ternary demo net;
+    plot into ``out`` (``vectors`` is ignored: the layers are fixed, seeded)."""
     designs = {name: generate("fat", params) for name, params in MODES.items()}
     sweep = []
     for s in SPARSITIES:
         vec = random_layer(np.random.default_rng(11), sparsity=s, name=f"sparsity{s:.1f}", **LAYER)
-        row = {"sparsity": s, "weight_zero": float((np.asarray(vec["w"]) == 0).mean())}
+        row = {"sparsity": s, "weight_zero": float((vec.w == 0).mean())}
         for name, d in designs.items():
             row[name] = _run(d, vec)
         sweep.append(row)
@@ -56,7 +61,7 @@ def bench_fat(out_dir) -> tuple[dict, list[str], bool]:
     net = digits.build("ternary", cache_dir=None)
     demo = []
     for vec in digits.layer_vectors(net, 4):
-        row = {"layer": vec["name"], "weight_zero": float((vec["w"] == 0).mean())}
+        row = {"layer": vec.name, "weight_zero": float((vec.w == 0).mean())}
         for name in ("fat", "fat+bitskip", "parapim"):
             row[name] = _run(designs[name], vec)
         row["bitskip_speedup"] = row["fat"]["cycles"] / row["fat+bitskip"]["cycles"]
@@ -105,7 +110,7 @@ def bench_fat(out_dir) -> tuple[dict, list[str], bool]:
                  "clearing and reading accumulators), from the exact cycle model of the same stream without "
                  "its weights; SA-level speedup compares compute cycles at 0% sparsity (ParaPIM vs dense).",
     }
-    _plot(result, out_dir)
+    _plot(result, out)
     f = result["figures"]
     lines = [f"SA-level speedup over ParaPIM: {f['sa_level_speedup_vs_parapim']:.2f}x (target 2.0)",
              f"at 80% zero weights: speedup {f['speedup_vs_parapim_at_80pct']:.2f}x total, "
@@ -122,7 +127,6 @@ def _plot(result: dict, out_dir) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from pathlib import Path
 
     sweep = result["sweep"]
     xs = [100 * r["sparsity"] for r in sweep]

@@ -1,0 +1,108 @@
+"""FAT testbench: ternary layers mapped to command streams, co-simulated, compared exactly.
+
+Each layer goes through :func:`rtl.fat.mapper.plan` (the same configuration object
+that built the RTL); the command stream is streamed from memory into the engine,
+whose int8 outputs are compared with the golden ternary layer, and whose
+array-operation counters are compared with the cycle model (:mod:`rtl.fat.model`),
+as are its cycles when the run has no idle input and no back-pressure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cosim.stream import StreamResult, run_stream
+from golden.layer import LayerVectors, layer_vectors_from
+from rtl.export import Design
+from rtl.fat import mapper, model
+
+DEPTH_LOG2 = 20  # harness memory depth (words, log2)
+HARNESS_CYCLES = 2  # the harness counts from reset to the last output: the model's cycles + 2
+
+
+def run(design: Design, plan: mapper.Plan, *, sim="verilator", seed=1, idle=0.0, stall=0.0, verilog=None,
+        waves=False, timeout_s=300) -> StreamResult:
+    """One plan through the engine: outputs compared exactly, then the RTL's counters
+    with the cycle model's (and, without idle input or back-pressure, its cycles with
+    the model's plus :data:`HARNESS_CYCLES`); a disagreement fails the run with
+    ``extra["error"]``. ``extra["stats"]`` holds the RTL's counters plus the run's
+    ``cycles`` (what :func:`rtl.fat.energy.energy` takes), ``extra["model"]`` the
+    model's figures, ``extra["tiles"]`` the mapping."""
+    L = plan.layer.layer
+    inputs = {f: plan.cmds[f] for f in ("op", "addr", "aux", "cnt", "data")}
+    statics = {"zero_point": L.output_zero_point, "act_min": L.act_min, "act_max": L.act_max}
+    predicted = model.cycles(plan)
+    r = run_stream(design, inputs, statics, plan.expected, sim=sim, seed=seed, idle=idle, stall=stall,
+                   verilog=verilog, waves=waves, timeout_s=timeout_s, depth_log2=DEPTH_LOG2,
+                   max_cycles=4 * predicted["cycles"] + 10_000)
+    r.extra["layer"] = plan.name
+    r.extra["model"] = predicted
+    r.extra["tiles"] = plan.tiles
+    if "stats" in r.extra:
+        r.extra["stats"]["cycles"] = r.cycles
+    if r.passed:
+        bad = _disagreement(r, predicted, paced=bool(idle or stall))
+        if bad:
+            r.passed = False
+            r.extra["error"] = bad
+    return r
+
+
+def _disagreement(r: StreamResult, predicted: dict, *, paced: bool) -> str | None:
+    counters = {k: v for k, v in predicted.items() if k != "cycles"}
+    stats = {k: v for k, v in r.extra.get("stats", {}).items() if k != "cycles"}
+    if stats != counters:
+        return f"RTL counters {stats} != cycle model {counters}"
+    if not paced and r.cycles != predicted["cycles"] + HARNESS_CYCLES:
+        return (f"RTL took {r.cycles} cycles, the cycle model {predicted['cycles']} "
+                f"(+ {HARNESS_CYCLES} of harness start)")
+    return None
+
+
+def words(plan: mapper.Plan) -> int:
+    """Harness words the plan needs: its commands in, its outputs out."""
+    return max(len(plan.cmds["op"]), len(plan.expected))
+
+
+def capacity(design: Design) -> int:
+    """Harness memory depth in words."""
+    return 1 << DEPTH_LOG2
+
+
+def random_layer(rng: np.random.Generator, *, kind="conv", n=1, c=3, h=6, w=6, o=5, k=3, stride=1, padding=1,
+                 sparsity=0.5, name="rand") -> LayerVectors:
+    """A random ternary layer with int8 activations and its golden outputs."""
+    zp_in = int(rng.integers(-128, 0))
+    x = rng.integers(zp_in, 128, size=(n, c, h, w) if kind == "conv" else (n, c))
+    shape = (o, c, k, k) if kind == "conv" else (o, c)
+    wt = rng.choice([-1, 1], size=shape) * (rng.random(shape) >= sparsity)
+    bias = rng.integers(-2000, 2000, size=o)
+    return layer_vectors_from(name=name, kind=kind, x=x, w=wt, bias=bias, input_zero_point=zp_in,
+                              real_multipliers=rng.uniform(0.002, 0.05, size=o),
+                              output_zero_point=int(rng.integers(-128, -100)), stride=stride, padding=padding)
+
+
+RANDOM_LAYERS = (  # kernel 1 and 3, stride 1 and 2, odd channel counts, FC
+    dict(kind="conv", c=3, h=7, w=5, o=5, k=3, stride=1, padding=1, sparsity=0.5),
+    dict(kind="conv", c=5, h=7, w=7, o=3, k=3, stride=2, padding=1, sparsity=0.8),
+    dict(kind="conv", c=7, h=5, w=5, o=9, k=1, stride=1, padding=0, sparsity=0.3),
+    dict(kind="conv", c=3, h=6, w=6, o=4, k=1, stride=2, padding=0, sparsity=0.0),
+    dict(kind="linear", c=37, o=11, n=3, sparsity=0.6),
+)
+
+
+def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, waves=False,
+          timeout_s=300) -> list[StreamResult]:
+    """Random layers (``vectors`` is ignored: the layer set is fixed, seeded), odd ones
+    with idle input and back-pressure; every run checked against the cycle model."""
+    rng = np.random.default_rng(seed)
+    results = []
+    for idx, spec in enumerate(RANDOM_LAYERS):
+        vec = random_layer(rng, name=f"rand{idx}-{spec['kind']}", **spec)
+        r = run(design, mapper.plan(vec, design.config), sim=sim, seed=seed + idx, idle=0.1 * (idx % 2),
+                stall=0.2 * (idx % 2), verilog=verilog, waves=waves, timeout_s=timeout_s)
+        r.extra["scenario"] = vec.name + (f": {r.extra['error']}" if "error" in r.extra else "")
+        results.append(r)
+        if not r.passed:
+            break
+    return results
