@@ -1,14 +1,20 @@
 """Phantom core: mapper packing, cycle model vs RTL counters, bit-exact co-simulation, mask errors, mutants."""
 
+import copy
+
 import numpy as np
 import pytest
 
-from cosim.phantom import random_layer, random_layers, run_plan
+from cosim.testbenches.phantom import random_layer, random_layers, run
 from flows.cli import main
+from golden.errors import NotMapped
 from golden.nets import digits
+from rtl.engines import get_engine
 from rtl.export import generate
+from rtl.phantom import mapper
 from rtl.phantom.config import A_BITS, W_BITS, PhantomConfig
-from rtl.phantom.mapper import MappingError, plan_layer, word_fields
+from rtl.phantom.mapper import maps, word_fields
+from rtl.phantom.model import cycles
 from tests.conftest import mutate
 
 ODD = {"threads": "3", "chunk": "12", "values": "5", "window": "3", "lanes": "2"}  # a second, odd-sized core
@@ -25,7 +31,7 @@ def test_chunks_decode_to_golden_accumulators(dense):
     """Decoding every chunk (masks + packed values) and summing the useful products gives golden acc."""
     cfg = PhantomConfig(chunk=8, values=5, dense=dense)
     for vec in random_layers(0):
-        plan = plan_layer(vec, cfg)
+        plan = mapper.plan(vec, cfg)
         f, CH = plan.fields, cfg.chunk
         accs, acc = [], 0
         for c in range(len(plan.last)):
@@ -41,18 +47,18 @@ def test_chunks_decode_to_golden_accumulators(dense):
             if plan.last[c]:
                 accs.append(acc + int(f["bias"][c]))
                 acc = 0
-        golden = np.asarray(vec["acc"], dtype=np.int64).ravel()[plan.out_index]
-        assert np.array_equal(np.array(accs), golden), vec["name"]
-        assert plan.model["products"] == (plan.work["dense_macs"] if dense else plan.work["useful_macs"])
+        golden = vec.acc.ravel()[plan.out_index]
+        assert np.array_equal(np.array(accs), golden), vec.name
+        assert cycles(plan)["products"] == (plan.work["dense_macs"] if dense else plan.work["useful_macs"])
 
 
 def test_model_bounds():
     """Cycles at least useful / T and at least one per ``lanes`` chunks; dense mode never faster."""
     cfg = PhantomConfig()
     for vec in random_layers(3):
-        sp, de = plan_layer(vec, cfg), plan_layer(vec, PhantomConfig(dense=True))
-        assert sp.model["busy"] >= max(-(-len(sp.last) // cfg.lanes), -(-sp.work["useful_macs"] // cfg.threads))
-        assert sp.model["busy"] <= de.model["busy"], vec["name"]
+        sp, de = mapper.plan(vec, cfg), mapper.plan(vec, PhantomConfig(dense=True))
+        assert cycles(sp)["busy"] >= max(-(-len(sp.last) // cfg.lanes), -(-sp.work["useful_macs"] // cfg.threads))
+        assert cycles(sp)["busy"] <= cycles(de)["busy"], vec.name
 
 
 @pytest.mark.verilator
@@ -61,29 +67,29 @@ def test_rtl_bit_exact_and_counters_equal_model(params):
     """Outputs exact; every counter equal to the cycle model; cycles equal up to the harness offset."""
     design = generate("phantom", params)
     for k, vec in enumerate(random_layers(5)):
-        plan = plan_layer(vec, design.config)
-        r = run_plan(design, plan, vec, seed=k)
-        assert r.passed, f"{vec['name']}: {r.summary()} first mismatch {r.first_mismatch}"
-        model = {key: v for key, v in plan.model.items() if key != "cycles"}
-        assert r.extra["stats"] == model, f"{vec['name']}: RTL counters {r.extra['stats']} != model {model}"
+        plan = mapper.plan(vec, design.config)
+        r = run(design, plan, seed=k)
+        assert r.passed, f"{vec.name}: {r.summary()} first mismatch {r.first_mismatch}"
+        model = {key: v for key, v in cycles(plan).items() if key != "cycles"}
+        assert r.extra["stats"] == model, f"{vec.name}: RTL counters {r.extra['stats']} != model {model}"
         # The harness counts from reset to the last output: two cycles more than the model.
-        assert r.cycles - plan.model["cycles"] == 2, (vec["name"], r.cycles, plan.model["cycles"])
+        assert r.cycles - cycles(plan)["cycles"] == 2, (vec.name, r.cycles, cycles(plan)["cycles"])
 
 
 @pytest.mark.verilator
 def test_rtl_under_backpressure_stays_exact():
     design = generate("phantom", ODD)
     for k, vec in enumerate(random_layers(6)[:4]):
-        r = run_plan(design, plan_layer(vec, design.config), vec, idle=0.3, stall=0.6, seed=11 + k)
-        assert r.passed, f"{vec['name']}: {r.summary()} first mismatch {r.first_mismatch}"
+        r = run(design, mapper.plan(vec, design.config), idle=0.3, stall=0.6, seed=11 + k)
+        assert r.passed, f"{vec.name}: {r.summary()} first mismatch {r.first_mismatch}"
 
 
 @pytest.mark.icarus
 def test_icarus_agrees_with_verilator():
     design = generate("phantom", ODD)
     vec = random_layers(7)[4]  # depthwise
-    plan = plan_layer(vec, design.config)
-    rs = [run_plan(design, plan, vec, sim=sim) for sim in ("verilator", "icarus")]
+    plan = mapper.plan(vec, design.config)
+    rs = [run(design, plan, sim=sim) for sim in ("verilator", "icarus")]
     assert all(r.passed for r in rs), [r.summary() for r in rs]
     assert rs[0].cycles == rs[1].cycles and rs[0].extra["stats"] == rs[1].extra["stats"]
 
@@ -92,12 +98,12 @@ def test_icarus_agrees_with_verilator():
 def test_bad_mask_raises_error_flag_with_its_chunk():
     design = generate("phantom", ODD)
     vec = random_layers(8)[0]
-    plan = plan_layer(vec, design.config)
+    plan = mapper.plan(vec, design.config)
     plan.fields["wcnt"] = plan.fields["wcnt"].copy()
     plan.fields["acnt"] = plan.fields["acnt"].copy()
     plan.fields["wcnt"][5] += 1  # popcount(wmask) no longer equals the count
     plan.fields["acnt"][9] = (plan.fields["acnt"][9] + 3) % (design.config.values + 1)
-    r = run_plan(design, plan, vec)
+    r = run(design, plan)
     assert r.extra["stats"]["errors"] == 2 and r.extra["stats"]["error_chunk"] == 6, r.extra["stats"]
     assert not r.passed and "in chunk 5" in r.extra["error"]
 
@@ -121,20 +127,37 @@ def test_verify_every_sparse_demo_layer(tmp_path, capsys):
     assert "PASS: 4 layers" in capsys.readouterr().out
 
 
+def forged(vec, **changes):
+    """``vec`` with layer fields that golden.layer would refuse, set past its validation:
+    the mapper must still refuse the layer, naming it and why."""
+    layer, out = copy.copy(vec.layer), copy.copy(vec)
+    for key, value in changes.items():
+        object.__setattr__(layer, key, value)
+    object.__setattr__(out, "layer", layer)
+    return out
+
+
+def _refused(vec, pattern: str) -> None:
+    """maps() gives the reason (one line), and the mapper's and the engine's plan() raise it."""
+    why = maps(vec, PhantomConfig())
+    assert why and "\n" not in why
+    for planner in (lambda: mapper.plan(vec, PhantomConfig()), lambda: get_engine("phantom").plan(vec)):
+        with pytest.raises(NotMapped, match=pattern) as e:
+            planner()
+        assert str(e.value) == why
+
+
 def test_unsupported_layer_is_named():
-    vec = dict(random_layers(0)[0], kind="pool", name="pool1")
-    with pytest.raises(MappingError, match="pool1: layer kind 'pool' is not supported by phantom"):
-        plan_layer(vec, PhantomConfig())
-    vec = dict(random_layers(0)[0], groups=3, name="grp")
-    with pytest.raises(MappingError, match=r"grp: grouped conv \(groups=3\)"):
-        plan_layer(vec, PhantomConfig())
+    vec = forged(random_layers(0)[0], kind="pool", name="pool1")
+    _refused(vec, "pool1: layer kind 'pool' is not supported by phantom")
+    vec = forged(random_layers(0)[0], groups=3, name="grp")
+    _refused(vec, r"grp: grouped conv \(groups=3\)")
+    assert all(maps(vec, PhantomConfig()) is None for vec in random_layers(0))
 
 
 def test_wide_activation_is_rejected():
-    vec = random_layer(np.random.default_rng(0), name="wide")
-    vec["input_zero_point"] = -300
-    with pytest.raises(MappingError, match=r"wide: activations x - zero_point must lie in \[-255, 255\]"):
-        plan_layer(vec, PhantomConfig())
+    vec = forged(random_layer(np.random.default_rng(0), name="wide"), input_zero_point=-300)
+    _refused(vec, r"wide: activations x - zero_point must lie in \[-255, 255\]")
 
 
 @pytest.mark.parametrize("kw, msg", [({"threads": 0}, "threads must be a positive integer"),
@@ -160,8 +183,8 @@ def test_cli_rejects_bad_phantom_param(capsys):
 def test_demo_net_layers_map():
     net = digits.build("sparse")
     for vec in digits.layer_vectors(net, 1):
-        plan = plan_layer(vec, PhantomConfig())
-        assert len(plan.expected) == np.asarray(vec["y"]).size
+        plan = mapper.plan(vec, PhantomConfig())
+        assert len(plan.expected) == vec.y.size
         assert plan.work["useful_macs"] < plan.work["dense_macs"]
 
 
@@ -170,7 +193,7 @@ def test_harness_depth_fits_wide_words():
     from cosim.stream import run_stream
     assert fit_depth_log2(8) == 20 and fit_depth_log2(691) == 17 and fit_depth_log2(1 << 30) == 10
     design = generate("phantom", ODD)
-    plan = plan_layer(random_layers(0)[0], design.config)
+    plan = mapper.plan(random_layers(0)[0], design.config)
     with pytest.raises(ValueError, match="exceed the harness depth of 16"):
         run_stream(design, word_fields(plan.fields, design.config.lanes),
                    {"zero_point": 0, "act_min": -128, "act_max": 127}, plan.expected, depth_log2=4)

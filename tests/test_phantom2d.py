@@ -1,4 +1,4 @@
-"""Phantom-2D mesh engine (phantom2d): configuration, dataflow (assign), mesh words (plan_mesh),
+"""Phantom-2D mesh engine (phantom2d): configuration, dataflow (assign), mesh words (mapper.plan),
 mesh cycle model (mesh_sim), co-simulation on Verilator and Icarus, failing checks, CLI."""
 
 import dataclasses
@@ -12,17 +12,21 @@ import numpy as np
 import pytest
 import torch
 
-from cosim.phantom import random_layer, random_layers
-from cosim.phantom2d import check_counters, cosim, run_plan
+from cosim.engines import run_layer
+from cosim.testbenches.phantom import random_layer, random_layers
+from cosim.testbenches.phantom2d import check_counters, cosim, run
 from flows.cli import main
+from golden.errors import NotMapped
 from golden.nets import digits
 from golden.quant import requantize
 from rtl.export import generate
-from rtl.phantom.config import MAX_IN_BITS, PhantomConfig
+from rtl.phantom2d import mapper
 from rtl.phantom2d.config import V_BITS, Phantom2DConfig
-from rtl.phantom.mapper import cycle_model
+from rtl.phantom2d.mapper import assign
 from rtl.phantom2d.mesh import PhantomMesh
-from rtl.phantom.mesh_map import assign, mesh_sim, plan_mesh
+from rtl.phantom2d.model import cycles, mesh_sim
+from rtl.phantom.config import MAX_IN_BITS, PhantomConfig
+from rtl.phantom.model import cycle_model
 from tests.conftest import mutate
 
 MASK64 = (1 << 64) - 1
@@ -36,7 +40,7 @@ def design():
 
 @pytest.fixture(scope="module")
 def layers1():
-    return {v["name"]: v for v in random_layers(1)}
+    return {v.name: v for v in random_layers(1)}
 
 
 def _words(field: np.ndarray) -> list[int]:
@@ -196,8 +200,7 @@ def test_assign_linear(f_n, images, rows, cols, level2):
 
 
 def test_assign_rejects_other_kinds():
-    from rtl.phantom.mapper import MappingError
-    with pytest.raises(MappingError, match="'pool' is not supported by phantom2d"):
+    with pytest.raises(NotMapped, match="'pool' is not supported by phantom2d"):
         assign("pool", np.ones((2, 3), dtype=bool), 4, 2, 2)
 
 
@@ -221,9 +224,9 @@ def test_plan_mesh_words_decode_to_golden_outputs(cfg):
     R, C, V = cfg.rows, cfg.cols, cfg.values
     for vec in _plan_layers():
         for level2 in (True, False):
-            plan = plan_mesh(vec, cfg, level2=level2)
+            plan = mapper.plan(vec, cfg, level2=level2)
             f = plan.fields
-            y = np.asarray(vec["y"])
+            y = vec.y
             assert plan.expected.size == y.size == plan.outputs.sum() == plan.work["outputs"]
             tags = plan.expected >> 8
             assert np.all(np.diff(tags) >= 0) and tags.min() >= 0 and tags.max() < cfg.cores
@@ -259,21 +262,21 @@ def test_plan_mesh_words_decode_to_golden_outputs(cfg):
                             acc += int(f[p + "bias"][w])
                             accs.append(acc)
                             q = requantize(torch.tensor([acc]), torch.tensor([int(f[p + "mult"][w])]),
-                                           torch.tensor([int(f[p + "shift"][w])]), vec["output_zero_point"],
-                                           vec["act_min"], vec["act_max"])
+                                           torch.tensor([int(f[p + "shift"][w])]), vec.layer.output_zero_point,
+                                           vec.layer.act_min, vec.layer.act_max)
                             outs.append(int(q[0]) & 0xFF)
                             acc = 0
                     assert acc == 0 and useful == plan.useful[j].tolist() and lasts == plan.last[j].tolist()
-                    assert outs == (plan.expected[tags == j] & 0xFF).tolist(), (vec["name"], level2, j)
-            assert sorted(accs) == sorted(np.asarray(vec["acc"]).ravel().tolist()), vec["name"]
+                    assert outs == (plan.expected[tags == j] & 0xFF).tolist(), (vec.name, level2, j)
+            assert sorted(accs) == sorted(vec.acc.ravel().tolist()), vec.name
 
 
 @pytest.mark.parametrize("cfg", PLAN_CONFIGS, ids=["2x2", "1x1", "3x2-V5", "2x3-CH96-V7"])
 def test_plan_mesh_work_sparse_and_dense(cfg):
     dense = dataclasses.replace(cfg, dense=True)
     for vec in _plan_layers():
-        sp, de = plan_mesh(vec, cfg), plan_mesh(vec, dense)
-        assert sum(int(u.sum()) for u in sp.useful) == sp.work["useful_macs"], vec["name"]
+        sp, de = mapper.plan(vec, cfg), mapper.plan(vec, dense)
+        assert sum(int(u.sum()) for u in sp.useful) == sp.work["useful_macs"], vec.name
         assert sum(int(u.sum()) for u in de.useful) == de.work["dense_macs"] == sp.work["dense_macs"]
         assert sp.work["useful_macs"] <= sp.work["dense_macs"]
         # dense mode sends every live part, and at most `values` positions per chunk
@@ -283,8 +286,8 @@ def test_plan_mesh_work_sparse_and_dense(cfg):
                 use = de.fields[p + "use"] != 0
                 assert np.array_equal(de.fields[p + "cnt"][use], de.fields[f"r{r}_scnt"][use])
                 assert de.fields[p + "cnt"].max(initial=0) <= dense.values
-        assert sp.model["products"] == sp.work["useful_macs"] and de.model["products"] == de.work["dense_macs"]
-        assert de.model["busy"] >= sp.model["busy"]
+        assert cycles(sp)["products"] == sp.work["useful_macs"] and cycles(de)["products"] == de.work["dense_macs"]
+        assert cycles(de)["busy"] >= cycles(sp)["busy"]
 
 
 # ---- 3. mesh cycle model -----------------------------------------------------------------------
@@ -296,9 +299,9 @@ def _mesh_sim(plan, cfg):
 def test_mesh_sim_sanity():
     for cfg in PLAN_CONFIGS:
         for vec in random_layers(4):
-            plan = plan_mesh(vec, cfg)
+            plan = mapper.plan(vec, cfg)
             m = _mesh_sim(plan, cfg)
-            assert m == plan.model  # deterministic, and what plan_mesh stored
+            assert m == cycles(plan)  # deterministic, and what the model room gives for the plan
             assert m["products"] == plan.work["useful_macs"]
             assert m["chunks"] == sum(len(u) for u in plan.useful)
             assert m["cycles"] >= plan.words and m["cycles"] > max(m["core_busy"])
@@ -319,13 +322,13 @@ def test_one_by_one_mesh_is_one_core_plus_a_constant(dense):
     cfg = Phantom2DConfig(rows=1, cols=1, dense=dense)
     offsets = {}
     for vec in _one_by_one_layers(np.random.default_rng(5)) + random_layers(3):
-        plan = plan_mesh(vec, cfg)
+        plan = mapper.plan(vec, cfg)
         core = cycle_model(plan.useful[0], plan.last[0], cfg.core)
-        m = plan.model
+        m = cycles(plan)
         assert {k: m[k] for k in ("busy", "products", "chunks")} == {k: core[k] for k in ("busy", "products",
                                                                                             "chunks")}
         assert plan.words == len(plan.useful[0]) and (plan.fields["r0c0_use"] != 0).all()
-        offsets[vec["name"]] = m["cycles"] - core["cycles"]
+        offsets[vec.name] = m["cycles"] - core["cycles"]
     assert set(offsets.values()) == {3}, offsets  # harness (2) + the core's input queue (1)
 
 
@@ -353,18 +356,20 @@ def test_cosim_default_set_on_verilator(design):
 @pytest.mark.icarus
 def test_icarus_runs_two_small_layers(design, layers1):
     vec = layers1["rand6-linear"]
-    plan = plan_mesh(vec, design.config)
-    r = run_plan(design, plan, vec, sim="icarus")
+    plan = mapper.plan(vec, design.config)
+    model = cycles(plan)
+    r = run(design, plan, sim="icarus")
     assert r.passed, (r.summary(), r.first_mismatch)
-    assert r.cycles == plan.model["cycles"] and r.extra["stats"]["busy"] == plan.model["busy"]
-    assert check_counters(r, plan) is None
+    assert r.cycles == model["cycles"] and r.extra["stats"]["busy"] == model["busy"]
+    assert check_counters(r, model) is None
 
     vec = layers1["rand5-depthwise"]
-    plan = plan_mesh(vec, design.config, level2=False)
-    r = run_plan(design, plan, vec, sim="icarus", seed=3, idle=0.1, stall=0.2)
+    plan = mapper.plan(vec, design.config, level2=False)
+    model = cycles(plan)
+    r = run(design, plan, sim="icarus", seed=3, idle=0.1, stall=0.2)
     assert r.passed, (r.summary(), r.first_mismatch)
-    assert r.outputs == plan.expected.size and check_counters(r, plan) is None
-    assert r.cycles > plan.model["cycles"]  # idle input and back-pressure cost cycles
+    assert r.outputs == plan.expected.size and check_counters(r, model) is None
+    assert r.cycles > model["cycles"]  # idle input and back-pressure cost cycles
 
 
 ODD_MESHES = {"3x1-fifo2": Phantom2DConfig(rows=3, cols=1, fifo=2, threads=2, chunk=12, values=5),
@@ -381,14 +386,15 @@ def test_odd_meshes_on_icarus(name):
     assert mesh.config is cfg and mesh.port("i__payload").width == cfg.in_bits
     layers = random_layers(2)
     for k, vec in enumerate([layers[2], layers[5], layers[7]]):  # conv, depthwise, FC
-        plan = plan_mesh(vec, cfg, level2=k != 1)
-        r = run_plan(mesh, plan, vec, sim="icarus", seed=k)
-        assert r.passed, (vec["name"], r.summary(), r.first_mismatch)
-        assert check_counters(r, plan) is None and r.cycles == plan.model["cycles"], (vec["name"], r.cycles)
-        assert r.extra["stats"]["busy"] == plan.model["busy"]
+        plan = mapper.plan(vec, cfg, level2=k != 1)
+        model = cycles(plan)
+        r = run(mesh, plan, sim="icarus", seed=k)
+        assert r.passed, (vec.name, r.summary(), r.first_mismatch)
+        assert check_counters(r, model) is None and r.cycles == model["cycles"], (vec.name, r.cycles)
+        assert r.extra["stats"]["busy"] == model["busy"]
     vec = layers[1]  # stride-2 conv under idle input and back-pressure
-    r = run_plan(mesh, plan_mesh(vec, cfg), vec, sim="icarus", seed=9, idle=0.3, stall=0.5)
-    assert r.passed, (vec["name"], r.summary(), r.first_mismatch)
+    r = run(mesh, mapper.plan(vec, cfg), sim="icarus", seed=9, idle=0.3, stall=0.5)
+    assert r.passed, (vec.name, r.summary(), r.first_mismatch)
 
 
 # ---- 6. the checks can fail ---------------------------------------------------------------------
@@ -409,10 +415,10 @@ def test_mutated_mesh_verilog_fails(design, layers1, what):
         mutant = mutate(design.verilog, r"assign (\\\$\d+ ) = \$signed\(acc\) \+", r"assign \1 = $signed(acc) -")
     assert mutant != design.verilog
     vec = layers1["rand6-linear"]
-    plan = plan_mesh(vec, design.config)
+    plan = mapper.plan(vec, design.config)
     assert plan.outputs[0] > 0 and plan.outputs[1] > 0
-    good = run_plan(design, plan, vec, sim="icarus")
-    bad = run_plan(design, plan, vec, sim="icarus", verilog=mutant)
+    good = run(design, plan, sim="icarus")
+    bad = run(design, plan, sim="icarus", verilog=mutant)
     assert good.passed and not bad.passed
     assert bad.mismatches > 0 and bad.first_mismatch is not None
 
@@ -421,14 +427,14 @@ def test_mutated_mesh_verilog_fails(design, layers1, what):
 @pytest.mark.parametrize("r, c", [(0, 0), (1, 0)])
 def test_bad_chunk_is_named_with_its_core(design, layers1, r, c):
     vec = layers1["rand0-conv"]
-    plan = plan_mesh(vec, design.config)
+    plan = mapper.plan(vec, design.config)
     key = f"r{r}c{c}_cnt"
     used = np.flatnonzero((plan.fields[f"r{r}c{c}_use"] != 0) & (plan.fields[f"r{r}_valid"] != 0))
     w = used[4]  # the core's fifth chunk
     plan.fields[key] = plan.fields[key].copy()
     plan.fields[key][w] = (plan.fields[key][w] + 1) % (design.config.values + 1)
     assert plan.fields[key][w] != _popcounts(plan.fields[f"r{r}c{c}_mask"])[w]
-    res = run_plan(design, plan, vec)
+    res = run(design, plan)
     core = r * design.config.cols + c
     assert not res.passed
     assert res.extra["stats"]["errors"] == 1, res.extra["stats"]
@@ -439,14 +445,15 @@ def test_bad_chunk_is_named_with_its_core(design, layers1, r, c):
 @pytest.mark.verilator
 def test_check_counters_detects_a_wrong_count(design, layers1):
     vec = layers1["rand2-conv"]
-    plan = plan_mesh(vec, design.config)
-    r = run_plan(design, plan, vec)
-    assert r.passed and check_counters(r, plan) is None
-    plan.model = dict(plan.model, products=plan.model["products"] + 1)
-    msg = check_counters(r, plan)
+    plan = mapper.plan(vec, design.config)
+    model = cycles(plan)
+    r = run(design, plan)
+    assert r.passed and check_counters(r, model) is None
+    model = dict(model, products=model["products"] + 1)
+    msg = check_counters(r, model)
     assert msg is not None and msg.startswith("counters ") and "'products'" in msg
-    plan.model = dict(plan.model, products=plan.model["products"] - 1, chunks=plan.model["chunks"] - 1)
-    assert "'chunks'" in (check_counters(r, plan) or "")
+    model = dict(model, products=model["products"] - 1, chunks=model["chunks"] - 1)
+    assert "'chunks'" in (check_counters(r, model) or "")
 
 
 # ---- 7. command line ---------------------------------------------------------------------------
@@ -487,13 +494,13 @@ def test_cli_verilog_writes_the_mesh(tmp_path, capsys):
 
 
 @pytest.mark.verilator
-def test_verify_layer_splits_batches_that_do_not_fit(design, monkeypatch):
+def test_run_layer_splits_batches_that_do_not_fit(design, monkeypatch):
     """A layer larger than the harness memory runs in batches (split further when a batch's
     words or outputs would not fit); the merged result is exact and its products complete."""
-    import cosim.phantom2d as p2d
+    import cosim.testbenches.phantom2d as p2d
     vec = list(digits.layer_vectors(digits.build("sparse"), 6))[1]
-    monkeypatch.setattr(p2d, "depth_log2", lambda d: 12)
-    r = p2d.verify_layer(design, vec)
+    monkeypatch.setattr(p2d, "capacity", lambda d: 1 << 12)
+    r = run_layer(design, vec)
     assert r.passed and r.extra["batches"] >= 2, (r.summary(), r.extra.get("batches"))
-    assert r.outputs == np.asarray(vec["y"]).size
-    assert r.extra["stats"]["products"] == plan_mesh(vec, design.config).work["useful_macs"]
+    assert r.outputs == vec.y.size
+    assert r.extra["stats"]["products"] == mapper.plan(vec, design.config).work["useful_macs"]

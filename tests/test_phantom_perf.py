@@ -1,19 +1,23 @@
-"""Phantom fast cycle model and Phantom-2D mesh model: agreement with the exact (RTL-equal)
-model, chunk cutting, balancing levels."""
+"""Phantom fast cycle model (rtl.phantom.model) and Phantom-2D mesh model (rtl.phantom2d.model):
+agreement with the exact (RTL-equal) models, chunk cutting, balancing levels, the network study
+(cosim.benches.phantom)."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from cosim.phantom import random_layers
+from cosim.benches.phantom import net_study, synthetic_filters, synthetic_masks
+from cosim.testbenches.phantom import random_layers
 from golden.nets import digits, zoo
-from rtl.phantom.config import PhantomConfig
+from rtl.phantom import mapper, model
+from rtl.phantom2d import mapper as mesh_mapper, model as mesh_model
 from rtl.phantom2d.config import Phantom2DConfig
-from rtl.phantom.mapper import cut_chunks, plan_layer
-from rtl.phantom.mesh_map import lwf, plan_mesh
-from rtl.phantom.perf import (core_layer, dense_layer, masks_from_vectors, mesh_layer, net_study, synthetic_filters,
-                              synthetic_masks)
+from rtl.phantom2d.mapper import lwf
+from rtl.phantom2d.model import dense_layer, mesh_layer
+from rtl.phantom.config import PhantomConfig
+from rtl.phantom.mapper import cut_chunks
+from rtl.phantom.model import core_layer, masks_from_vectors
 
 STUDY = Phantom2DConfig(rows=4, cols=4, chunk=256, values=64)  # the mesh of the VGG16 / MobileNet study
 
@@ -27,21 +31,21 @@ def test_fast_model_equals_exact_model_when_every_position_fits(dense):
     """One core, unlimited budget: the sampled model streams exactly what the mapper streams."""
     cfg = PhantomConfig(dense=dense)
     for vec in _layers():
-        exact = plan_layer(vec, cfg).model["cycles"]
+        exact = model.cycles(mapper.plan(vec, cfg))["cycles"]
         fast = core_layer(masks_from_vectors(vec), PhantomConfig(), budget=10**9)
         got = fast["dense_cycles"] if dense else fast["cycles"]
         if dense:  # steady-state rate: exact up to the pipeline fill of one position
-            assert abs(got - exact) <= max(2, 0.01 * exact), (vec["name"], got, exact)
+            assert abs(got - exact) <= max(2, 0.01 * exact), (vec.name, got, exact)
         else:
-            assert got == exact, (vec["name"], got, exact)
+            assert got == exact, (vec.name, got, exact)
 
 
 def test_fast_model_sampled_within_two_percent_of_exact():
     cfg = PhantomConfig()
     for vec in list(digits.layer_vectors(digits.build("sparse"), 4)):
-        exact = plan_layer(vec, cfg).model["cycles"]
+        exact = model.cycles(mapper.plan(vec, cfg))["cycles"]
         fast = core_layer(masks_from_vectors(vec), cfg, budget=4000)["cycles"]
-        assert abs(fast - exact) / exact <= 0.02, (vec["name"], fast, exact)
+        assert abs(fast - exact) / exact <= 0.02, (vec.name, fast, exact)
 
 
 @pytest.mark.parametrize("cfg", [Phantom2DConfig(), STUDY], ids=["2x2", "4x4"])
@@ -51,12 +55,12 @@ def test_mesh_model_equals_exact_mesh_model_when_every_position_fits(cfg):
     for vec in _layers():
         lm = masks_from_vectors(vec)
         for level2 in (True, False):
-            exact = plan_mesh(vec, cfg, level2=level2).model
+            exact = mesh_model.cycles(mesh_mapper.plan(vec, cfg, level2=level2))
             fast = mesh_layer(lm, cfg, level2=level2, budget=10**9)
-            assert fast["cycles"] == exact["cycles"], (vec["name"], level2, fast["cycles"], exact["cycles"])
+            assert fast["cycles"] == exact["cycles"], (vec.name, level2, fast["cycles"], exact["cycles"])
             assert fast["imbalance"] == pytest.approx(exact["imbalance"])
-        dense = plan_mesh(vec, dataclasses.replace(cfg, dense=True), level2=False).model["cycles"]
-        assert abs(dense_layer(lm, cfg) - dense) <= max(3, 0.01 * dense), (vec["name"], dense_layer(lm, cfg), dense)
+        dense = mesh_model.cycles(mesh_mapper.plan(vec, dataclasses.replace(cfg, dense=True), level2=False))["cycles"]
+        assert abs(dense_layer(lm, cfg) - dense) <= max(3, 0.01 * dense), (vec.name, dense_layer(lm, cfg), dense)
 
 
 def test_mesh_model_sampled_within_two_percent_of_exact():

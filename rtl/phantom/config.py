@@ -62,7 +62,7 @@ class PhantomConfig:
 
     @property
     def latency(self) -> str:
-        return "data dependent: see the cycle model (rtl.phantom.mapper.cycle_model)"
+        return "data dependent: see the cycle model (rtl.phantom.model.cycles)"
 
     def chunk_layout(self) -> data.StructLayout:
         """One chunk: a chunk pair plus the parameters of the output it may close."""

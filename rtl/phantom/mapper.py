@@ -1,4 +1,4 @@
-"""Conv (stride 1 / 2, any padding), depthwise conv and FC layers -> Phantom chunk streams, and the cycle model.
+"""Conv (any stride and padding), depthwise conv and FC layers -> Phantom chunk streams.
 
 Every output (one output channel at one output position) is a dot product of K
 terms: its weights w[k] and its operands u[k] = x[k] - input_zero_point (padding
@@ -8,6 +8,8 @@ as one input word with both masks, both packed non-zero arrays, their counts, an
 the output's bias, mult and shift (the core uses them on the chunk flagged
 ``last``). Outputs stream position-major, channel-minor;
 ``out_index`` maps stream position to the flat (NCHW / NC) index of the golden y.
+:func:`maps` says whether the core can run a layer, :func:`plan` maps it; the
+cycle model of a plan is :func:`rtl.phantom.model.cycles`.
 
 The core accumulates in int32 with wrap-around, so the result is exact whenever
 the golden accumulator fits int32 (which golden.conv checks), whatever the
@@ -21,25 +23,58 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from golden.errors import NotMapped
+from golden.layer import Kind, LayerVectors
 from rtl.phantom.config import A_BITS, W_BITS, PhantomConfig
 
-KINDS = ("conv", "linear", "depthwise")
-
-
-class MappingError(ValueError):
-    """A layer that this engine cannot run (the message names the layer and why)."""
+KINDS = (Kind.CONV, Kind.LINEAR, Kind.DEPTHWISE)
 
 
 @dataclass
 class Plan:
-    layer: str
+    """One layer as the core's chunk stream: the chunk fields, per chunk the products the
+    core issues and whether it closes its output, and the expected int8 outputs in
+    stream order. Keeps the layer and the configuration it was planned for."""
+    layer: LayerVectors
+    config: PhantomConfig
     fields: dict  # chunk_layout field -> array ((n, limbs) uint64 for fields wider than 64 bits)
     useful: np.ndarray  # per chunk: products the core issues (useful pairs; every element in dense mode)
     last: np.ndarray  # per chunk: closes its output
     out_index: np.ndarray  # output stream position -> flat index into y
     expected: np.ndarray  # int8 expected output stream
     work: dict = field(default_factory=dict)  # dense_macs, useful_macs, densities
-    model: dict = field(default_factory=dict)  # cycle model (see cycle_model)
+
+    @property
+    def words(self) -> int:
+        """Input words: ``lanes`` chunks a word."""
+        return -(-len(self.last) // self.config.lanes)
+
+
+def refusal(layer: LayerVectors, engine: str) -> str | None:
+    """Why ``engine`` (the core, or the mesh of such cores) cannot run ``layer``, or None:
+    its kind and groups, int8 weights, and operands x - zero_point within 9 bits."""
+    L = layer.layer
+    name, kind = L.name, L.kind
+    if kind not in KINDS:
+        return (f"{name}: layer kind {getattr(kind, 'value', kind)!r} is not supported by {engine} "
+                f"(supported: {', '.join(k.value for k in KINDS)})")
+    w = layer.w
+    if kind == Kind.DEPTHWISE and not (L.groups == L.in_shape[0] == L.out_channels and w.shape[1] == 1):
+        return (f"{name}: depthwise needs groups == channels == outputs and one input channel per "
+                f"filter, not weight shape {tuple(w.shape)} with {L.in_shape[0]} input channels")
+    if kind == Kind.CONV and (L.groups != 1 or w.shape[1] != L.in_shape[0]):
+        return f"{name}: grouped conv (groups={L.groups}) is not supported by {engine} (only groups 1 or depthwise)"
+    if w.size and (w.min() < -128 or w.max() > 127):
+        return f"{name}: weights must be int8, found {int(w.min())}..{int(w.max())}"
+    x, zp = layer.x, L.input_zero_point
+    if x.size and max(abs(int(x.min()) - zp), abs(int(x.max()) - zp)) > 255:
+        return f"{name}: activations x - zero_point must lie in [-255, 255]"
+    return None
+
+
+def maps(layer: LayerVectors, cfg: PhantomConfig) -> str | None:
+    """None when the core can run ``layer``, else why not (one line naming the layer)."""
+    return refusal(layer, "phantom")
 
 
 def _patches(x: torch.Tensor, kh: int, kw: int, stride: int, pad: int):
@@ -50,14 +85,13 @@ def _patches(x: torch.Tensor, kh: int, kw: int, stride: int, pad: int):
     return cols.round().long(), oh, ow
 
 
-def operands(vec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per output in stream order: weights (M, K), operands u (M, K), channel (M,), flat y index (M,)."""
-    name, kind = vec.get("name", "layer"), vec.get("kind")
-    if kind not in KINDS:
-        raise MappingError(f"{name}: layer kind {kind!r} is not supported by phantom (supported: {', '.join(KINDS)})")
-    w = torch.as_tensor(np.asarray(vec["w"], dtype=np.int64))
-    x = torch.as_tensor(np.asarray(vec["x"], dtype=np.int64)) - int(vec["input_zero_point"])
-    if kind == "linear":
+def operands(vec: LayerVectors) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per output in stream order: weights (M, K), operands u (M, K), channel (M,), flat y index (M,).
+    ``vec`` is a layer the engine maps (:func:`refusal`)."""
+    L = vec.layer
+    w = torch.as_tensor(vec.w)
+    x = torch.as_tensor(vec.x) - L.input_zero_point
+    if L.kind == Kind.LINEAR:
         n, o = x.shape[0], w.shape[0]
         u = x.reshape(n, -1)
         wm = w.reshape(o, -1).repeat(n, 1)
@@ -65,19 +99,12 @@ def operands(vec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
         ch = np.tile(np.arange(o), n)
         idx = np.arange(n * o)
         return wm.numpy(), um.numpy(), ch, idx
-    s, pad = int(vec["stride"]), int(vec["padding"])
+    s, pad = L.stride, L.padding
     n, c = x.shape[:2]
     o, cg, kh, kw = w.shape
-    groups = int(vec.get("groups", c if kind == "depthwise" else 1))
-    if kind == "depthwise" and not (groups == c == o and cg == 1):
-        raise MappingError(f"{name}: depthwise needs groups == channels == outputs and one input channel per "
-                           f"filter, not weight shape {tuple(w.shape)} with {c} input channels")
-    if kind == "conv" and (groups != 1 or cg != c):
-        raise MappingError(f"{name}: grouped conv (groups={groups}) is not supported by phantom "
-                           f"(only groups 1 or depthwise)")
     cols, oh, ow = _patches(x, kh, kw, s, pad)  # (N, C*kh*kw, P)
     p = oh * ow
-    if kind == "conv":
+    if L.kind == Kind.CONV:
         um = cols.permute(0, 2, 1).reshape(n * p, 1, c * kh * kw).expand(n * p, o, c * kh * kw)
         um = um.reshape(n * p * o, -1)
         wm = w.reshape(o, -1).repeat(n * p, 1)
@@ -154,14 +181,12 @@ def _gather(mat: np.ndarray, rows, s0, e, width: int) -> np.ndarray:
     return np.where(ok, mat[rows[:, None], np.minimum(col, mat.shape[1] - 1)], 0)
 
 
-def plan_layer(vec: dict, cfg: PhantomConfig) -> Plan:
-    """Map one golden layer (``golden.nets`` vector dict) to a Phantom chunk stream."""
-    name = vec.get("name", "layer")
-    wm, um, ch, idx = operands(vec)
-    if wm.size and (wm.min() < -128 or wm.max() > 127):
-        raise MappingError(f"{name}: weights must be int8, found {int(wm.min())}..{int(wm.max())}")
-    if um.size and np.abs(um).max() > 255:
-        raise MappingError(f"{name}: activations x - zero_point must lie in [-255, 255]")
+def plan(layer: LayerVectors, cfg: PhantomConfig) -> Plan:
+    """Map one layer to a Phantom chunk stream; NotMapped when the core cannot run it."""
+    why = maps(layer, cfg)
+    if why:
+        raise NotMapped(why)
+    wm, um, ch, idx = operands(layer)
     m_out, k = wm.shape
     nzw, nzu = wm != 0, um != 0
     if cfg.dense:
@@ -180,92 +205,19 @@ def plan_layer(vec: dict, cfg: PhantomConfig) -> Plan:
         return np.take_along_axis(vals, order, axis=1) * np.take_along_axis(mask, order, axis=1)
 
     last = closes(rows)
-    bias = np.asarray(vec["bias"], dtype=np.int64)[ch][rows]
-    mult = np.asarray(vec["mult"], dtype=np.int64)[ch][rows]
-    shift = np.asarray(vec["shift"], dtype=np.int64)[ch][rows]
+    bias, mult, shift = (a[ch][rows] for a in (layer.bias, layer.mult, layer.shift))
     fields = {
         "wmask": _mask_word(wmask), "wvals": _pack(packed(wp, wmask), W_BITS),
         "amask": _mask_word(amask), "avals": _pack(packed(up, amask), A_BITS),
         "wcnt": wmask.sum(axis=1), "acnt": amask.sum(axis=1), "last": last.astype(np.int64),
         "bias": bias, "mult": mult, "shift": shift,
     }
-    y = np.asarray(vec["y"], dtype=np.int64).ravel()
+    y = layer.y.ravel()
     nz_pairs = int((nzw & nzu).sum())
     work = {"outputs": int(m_out), "k": int(k), "chunks": int(rows.size), "dense_macs": int(m_out * k),
             "useful_macs": nz_pairs, "weight_density": float(nzw.sum() / max(1, m_out * k)),
             "act_density": float(nzu.sum() / max(1, m_out * k))}
-    plan = Plan(name, fields, useful, last, idx, y[idx], work)
-    plan.model = cycle_model(useful, last, cfg)
-    return plan
-
-
-def cycle_model(useful, last, cfg: PhantomConfig) -> dict:
-    """Cycles and counters of a chunk stream, mirroring PhantomCore cycle by cycle.
-
-    The eligible window runs from the oldest slot up to the slot that closes the
-    (lanes + 1)-th output (so lanes + 1 outputs share a cycle). Each cycle the threads
-    take up to T products from it, oldest first; the leading slots left empty are freed,
-    closing at most ``lanes`` outputs; then a word of ``lanes`` consecutive chunks enters
-    if the window has room for ``lanes`` chunks. The input is
-    assumed always valid and the output never stalled. ``cycles`` runs from the first
-    input cycle to the last output handshake (the harness adds a constant, checked in
-    tests); the other keys equal the RTL's stat_* counters.
-    """
-    T, L, NL = cfg.threads, cfg.window, cfg.lanes
-    u = [int(v) for v in useful]
-    la = [bool(v) for v in last]
-    n = len(u)
-    slots: list[list] = []
-    i = t = busy = products = 0
-    last_fin = -1
-    while i < n or slots:
-        if slots and (len(slots) > L - NL or i == n) and slots[0][0] > 2 * T:
-            # fast-forward: nothing enters or leaves while the oldest slot keeps every thread busy
-            q = (slots[0][0] - T - 1) // T
-            slots[0][0] -= q * T
-            busy += q
-            products += q * T
-            t += q
-        if slots:
-            busy += 1
-        takes, d, closed = schedule(slots, T, NL)
-        for s, take in zip(slots, takes):
-            s[0] -= take
-        products += sum(takes)
-        if d:
-            del slots[:d]
-        if closed:
-            last_fin = t
-        if i < n and len(slots) <= L - NL:
-            for _ in range(min(NL, n - i)):
-                slots.append([u[i], la[i]])
-                i += 1
-        t += 1
-    return {"cycles": last_fin + 1 + 1 + 5, "busy": busy, "products": products, "slots": T * busy, "chunks": n,
-            "errors": 0, "error_chunk": 0}
-
-
-def schedule(slots: list, threads: int, lanes: int = 1) -> tuple[list, int, int]:
-    """One cycle of the core's scheduler over its window (``slots``: [remaining useful
-    products, closes its output], oldest first), without changing it: the products each
-    slot issues (the next ``threads`` useful pairs, oldest first, over at most lanes + 1
-    outputs), how many leading slots are then empty and leave (closing at most ``lanes``
-    outputs), and how many outputs close."""
-    budget, lasts, takes = threads, 0, []
-    for s in slots:
-        take = min(budget, s[0])
-        takes.append(take)
-        budget -= take
-        lasts += s[1]
-        if lasts == lanes + 1 or budget == 0:
-            break
-    d, closed = 0, 0
-    for j, s in enumerate(slots):
-        if s[0] - (takes[j] if j < len(takes) else 0) or (s[1] and closed == lanes):
-            break
-        d += 1
-        closed += s[1]
-    return takes, d, closed
+    return Plan(layer, cfg, fields, useful, last, idx, y[idx], work)
 
 
 def word_fields(fields: dict, lanes: int) -> dict:

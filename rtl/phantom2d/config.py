@@ -61,7 +61,7 @@ class Phantom2DConfig:
 
     @property
     def latency(self) -> str:
-        return "data dependent: see the mesh cycle model (rtl.phantom.mesh_map.mesh_model)"
+        return "data dependent: see the mesh cycle model (rtl.phantom2d.model.cycles)"
 
     def word_layout(self) -> data.StructLayout:
         """One input word: per row r, ``r{r}_*`` the shared operand and ``r{r}c{c}_*`` column c's part."""

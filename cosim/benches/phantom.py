@@ -13,23 +13,31 @@ model, and the fast mesh model (sampled positions) is checked against them.
 
 Part 3 (model): the fast mesh model is checked against the exact mesh model on whole
 synthetic layers at the study's mesh, then runs VGG16 / MobileNet-v1 at published
-densities (golden/nets/densities.json), with each balancing level on and off.
+densities (golden/nets/densities.json), with each balancing level on and off
+(:func:`net_study`, on masks drawn by :func:`synthetic_masks`).
+
+The cycle models are in :mod:`rtl.phantom.model` (core: exact and fast) and
+:mod:`rtl.phantom2d.model` (mesh: cycle-exact and fast); the runs go through the
+testbenches :mod:`cosim.testbenches.phantom` and :mod:`cosim.testbenches.phantom2d`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from cosim.phantom import random_layer, verify_layer
-from cosim.phantom2d import check_counters, run_plan
+from cosim.engines import run_layer
+from cosim.testbenches import phantom2d as mesh_tb
+from cosim.testbenches.phantom import random_layer
 from golden.nets import digits
 from rtl.export import generate
+from rtl.phantom2d import mapper as mesh_mapper
 from rtl.phantom2d.config import Phantom2DConfig
-from rtl.phantom.mesh_map import plan_mesh
-from rtl.phantom.perf import core_layer, masks_from_vectors, mesh_layer, net_study, synthetic_masks
+from rtl.phantom2d.model import dense_layer, mesh_layer
+from rtl.phantom.model import LayerMasks, core_layer, masks_from_vectors
 
 DENSITIES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # weight = activation density of the sweep layer
 LAYER = dict(kind="conv", n=1, c=16, h=8, w=8, o=16, k=3, stride=1, padding=1)
@@ -51,23 +59,23 @@ CHECK_LAYERS = (  # whole synthetic layers on which the fast mesh model meets th
 
 
 def _pair(sparse, dense, vec) -> dict:
-    rs = {name: verify_layer(d, vec) for name, d in (("sparse", sparse), ("dense", dense))}
+    rs = {name: run_layer(d, vec) for name, d in (("sparse", sparse), ("dense", dense))}
     for name, r in rs.items():
         if not r.passed:
-            raise RuntimeError(f"bench run {vec['name']} ({name}) failed: {r.summary()} {r.extra.get('error', '')}")
+            raise RuntimeError(f"bench run {vec.name} ({name}) failed: {r.summary()} {r.extra.get('error', '')}")
     s, d = rs["sparse"], rs["dense"]
     work = s.extra["work"]
     bound = work["dense_macs"] / max(1, work["useful_macs"])
     speedup = d.cycles / s.cycles
     st = s.extra["stats"]
     # per run the harness adds 2 cycles to the model (reset to first input)
-    exact_err = {n: abs(r.cycles - (r.extra["model"]["cycles"] + 2 * r.extra["batches"])) / r.cycles
+    exact_err = {n: abs(r.cycles - (r.extra["model"]["cycles"] + 2 * r.extra.get("batches", 1))) / r.cycles
                  for n, r in rs.items()}
     # the fast model on sampled positions, as it runs on large layers
     fast = core_layer(masks_from_vectors(vec), sparse.config, budget=MODEL_BUDGET)
     fast_err = {"sparse": abs(fast["cycles"] + 2 - s.cycles) / s.cycles,
                 "dense": abs(fast["dense_cycles"] + 2 - d.cycles) / d.cycles}
-    return {"layer": vec["name"], "dense_macs": work["dense_macs"], "useful_macs": work["useful_macs"],
+    return {"layer": vec.name, "dense_macs": work["dense_macs"], "useful_macs": work["useful_macs"],
             "weight_density": work["weight_density"], "act_density": work["act_density"],
             "bound": bound, "sparse_cycles": s.cycles, "dense_cycles": d.cycles, "speedup": speedup,
             "fraction_of_bound": speedup / bound, "thread_utilization": st["products"] / max(1, st["slots"]),
@@ -80,20 +88,20 @@ def _mesh_demo(vec, sparse, dense) -> dict:
     """One demo layer on the mesh RTL: sparse with level 2 on and off, and dense."""
     runs = {}
     for name, design, level2 in (("sparse", sparse, True), ("level2_off", sparse, False), ("dense", dense, False)):
-        plan = plan_mesh(vec, design.config, level2=level2)
-        r = run_plan(design, plan, vec)
-        bad = check_counters(r, plan)
-        if not r.passed or bad or r.cycles != plan.model["cycles"]:
-            raise RuntimeError(f"mesh bench run {vec['name']} ({name}) failed: {r.summary()} {bad or ''} "
-                               f"{r.extra.get('error', '')} (model {plan.model['cycles']} cycles)")
-        runs[name] = {"cycles": r.cycles, "model_cycles": plan.model["cycles"], "words": plan.words,
-                      "imbalance": plan.model["imbalance"], "stats": r.extra["stats"],
+        plan = mesh_mapper.plan(vec, design.config, level2=level2)
+        r = mesh_tb.run(design, plan)  # counters checked against the mesh model there
+        model = r.extra["model"]
+        if not r.passed or r.cycles != model["cycles"]:
+            raise RuntimeError(f"mesh bench run {vec.name} ({name}) failed: {r.summary()} "
+                               f"{r.extra.get('error', '')} (model {model['cycles']} cycles)")
+        runs[name] = {"cycles": r.cycles, "model_cycles": model["cycles"], "words": plan.words,
+                      "imbalance": model["imbalance"], "stats": r.extra["stats"],
                       "work": plan.work}
     s, off, d = runs["sparse"], runs["level2_off"], runs["dense"]
     fast = mesh_layer(masks_from_vectors(vec), sparse.config, budget=STUDY_BUDGET)
     work = s["work"]
     bound = work["dense_macs"] / max(1, work["useful_macs"])
-    return {"layer": vec["name"], "bound": bound, "sparse_cycles": s["cycles"], "dense_cycles": d["cycles"],
+    return {"layer": vec.name, "bound": bound, "sparse_cycles": s["cycles"], "dense_cycles": d["cycles"],
             "level2_off_cycles": off["cycles"], "speedup": d["cycles"] / s["cycles"],
             "speedup_level2_off": d["cycles"] / off["cycles"], "fraction_of_bound": d["cycles"] / s["cycles"] / bound,
             "imbalance": s["imbalance"], "imbalance_level2_off": off["imbalance"],
@@ -118,7 +126,91 @@ def _model_check() -> list[dict]:
     return rows
 
 
-def bench_phantom(out_dir) -> tuple[dict, list[str], bool]:
+def synthetic_masks(rng: np.random.Generator, layer: dict, weight: float, activation: float,
+                    cv: float = 0.4) -> LayerMasks:
+    """Random masks of a ``golden.nets.zoo`` layer at the given densities: per-filter weight
+    densities from a Beta law (mean ``weight``, coefficient of variation ``cv``), activations
+    i.i.d. (conv: one mask per position, shared by all filters; depthwise: per channel)."""
+    from golden.nets.zoo import out_hw, terms
+    kind, k = layer["kind"], terms(layer)
+    wmask = synthetic_filters(rng, layer["o"], k, weight, cv)
+    oh, ow = out_hw(layer)
+    seed = int(rng.integers(1 << 31))
+
+    def act(pos, filters):
+        pos, filters = np.asarray(pos), np.asarray(filters)
+        r = np.random.default_rng([seed, int(pos.sum()), len(pos)])
+        if kind == "depthwise":
+            return r.random((len(pos) * len(filters), k)) < activation
+        per_pos = r.random((len(pos), k)) < activation
+        return np.repeat(per_pos, len(filters), axis=0)
+
+    return LayerMasks(layer["name"], kind, wmask, act, 1 if kind == "linear" else oh * ow)
+
+
+def synthetic_filters(rng: np.random.Generator, filters: int, k: int, density: float, cv: float) -> np.ndarray:
+    """(filters, k) weight masks: per-filter densities from a Beta law with mean
+    ``density`` and coefficient of variation ``cv`` (0: every filter at the mean)."""
+    if density >= 1.0 or cv <= 0:
+        d = np.full(filters, density)
+    else:
+        var = min((cv * density) ** 2, density * (1 - density) * 0.99)
+        nu = density * (1 - density) / var - 1
+        d = rng.beta(density * nu, (1 - density) * nu, size=filters)
+    return rng.random((filters, k)) < d[:, None]
+
+
+def net_study(net: str, cfg: Phantom2DConfig, *, cv: float = 0.4, seed: int = 0,
+              budget: int = 12_000, progress=None) -> dict:
+    """Every layer of a ``golden.nets.zoo`` net at its published densities on the mesh:
+    dense and sparse cycles with level-2 balancing on and off, static threads (level 1
+    off), imbalance, thread utilization, and the bound dense MACs / useful MACs."""
+    from golden.nets import zoo
+    dens = zoo.densities(net)
+    rows = []
+    for i, layer in enumerate(zoo.layers(net)):
+        d = dens[layer["name"]]
+        if progress:
+            progress(f"{net} {layer['name']}")
+        lm = synthetic_masks(np.random.default_rng([seed, i]), layer, d["weight"], d["activation"], cv)
+        on = mesh_layer(lm, cfg, level2=True, seed=seed, budget=budget)
+        off = mesh_layer(lm, cfg, level2=False, seed=seed, budget=budget)
+        dense = dense_layer(lm, cfg)
+        macs = zoo.macs(layer)
+        useful = float(lm.wmask.sum() * lm.positions * d["activation"])  # expected: activations i.i.d.
+        rows.append({
+            "layer": layer["name"], "kind": layer["kind"], "macs": macs, "weight_density": d["weight"],
+            "act_density": d["activation"], "weight_density_sampled": float(lm.wmask.mean()),
+            "useful_macs": useful, "bound": macs / useful,
+            "dense_cycles": dense, "cycles": on["cycles"], "cycles_level2_off": off["cycles"],
+            "cycles_level1_off": on["static_cycles"], "cycles_both_off": off["static_cycles"],
+            "imbalance": on["imbalance"], "imbalance_level2_off": off["imbalance"],
+            "thread_utilization": on["thread_utilization"],
+            "words": on["words"],
+            "speedup": dense / on["cycles"],
+        })
+        rows[-1]["fraction_of_bound"] = rows[-1]["speedup"] / rows[-1]["bound"]
+    tot = {k: sum(r[k] for r in rows) for k in ("macs", "useful_macs", "dense_cycles", "cycles", "cycles_level2_off",
+                                                "cycles_level1_off", "cycles_both_off")}
+    summary = {
+        "speedup": tot["dense_cycles"] / tot["cycles"], "bound": tot["macs"] / tot["useful_macs"],
+        "speedup_level2_off": tot["dense_cycles"] / tot["cycles_level2_off"],
+        "speedup_level1_off": tot["dense_cycles"] / tot["cycles_level1_off"],
+        "speedup_both_off": tot["dense_cycles"] / tot["cycles_both_off"],
+        "thread_utilization": sum(r["thread_utilization"] * r["cycles"] for r in rows) / tot["cycles"],
+        "imbalance": sum(r["imbalance"] * r["cycles"] for r in rows) / tot["cycles"],
+        "imbalance_level2_off": sum(r["imbalance_level2_off"] * r["cycles_level2_off"] for r in rows)
+        / tot["cycles_level2_off"],
+        **{f"total_{k}": v for k, v in tot.items()},
+    }
+    summary["fraction_of_bound"] = summary["speedup"] / summary["bound"]
+    return {"net": net, "mesh": [cfg.rows, cfg.cols], "cv": cv, "layers": rows, "summary": summary}
+
+
+def bench(out: Path, vectors: int = 0) -> tuple[dict, list[str], bool]:
+    """``nnaccel bench phantom``: the result (written as phantom.json by the caller), its
+    summary lines, and whether every model met its 2 % target; the plot goes to
+    ``out``/phantom.png. ``vectors`` is ignored (the layer set is fixed)."""
     def progress(label: str) -> None:
         print(f"bench phantom: {label}", file=sys.stderr, flush=True)
 
@@ -127,7 +219,7 @@ def bench_phantom(out_dir) -> tuple[dict, list[str], bool]:
     vecs = list(digits.layer_vectors(digits.build("sparse"), IMAGES))
     demo = []
     for vec in vecs:
-        progress(f"RTL {vec['name']}")
+        progress(f"RTL {vec.name}")
         demo.append(_pair(sparse, dense, vec))
     sweep = []
     for dens in DENSITIES:
@@ -145,7 +237,7 @@ def bench_phantom(out_dir) -> tuple[dict, list[str], bool]:
     mdense = generate("phantom2d", config=dataclasses.replace(MESH_RTL, dense=True))
     mesh_demo = []
     for vec in vecs:
-        progress(f"mesh RTL {vec['name']}")
+        progress(f"mesh RTL {vec.name}")
         mesh_demo.append(_mesh_demo(vec, msparse, mdense))
     m_dense = sum(r["dense_cycles"] for r in mesh_demo)
     m_sparse = sum(r["sparse_cycles"] for r in mesh_demo)
@@ -206,7 +298,7 @@ def bench_phantom(out_dir) -> tuple[dict, list[str], bool]:
             "threads idle." % (MESH_RTL.rows, MESH_RTL.cols, MESH_RTL.chunk, MESH_RTL.values, STUDY.rows,
                                  STUDY.cols, STUDY.chunk, WEIGHT_CV)),
     }
-    _plot(result, out_dir)
+    _plot(result, out)
     f = result["figures"]
     lines = [f"{r['layer']}: speedup {r['speedup']:.2f}x over dense (bound {r['bound']:.2f}x, "
              f"{100 * r['fraction_of_bound']:.0f}%), thread utilization {100 * r['thread_utilization']:.0f}%"
@@ -234,7 +326,6 @@ def _plot(result: dict, out_dir) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from pathlib import Path
 
     demo, sweep = result["demo_net"], result["sweep"]
     fig, axes = plt.subplots(2, 3, figsize=(17, 8))

@@ -1,4 +1,4 @@
-"""Layers -> Phantom-2D mesh words (the mesh dataflow), and the mesh cycle model.
+"""Layers -> Phantom-2D mesh words (the mesh dataflow).
 
 Dataflow (:func:`assign`):
 
@@ -28,13 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from golden.errors import NotMapped
+from golden.layer import LayerVectors
 from rtl.phantom2d.config import V_BITS, Phantom2DConfig
-from rtl.phantom.mapper import (MappingError, _gather, _mask_word, _pack, closes, cut_chunks, operands,
-                                schedule)
-from rtl.requant.config import RequantConfig
-
-FIFO_DELAY = 1  # a word reaches its core one cycle after the mesh takes it
-HARNESS_CYCLES = 2  # harness cycles outside the mesh model (calibrated against the RTL)
+from rtl.phantom.mapper import _gather, _mask_word, _pack, closes, cut_chunks, operands, refusal
 
 
 def lwf(work: np.ndarray, bins: int) -> np.ndarray:
@@ -115,13 +112,18 @@ def assign(kind: str, wmask: np.ndarray, positions: int, rows: int, cols: int, l
                 slots[:, :len(ps), c, 1] = chans[:, None]
             out.append((slots.reshape(-1, cols, 2), True))
     else:
-        raise MappingError(f"layer kind {kind!r} is not supported by phantom2d")
+        raise NotMapped(f"layer kind {kind!r} is not supported by phantom2d")
     return out
 
 
 @dataclass
-class MeshPlan:
-    layer: str
+class Plan:
+    """One layer as mesh words: the word fields, the tagged expected outputs, and per core
+    the chunk stream it receives (for the mesh cycle model). Keeps the layer, the
+    configuration and the balancing level it was planned with."""
+    layer: LayerVectors
+    config: Phantom2DConfig
+    level2: bool
     fields: dict  # word_layout field -> array
     words: int
     expected: np.ndarray  # tagged outputs (core << 8 | int8 byte), core by core, each in its order
@@ -130,28 +132,27 @@ class MeshPlan:
     useful: list  # per core: useful products of each chunk it receives
     last: list  # per core: which of its chunks close an output
     work: dict = field(default_factory=dict)
-    model: dict = field(default_factory=dict)
 
 
-def plan_mesh(vec: dict, cfg: Phantom2DConfig, level2: bool = True) -> MeshPlan:
-    """Map one golden layer to mesh words, the tagged expected outputs and per-core chunk streams."""
-    name, kind = vec.get("name", "layer"), vec.get("kind")
-    try:
-        wm, um, ch, idx = operands(vec)
-    except MappingError as e:
-        raise MappingError(str(e).replace("by phantom", "by phantom2d")) from None
-    if wm.size and (wm.min() < -128 or wm.max() > 127):
-        raise MappingError(f"{name}: weights must be int8, found {int(wm.min())}..{int(wm.max())}")
-    if um.size and np.abs(um).max() > 255:
-        raise MappingError(f"{name}: activations x - zero_point must lie in [-255, 255]")
+def maps(layer: LayerVectors, cfg: Phantom2DConfig) -> str | None:
+    """None when the mesh can run ``layer`` (what one of its cores can run), else why not."""
+    return refusal(layer, "phantom2d")
+
+
+def plan(layer: LayerVectors, cfg: Phantom2DConfig, level2: bool = True) -> Plan:
+    """Map one layer to mesh words, the tagged expected outputs and per-core chunk streams
+    (``level2``: load balancing on); NotMapped when the mesh cannot run it."""
+    why = maps(layer, cfg)
+    if why:
+        raise NotMapped(why)
+    wm, um, ch, idx = operands(layer)
     f_n = int(ch.max()) + 1
     k = wm.shape[1]
     positions = wm.shape[0] // f_n
-    core = cfg.core
     R, C, M, V = cfg.rows, cfg.cols, cfg.chunk, cfg.values
-    y = np.asarray(vec["y"], dtype=np.int64).ravel()
-    params = {p: np.asarray(vec[p], dtype=np.int64) for p in ("bias", "mult", "shift")}
-    rows = assign(kind, wm[:f_n] != 0, positions, R, C, level2)
+    y = layer.y.ravel()
+    params = {"bias": layer.bias, "mult": layer.mult, "shift": layer.shift}
+    rows = assign(layer.kind.value, wm[:f_n] != 0, positions, R, C, level2)
 
     per_row, core_outs, row_work = [], [], []
     for r, (slots, swap) in enumerate(rows):
@@ -200,9 +201,7 @@ def plan_mesh(vec: dict, cfg: Phantom2DConfig, level2: bool = True) -> MeshPlan:
     work = {"outputs": int(wm.shape[0]), "k": int(k), "words": int(n_words), "dense_macs": int(wm.size),
             "useful_macs": int((nzw & nzu).sum()), "weight_density": float(nzw.mean()) if wm.size else 0.0,
             "act_density": float(nzu.mean()) if um.size else 0.0}
-    plan = MeshPlan(name, fields, n_words, expected, outs_n, sent_c, useful_c, last_c, work)
-    plan.model = mesh_sim(n_words, sent_c, useful_c, last_c, cfg)
-    return plan
+    return Plan(layer, cfg, level2, fields, n_words, expected, outs_n, sent_c, useful_c, last_c, work)
 
 
 def core_streams(row_chunks_: list, cfg: Phantom2DConfig):
@@ -290,68 +289,3 @@ def _packed(vals: np.ndarray, mask: np.ndarray, v: int) -> np.ndarray:
     """(n, M) values and masks -> (n, v) the masked values, lowest position first, zero-padded."""
     order = np.argsort(~mask, axis=1, kind="stable")[:, :v]
     return np.take_along_axis(vals, order, axis=1) * np.take_along_axis(mask, order, axis=1)
-
-
-def _imbalance(c: np.ndarray) -> float:
-    busy = c[c > 0]
-    return float(busy.max() / busy.mean()) if busy.size else 1.0
-
-
-def mesh_sim(words: int, sent: list, useful: list, last: list, cfg: Phantom2DConfig, *,
-             max_cycles: int = 100_000_000) -> dict:
-    """Cycle-exact model of the mesh RTL (input always valid, output never stalled) for
-    ``words`` input words; per core, the words that carry a chunk for it (``sent``) and
-    each chunk's useful products and close flag. Per core: its queue, window
-    (:func:`rtl.phantom.mapper.schedule`), output register and requantizer pipeline; the
-    mesh takes a word when every queue has room; each core has its own output lane.
-    ``cycles`` matches the harness's count, the counters the RTL's stat_* sums."""
-    T, L, D = cfg.threads, cfg.window, cfg.fifo
-    n_c = cfg.rows * cfg.cols
-    lat = RequantConfig.LATENCY
-    feeds = [list(zip(np.asarray(s).tolist(), np.asarray(u).tolist(), np.asarray(la).tolist()))
-             for s, u, la in zip(sent, useful, last)]
-    nxt = [0] * n_c  # next feed item per core
-    fifo = [[] for _ in range(n_c)]
-    slots = [[] for _ in range(n_c)]
-    out_valid = [False] * n_c
-    pipe = [[False] * lat for _ in range(n_c)]
-    busy, products = [0] * n_c, [0] * n_c
-    word, collected, total = 0, 0, int(sum(np.asarray(la).sum() for la in last))
-    t = 0
-    while collected < total:
-        if t > max_cycles:
-            raise RuntimeError("mesh model did not finish")
-        grants = [j for j in range(n_c) if pipe[j][-1]]  # a lane per core: every valid output leaves
-        take_word = word < words and all(len(q) < D for q in fifo)
-        for j in range(n_c):
-            o_ready = j in grants
-            en = not pipe[j][-1] or o_ready
-            takes, d, fin = schedule(slots[j], T, 1)
-            go = not (fin and out_valid[j] and not en)
-            if slots[j]:
-                busy[j] += 1
-            if go:
-                for s, take in zip(slots[j], takes):
-                    s[0] -= take
-                products[j] += sum(takes)
-                del slots[j][:d]
-            accept = bool(fifo[j]) and len(slots[j]) < L  # room after this cycle's issue
-            if en:
-                pipe[j] = [out_valid[j]] + pipe[j][:-1]
-                out_valid[j] = False
-            if go and fin:
-                out_valid[j] = True
-            if accept:
-                u, lst = fifo[j].pop(0)
-                slots[j].append([u, lst])
-        collected += len(grants)
-        if take_word:
-            for j in range(n_c):
-                while nxt[j] < len(feeds[j]) and feeds[j][nxt[j]][0] == word:
-                    fifo[j].append(list(feeds[j][nxt[j]][1:]))
-                    nxt[j] += 1
-            word += 1
-        t += 1
-    return {"cycles": t + HARNESS_CYCLES, "products": sum(products), "chunks": sum(len(f) for f in feeds),
-            "busy": sum(busy), "slots": T * sum(busy), "errors": 0,
-            "core_busy": busy, "imbalance": _imbalance(np.array(busy, dtype=float))}
