@@ -255,30 +255,6 @@ class LayerVectors:
                       input_scale=item("input_scale"), output_scale=item("output_scale"))
         return cls(layer, d["x"], d["w"], d["bias"], d["mult"], d["shift"], d["acc"], d["y"], alpha=item("alpha"))
 
-    # --- transitional dict-style reads (removed once every engine takes attributes) -----
-    _LEGACY = ("input_zero_point", "output_zero_point", "act_min", "act_max", "stride", "padding")
-
-    def __getitem__(self, key: str):
-        if key in ("x", "w", "bias", "mult", "shift", "acc", "y", "alpha"):
-            return getattr(self, key)
-        if key == "name":
-            return self.layer.name
-        if key == "kind":
-            return self.layer.kind.value
-        if key in self._LEGACY:
-            return getattr(self.layer, key)
-        raise KeyError(key)
-
-    def get(self, key: str, default=None):
-        try:
-            value = self[key]
-        except KeyError:
-            return default
-        return default if value is None else value
-
-    def __contains__(self, key: str) -> bool:
-        return self.get(key) is not None
-
 
 def describe(*, name: str, kind, x_shape, w_shape, input_zero_point: int, output_zero_point: int,
              act_min: int, act_max: int, stride: int = 1, padding: int = 0, **scales) -> Layer:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cosim.engines import run_layer
-from cosim.engines import testbench as testbench_of
+import cosim.engines as cosim_engines
 from golden.errors import NotMapped
 from golden.layer import LayerVectors, layer_vectors_from
 from rtl.engines import ENGINES, Engine, get_engine, register
@@ -69,7 +69,7 @@ def test_every_engine_has_every_room(name):
     assert isinstance(cfg, engine.config_cls)
     for room in ("config", "mapper", "model"):
         assert engine.room(room) is not None, f"{name} has no {engine.package}.{room}"
-    assert callable(getattr(testbench_of(name), "cosim"))
+    assert callable(getattr(cosim_engines.testbench(name), "cosim"))
     design = generate(name)
     assert f"module {design.top}" in design.verilog
 
