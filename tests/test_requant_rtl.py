@@ -98,7 +98,8 @@ def test_plan_streams_each_accumulator_with_its_channels_multiplier():
     assert maps(vec, RequantConfig()) is None
     p = plan(vec, RequantConfig())
     assert p.elements == 12 and np.array_equal(p.inputs["acc"], vec.acc.ravel())
-    assert np.array_equal(p.inputs["mult"], np.tile(vec.mult, 3)) and np.array_equal(p.inputs["shift"], np.tile(vec.shift, 3))
+    assert np.array_equal(p.inputs["mult"], np.tile(vec.mult, 3))
+    assert np.array_equal(p.inputs["shift"], np.tile(vec.shift, 3))
     assert p.statics == {"zero_point": -100, "act_min": -100, "act_max": 127}
     got = requantize(p.inputs["acc"], p.inputs["mult"], p.inputs["shift"], -100, -100, 127).numpy()
     assert np.array_equal(got, p.expected) and np.array_equal(p.expected, vec.y.ravel())

@@ -28,7 +28,7 @@ def replay(cmds: dict, cfg: FatConfig) -> dict:
     and no back-pressure), the same counters as the RTL's stat_* ports, and the
     accumulators read (column values of each READ, for checking the model itself).
     """
-    A, B, C = cfg.op_bits, cfg.acc_bits, cfg.cols
+    B, C = cfg.acc_bits, cfg.cols
     ones = (1 << C) - 1
     rows = [0] * cfg.rows
     st = dict.fromkeys(STATS, 0)
