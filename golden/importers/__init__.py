@@ -33,13 +33,15 @@ def import_model(path, data=None, variant: str = "int8", sparsity: float = 0.5):
         raise FileNotFoundError(f"{p}: no such model file")
     if p.suffix.lower() != ".onnx":
         raise ValueError(f"{p}: not a model nnaccel imports (give MODEL.onnx or file.py:factory)")
-    from golden.importers import onnx_qdq
-    model = onnx_qdq.load(p)
-    fmt = onnx_qdq.form(model)
+    from golden.importers.common import load_onnx, onnx_form
+    model = load_onnx(p)
+    fmt = onnx_form(model)
     if fmt in ("qdq", "qoperator"):
+        from golden.importers import onnx_qdq
         return onnx_qdq.import_onnx(p, model)
     if fmt == "qonnx":
-        raise ValueError(f"{p}: QONNX models (Quant / BipolarQuant) are not imported yet")
+        from golden.importers import qonnx
+        return qonnx.import_qonnx(p, model)
     raise ValueError(f"{p}: a float ONNX model (no quantization): nnaccel's own post-training quantization "
                      f"of float models is not implemented yet; quantize it with onnxruntime's quantize_static")
 
@@ -51,6 +53,8 @@ def run_source(graph, x, exposed: bool = True) -> dict:
     fmt, path = graph.source.get("format"), graph.source.get("path")
     if fmt in ("onnx-qdq", "onnx-qoperator"):
         from golden.importers.onnx_qdq import run_source as run
+    elif fmt == "qonnx":
+        from golden.importers.qonnx import run_source as run
     else:
         raise ValueError(f"graph {graph.name}: unknown source format {fmt!r}")
     return run(path, graph, x, exposed=exposed)
