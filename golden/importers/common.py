@@ -107,7 +107,7 @@ class GraphBuilder:
     # --- nodes --------------------------------------------------------------------------
     def engine(self, name: str, op: str, x: Tensor, y: Tensor, w, w_scale, bias=None, *, stride: int = 1,
                padding: int = 0, groups: int = 1, act: tuple[int, int] = (INT8_MIN, INT8_MAX),
-               meta: dict | None = None, bias_real=None) -> EngineNode | None:
+               meta: dict | None = None, bias_real=None, alpha: float | None = None) -> EngineNode | None:
         """A conv / depthwise / linear node: ``w`` int8 (O x C/g x KH x KW or O x K), ``w_scale``
         per output channel (or one), ``bias`` int32 with scale ``x.scale * w_scale`` (or
         ``bias_real``, float, quantized here as TFLite does). Requantization multipliers
@@ -156,7 +156,7 @@ class GraphBuilder:
                           output_zero_point=y.zero_point, act_min=act[0], act_max=act[1], input_scale=x.scale,
                           output_scale=y.scale)
             meta["real_multiplier"] = [float(r) for r in real]
-            node = EngineNode(name, x.name, y.name, layer, w, bias, mult, shift, meta=meta)
+            node = EngineNode(name, x.name, y.name, layer, w, bias, mult, shift, alpha=alpha, meta=meta)
         except ValueError as e:
             self.problem(name, op, str(e))
             return None
@@ -441,6 +441,30 @@ class OnnxImporter:
             shape = tuple(target)
         y, _ = self.out_tensor(yspec, shape)
         self.b.reshape(self.m.name(node), node.op_type, x, y)
+
+    def follow_activation(self, fname):
+        """Follow ``fname`` through a chain of single-consumer Relu / Clip nodes (marked done):
+        (the last tensor, its consumers, (lo, hi) the real clamp, None where open)."""
+        lo = hi = None
+        cur = fname
+        while True:
+            cons = self.m.consumers.get(cur, [])
+            if len(cons) == 1 and cons[0].op_type in ("Relu", "Clip") and cur not in self.m.outputs:
+                c = cons[0]
+                self.done.add(id(c))
+                if c.op_type == "Relu":
+                    lo = 0.0 if lo is None else max(lo, 0.0)
+                else:
+                    a = onnx_attrs(c)
+                    cmin = self.m.const(c.input[1]) if len(c.input) > 1 and c.input[1] else a.get("min")
+                    cmax = self.m.const(c.input[2]) if len(c.input) > 2 and c.input[2] else a.get("max")
+                    if cmin is not None:
+                        lo = float(np.asarray(cmin)) if lo is None else max(lo, float(np.asarray(cmin)))
+                    if cmax is not None:
+                        hi = float(np.asarray(cmax)) if hi is None else min(hi, float(np.asarray(cmax)))
+                cur = c.output[0]
+                continue
+            return cur, cons, (lo, hi)
 
     def out_tensor(self, yspec, shape):
         name, scale, zp, unsigned, (lo, hi) = yspec

@@ -63,26 +63,7 @@ class _QDQ(OnnxImporter):
 
     def act_out(self, node, fname):
         """(quantized name, scale, zero point, unsigned, (lo, hi)) after Relu / Clip and QuantizeLinear."""
-        lo = hi = None
-        cur = fname
-        while True:
-            cons = self.m.consumers.get(cur, [])
-            if len(cons) == 1 and cons[0].op_type in ("Relu", "Clip") and cur not in self.m.outputs:
-                c = cons[0]
-                self.done.add(id(c))
-                if c.op_type == "Relu":
-                    lo = 0.0 if lo is None else max(lo, 0.0)
-                else:
-                    a = onnx_attrs(c)
-                    cmin = self.m.const(c.input[1]) if len(c.input) > 1 and c.input[1] else a.get("min")
-                    cmax = self.m.const(c.input[2]) if len(c.input) > 2 and c.input[2] else a.get("max")
-                    if cmin is not None:
-                        lo = float(np.asarray(cmin)) if lo is None else max(lo, float(np.asarray(cmin)))
-                    if cmax is not None:
-                        hi = float(np.asarray(cmax)) if hi is None else min(hi, float(np.asarray(cmax)))
-                cur = c.output[0]
-                continue
-            break
+        cur, cons, (lo, hi) = self.follow_activation(fname)
         qs = [c for c in cons if c.op_type == "QuantizeLinear"]
         if not qs or len(qs) != len(cons) or cur in self.m.outputs:
             return self.bad(node, f"output {cur} is not quantized (no QuantizeLinear after it)")
