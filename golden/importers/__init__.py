@@ -27,30 +27,40 @@ def import_model(path, data=None, variant: str = "int8", sparsity: float = 0.5):
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     spec = str(path)
     if ".py:" in spec:
-        raise ValueError(f"{spec}: PyTorch modules (file.py:factory) are not imported yet")
+        from golden.importers.torch_module import import_module
+        return import_module(spec, data=data, variant=variant, sparsity=sparsity)
     p = Path(spec)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such model file")
     if p.suffix.lower() != ".onnx":
         raise ValueError(f"{p}: not a model nnaccel imports (give MODEL.onnx or file.py:factory)")
-    from golden.importers import onnx_qdq
-    model = onnx_qdq.load(p)
-    fmt = onnx_qdq.form(model)
+    from golden.importers.common import load_onnx, onnx_form
+    model = load_onnx(p)
+    fmt = onnx_form(model)
     if fmt in ("qdq", "qoperator"):
+        from golden.importers import onnx_qdq
         return onnx_qdq.import_onnx(p, model)
     if fmt == "qonnx":
-        raise ValueError(f"{p}: QONNX models (Quant / BipolarQuant) are not imported yet")
-    raise ValueError(f"{p}: a float ONNX model (no quantization): nnaccel's own post-training quantization "
-                     f"of float models is not implemented yet; quantize it with onnxruntime's quantize_static")
+        from golden.importers import qonnx
+        return qonnx.import_qonnx(p, model)
+    from golden.importers.float_onnx import import_float_onnx
+    return import_float_onnx(p, model, data=data, variant=variant, sparsity=sparsity)
 
 
 def run_source(graph, x, exposed: bool = True) -> dict:
     """The source model in its own runtime on float inputs ``x`` (see each importer's
     ``run_source``): integers of the final output (key ``graph.output``) and of every
-    exposed tensor (keys ``"exposed:" + tensor name``), in nnaccel's int8 domain."""
+    exposed tensor (keys ``"exposed:" + tensor name``), in nnaccel's int8 domain; a float
+    source (PyTorch module, float ONNX) also gives ``"float_output"``, its raw output."""
     fmt, path = graph.source.get("format"), graph.source.get("path")
     if fmt in ("onnx-qdq", "onnx-qoperator"):
         from golden.importers.onnx_qdq import run_source as run
+    elif fmt == "qonnx":
+        from golden.importers.qonnx import run_source as run
+    elif fmt == "onnx-float":
+        from golden.importers.float_onnx import run_source as run
+    elif fmt == "pytorch":
+        from golden.importers.torch_module import run_source as run
     else:
         raise ValueError(f"graph {graph.name}: unknown source format {fmt!r}")
     return run(path, graph, x, exposed=exposed)

@@ -6,14 +6,16 @@ that turns quantized operators (integer weights, scales, zero points) into
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from golden.graph import (INT8_MAX, INT8_MIN, Add, AveragePool, EngineNode, GlobalAveragePool, Graph, MaxPool,
                           Reshape, Tensor, add_params, pool_rescale)
 from golden.layer import Kind, Layer
-from golden.quant import INT32_MAX, INT32_MIN, quantize_multiplier, quantize_multipliers
+from golden.quant import INT32_MAX, INT32_MIN, quantize_multipliers
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class GraphBuilder:
     # --- nodes --------------------------------------------------------------------------
     def engine(self, name: str, op: str, x: Tensor, y: Tensor, w, w_scale, bias=None, *, stride: int = 1,
                padding: int = 0, groups: int = 1, act: tuple[int, int] = (INT8_MIN, INT8_MAX),
-               meta: dict | None = None, bias_real=None) -> EngineNode | None:
+               meta: dict | None = None, bias_real=None, alpha: float | None = None) -> EngineNode | None:
         """A conv / depthwise / linear node: ``w`` int8 (O x C/g x KH x KW or O x K), ``w_scale``
         per output channel (or one), ``bias`` int32 with scale ``x.scale * w_scale`` (or
         ``bias_real``, float, quantized here as TFLite does). Requantization multipliers
@@ -154,7 +156,7 @@ class GraphBuilder:
                           output_zero_point=y.zero_point, act_min=act[0], act_max=act[1], input_scale=x.scale,
                           output_scale=y.scale)
             meta["real_multiplier"] = [float(r) for r in real]
-            node = EngineNode(name, x.name, y.name, layer, w, bias, mult, shift, meta=meta)
+            node = EngineNode(name, x.name, y.name, layer, w, bias, mult, shift, alpha=alpha, meta=meta)
         except ValueError as e:
             self.problem(name, op, str(e))
             return None
@@ -235,3 +237,257 @@ def int32_bias(values, name: str) -> np.ndarray:
     if b.size and (b.min() < INT32_MIN or b.max() > INT32_MAX):
         raise ValueError(f"{name}: bias outside int32")
     return b
+
+
+# --- ONNX: what the ONNX importers (QDQ / QOperator, QONNX, float) share ---------------
+QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearAveragePool",
+                 "QLinearGlobalAveragePool", "QLinearSoftmax"}
+SOFTMAX = {"Softmax", "LogSoftmax", "QLinearSoftmax"}
+
+
+def load_onnx(path):
+    """The ONNX model at ``path`` (checked), or a one-line ValueError / FileNotFoundError."""
+    import onnx
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else 'corrupt'})") from None
+    if not model.graph.node:
+        raise ValueError(f"{path}: not an ONNX model (no graph nodes)")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise ValueError(f"{path}: invalid ONNX model ({str(e).splitlines()[0][:160]})") from None
+    return model
+
+
+def onnx_form(model) -> str:
+    """"qonnx", "qoperator", "qdq" or "float"."""
+    ops = {n.op_type for n in model.graph.node}
+    domains = {n.domain for n in model.graph.node}
+    if any(d.startswith("qonnx") or d.startswith("finn") for d in domains) or ops & {"Quant", "BipolarQuant"}:
+        return "qonnx"
+    if ops & QOPERATOR_OPS:
+        return "qoperator"
+    if ops & {"QuantizeLinear", "DequantizeLinear"}:
+        return "qdq"
+    return "float"
+
+
+def onnx_attrs(node) -> dict:
+    import onnx
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+class OnnxGraph:
+    """Constants, producers and consumers of an ONNX graph."""
+
+    def __init__(self, model):
+        from onnx import numpy_helper
+        g = model.graph
+        self.nodes = list(g.node)
+        self.consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        for n in self.nodes:
+            if n.op_type == "Constant":
+                a = onnx_attrs(n)
+                if "value" in a:
+                    self.consts[n.output[0]] = numpy_helper.to_array(a["value"])
+        self.producer = {o: n for n in self.nodes for o in n.output}
+        self.consumers = defaultdict(list)
+        for n in self.nodes:
+            for i in n.input:
+                self.consumers[i].append(n)
+        self.outputs = [o.name for o in g.output]
+        self.inputs = [i for i in g.input if i.name not in self.consts]
+        self.names = {id(n): (n.name or f"{n.op_type}_{k}") for k, n in enumerate(self.nodes)}
+
+    def name(self, node) -> str:
+        return self.names[id(node)]
+
+    def const(self, name: str):
+        return self.consts.get(name) if name else None
+
+    def input_shape(self, inp) -> tuple | None:
+        dims = inp.type.tensor_type.shape.dim
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        if len(shape) < 2 or any(s is None or s < 1 for s in shape[1:]):
+            return None
+        return tuple(shape[1:])
+
+
+def scalar(a) -> float:
+    return float(np.asarray(a).ravel()[0])
+
+
+def unsigned_zp(zp) -> bool:
+    return np.asarray(zp).dtype == np.uint8
+
+
+def conv_geometry(attrs: dict, kernel) -> tuple[int, int, int, str | None]:
+    """(stride, padding, groups, problem) of a Conv / pool's attributes."""
+    nd = len(kernel)
+    if nd != 2:
+        return 1, 0, 1, f"{nd}-D kernel: only 2-D"
+    dil = list(attrs.get("dilations", [1] * nd))
+    if any(d != 1 for d in dil):
+        return 1, 0, 1, f"dilation {max(dil)}: only dilation 1"
+    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
+        return 1, 0, 1, f"auto_pad {attrs['auto_pad']!r}: give explicit pads"
+    pads = list(attrs.get("pads", [0] * (2 * nd)))
+    if len(set(pads)) > 1:
+        return 1, 0, 1, f"asymmetric padding {pads}: only the same padding on every side"
+    strides = list(attrs.get("strides", [1] * nd))
+    if len(set(strides)) > 1:
+        return 1, 0, 1, f"strides {strides}: only equal strides"
+    if attrs.get("ceil_mode", 0):
+        return 1, 0, 1, "ceil_mode 1: only floor"
+    return int(strides[0]), int(pads[0]) if pads else 0, int(attrs.get("group", 1)), None
+
+
+class OnnxImporter:
+    """Shared operator logic; subclasses say how operands and outputs are found."""
+
+    def __init__(self, model, path, fmt: str):
+        self.m = OnnxGraph(model)
+        self.b = GraphBuilder(Path(path).stem, path, fmt)
+        self.done: set[int] = set()
+        self.input = self.output = self.input_source = None
+        self.dropped = {}  # tensor name -> the graph tensor it stands for (dropped Softmax)
+        self.aliases = {}  # a second QuantizeLinear of the same tensor -> the first
+
+    def bad(self, node, why: str) -> None:
+        self.b.problem(self.m.name(node), node.op_type, why)
+
+    # --- operators on resolved operands -------------------------------------------------
+    def conv(self, node, x, w, ws, wzp, bias, yspec, attrs, bias_real=None, meta=None):
+        if x is None or w is None or yspec is None:
+            return
+        if len(x.shape) != 3:
+            return self.bad(node, f"input of shape {x.shape}: a 2-D convolution takes C x H x W")
+        stride, pad, groups, why = conv_geometry(attrs, w.shape[2:])
+        if why:
+            return self.bad(node, why)
+        c, h, wd = x.shape
+        o, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+        if h + 2 * pad < kh or wd + 2 * pad < kw:
+            return self.bad(node, f"kernel {kh}x{kw} larger than the padded input")
+        shape = (o, (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1)
+        y, act = self.out_tensor(yspec, shape)
+        self.b.engine(self.m.name(node), node.op_type, x, y, w, ws, bias, stride=stride, padding=pad,
+                      groups=groups, act=act, meta={"source_node": self.m.name(node), **(meta or {})},
+                      bias_real=bias_real)
+
+    def linear(self, node, x, w, ws, bias, yspec, bias_real=None, meta=None):
+        """``w`` is O x K already."""
+        if x is None or w is None or yspec is None:
+            return
+        if len(x.shape) != 1 or x.shape[0] != w.shape[1]:
+            return self.bad(node, f"input of shape {x.shape} for a weight of shape {w.shape}: a linear layer "
+                                  f"takes N x K (flatten first)")
+        y, act = self.out_tensor(yspec, (w.shape[0],))
+        self.b.engine(self.m.name(node), node.op_type, x, y, w, ws, bias, act=act,
+                      meta={"source_node": self.m.name(node), **(meta or {})}, bias_real=bias_real)
+
+    def pool(self, node, x, yspec, attrs, kind: str):
+        if x is None or yspec is None:
+            return
+        if len(x.shape) != 3:
+            return self.bad(node, f"input of shape {x.shape}: pooling takes C x H x W")
+        if kind == "global":
+            y, act = self.out_tensor(yspec, (x.shape[0], 1, 1))
+            return self.b.global_avgpool(self.m.name(node), node.op_type, x, y, act)
+        kernel = list(attrs.get("kernel_shape", []))
+        stride, pad, _, why = conv_geometry(attrs, kernel)
+        if not why and attrs.get("storage_order", 0):
+            why = "storage_order 1"
+        if not why and kind == "avg" and pad and attrs.get("count_include_pad", 0):
+            why = "count_include_pad 1: only averages over the real (unpadded) inputs"
+        if not why and pad >= min(kernel):
+            why = f"padding {pad} not smaller than the kernel {kernel}"
+        if why:
+            return self.bad(node, why)
+        c, h, wd = x.shape
+        if h + 2 * pad < kernel[0] or wd + 2 * pad < kernel[1]:
+            return self.bad(node, f"kernel {kernel} larger than the padded input")
+        shape = (c, (h + 2 * pad - kernel[0]) // stride + 1, (wd + 2 * pad - kernel[1]) // stride + 1)
+        y, act = self.out_tensor(yspec, shape)
+        if kind == "max":
+            return self.b.maxpool(self.m.name(node), node.op_type, x, y, tuple(kernel), stride, pad)
+        return self.b.avgpool(self.m.name(node), node.op_type, x, y, tuple(kernel), stride, pad, act)
+
+    def reshape(self, node, x, yspec, attrs):
+        if x is None or yspec is None:
+            return
+        if node.op_type == "Flatten":
+            if attrs.get("axis", 1) != 1:
+                return self.bad(node, f"axis {attrs.get('axis')}: only flattening after the batch axis")
+            shape = (int(np.prod(x.shape)),)
+        else:
+            target = self.m.const(node.input[1])
+            if target is None:
+                return self.bad(node, "shape is not a constant")
+            target = [int(v) for v in np.asarray(target).ravel()][1:]
+            if not target:
+                return self.bad(node, "reshape to a rank-1 tensor (the batch axis must stay)")
+            if -1 in target:
+                known = int(np.prod([t for t in target if t != -1]))
+                target[target.index(-1)] = int(np.prod(x.shape)) // max(known, 1)
+            target = [x.shape[i] if t == 0 else t for i, t in enumerate(target)]
+            if int(np.prod(target)) != int(np.prod(x.shape)):
+                return self.bad(node, f"cannot reshape {x.shape} to {target} per image")
+            shape = tuple(target)
+        y, _ = self.out_tensor(yspec, shape)
+        self.b.reshape(self.m.name(node), node.op_type, x, y)
+
+    def follow_activation(self, fname):
+        """Follow ``fname`` through a chain of single-consumer Relu / Clip nodes (marked done):
+        (the last tensor, its consumers, (lo, hi) the real clamp, None where open)."""
+        lo = hi = None
+        cur = fname
+        while True:
+            cons = self.m.consumers.get(cur, [])
+            if len(cons) == 1 and cons[0].op_type in ("Relu", "Clip") and cur not in self.m.outputs:
+                c = cons[0]
+                self.done.add(id(c))
+                if c.op_type == "Relu":
+                    lo = 0.0 if lo is None else max(lo, 0.0)
+                else:
+                    a = onnx_attrs(c)
+                    cmin = self.m.const(c.input[1]) if len(c.input) > 1 and c.input[1] else a.get("min")
+                    cmax = self.m.const(c.input[2]) if len(c.input) > 2 and c.input[2] else a.get("max")
+                    if cmin is not None:
+                        lo = float(np.asarray(cmin)) if lo is None else max(lo, float(np.asarray(cmin)))
+                    if cmax is not None:
+                        hi = float(np.asarray(cmax)) if hi is None else min(hi, float(np.asarray(cmax)))
+                cur = c.output[0]
+                continue
+            return cur, cons, (lo, hi)
+
+    def out_tensor(self, yspec, shape):
+        name, scale, zp, unsigned, (lo, hi) = yspec
+        y = self.b.tensor(name, shape, scale, zp, unsigned)
+        return y, clamp_range(y.zero_point, y.scale, lo, hi)
+
+    def check_weight(self, node, w, wzp) -> bool:
+        if w.dtype != np.int8:
+            self.bad(node, f"{w.dtype} weights: only int8")
+            return False
+        if wzp is not None and np.any(np.asarray(wzp) != 0):
+            self.bad(node, "weight zero point is not 0 (asymmetric weights): only symmetric int8 weights")
+            return False
+        return True
+
+    def define_input(self, qnode, inp, scale, zp, qname):
+        shape = self.m.input_shape(inp)
+        if shape is None:
+            return self.bad(qnode, f"graph input {inp.name} has no fixed per-image shape")
+        if self.input is not None:
+            return self.bad(qnode, "a second graph input: only one")
+        self.b.tensor(qname, shape, scale, int(np.asarray(zp).ravel()[0]), unsigned_zp(zp))
+        self.input, self.input_source = qname, inp.name
+
+    def finish(self):
+        return self.b.finish(self.input, self.output, self.input_source)
