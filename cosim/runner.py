@@ -79,7 +79,8 @@ def cache_cap_bytes() -> int | None:
     return int(gb * 1e9) if gb > 0 else None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one we may not signal counts as alive)."""
     if pid <= 0:
         return False
     try:
@@ -104,7 +105,7 @@ def _owner(run: Path) -> int | None:
 
 def _stale(run: Path) -> bool:
     pid = _owner(run)
-    return pid is not None and not _pid_alive(pid)
+    return pid is not None and not pid_alive(pid)
 
 
 def sweep_runs() -> list[Path]:

@@ -25,26 +25,22 @@ class _Parser(argparse.ArgumentParser):
 SEED_MAX = 2**32 - 1
 
 
-def _seed(text: str) -> int:
-    """argparse type: a seed, 0..2**32-1 (what every simulator and the harness LFSRs take whole)."""
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if not 0 <= v <= SEED_MAX:
-        raise argparse.ArgumentTypeError(f"must be an integer in 0..{SEED_MAX}, not {text!r}")
-    return v
+def _whole(lo: int, hi: int | None, what: str):
+    """An argparse type: a whole number in lo..hi (hi None: no upper bound)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = lo - 1
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}")
+        return v
+    return parse
 
 
-def _count(text: str) -> int:
-    """argparse type: a whole number >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {text!r}")
-    return v
+# a seed, 0..2**32-1: what every simulator and the harness LFSRs take whole
+_seed = _whole(0, SEED_MAX, f"an integer in 0..{SEED_MAX}")
+_count = _whole(0, None, "a whole number >= 0")
 
 
 def _positive(text: str) -> float:

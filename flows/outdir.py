@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cosim.runner import pid_alive
+
 
 def _writable(directory: Path) -> str | None:
     """Why no file can be created in the existing ``directory`` (None: it can). A real probe,
@@ -87,19 +89,6 @@ def check_output_file(path, option: str = "--json") -> Path:
 
 
 _STALE = re.compile(r"\.(?P<name>.+)\.(?:tmp|old)(?P<pid>\d+)$")
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (one we may not signal counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_stale(final: Path) -> list[Path]:

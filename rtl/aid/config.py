@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from rtl.common.params import check_ints
+
 
 @dataclass(frozen=True)
 class AidControllerConfig:
@@ -17,11 +19,8 @@ class AidControllerConfig:
     codes: tuple = tuple(range(16))   # DAC code per operand a (from analog.circuit RootDac/LinearDac)
 
     def __post_init__(self):
-        for name, lo, hi in (("code_bits", 4, 16), ("adc_bits", 1, 16), ("unit_cycles", 1, 64),
-                             ("precharge_cycles", 1, 1024), ("settle_cycles", 0, 1024)):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-                raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {v!r}")
+        check_ints(self, {"code_bits": (4, 16), "adc_bits": (1, 16), "unit_cycles": (1, 64),
+                          "precharge_cycles": (1, 1024), "settle_cycles": (0, 1024)})
         if len(self.codes) != 16:
             raise ValueError(f"codes must hold 16 DAC codes (one per operand a), not {len(self.codes)}")
         for a, c in enumerate(self.codes):

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
+from rtl.common.params import check_ints
+
 W_BITS = 8  # int8 weights
 A_BITS = 9  # activations as u = x - zero_point: 9-bit signed
 ACC_BITS = 32  # int32 accumulation (TFLite)
@@ -38,10 +40,7 @@ class PhantomConfig:
     dense: bool = False
 
     def __post_init__(self):
-        for name in ("threads", "chunk", "values", "window", "lanes"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        check_ints(self, {name: (1, None) for name in ("threads", "chunk", "values", "window", "lanes")})
         if not 1 <= self.threads <= 16:
             raise ValueError(f"threads must lie in [1, 16], not {self.threads}")
         if not 2 <= self.chunk <= 256:

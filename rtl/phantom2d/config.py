@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
+from rtl.common.params import check_ints
 from rtl.phantom.config import A_BITS, PhantomConfig
 
 V_BITS = A_BITS  # a packed value in a mesh word: either operand (int8 weights sign-extended to 9 bits)
@@ -40,10 +41,7 @@ class Phantom2DConfig:
     dense: bool = False
 
     def __post_init__(self):
-        for name, lo, hi in (("rows", 1, 8), ("cols", 1, 8), ("fifo", 2, 16)):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-                raise ValueError(f"{name} must be an integer in [{lo}, {hi}], not {v!r}")
+        check_ints(self, {"rows": (1, 8), "cols": (1, 8), "fifo": (2, 16)})
         self.core  # validates the core parameters
 
     @property

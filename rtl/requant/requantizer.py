@@ -7,10 +7,10 @@ Bit-exact with :func:`golden.quant.requantize` (TFLite's double-rounding
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.quant import SHIFT_MAX, SHIFT_MIN
+from golden.quant import SHIFT_MIN
 from rtl.requant.config import RequantConfig
 
 

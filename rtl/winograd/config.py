@@ -18,6 +18,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from golden.winograd import integer_transforms, winograd_widths
+from rtl.common.params import check_ints
 from rtl.requant.config import RequantConfig
 
 ACT_BITS = 8  # int8 activations and zero point
@@ -42,10 +43,7 @@ class WinogradConfig:
     def __post_init__(self):
         if self.m not in (2, 4):
             raise ValueError(f"m must be 2 or 4 (F(2x2,3x3) or F(4x4,3x3)), not {self.m!r}")
-        if not isinstance(self.channels, int) or not 1 <= self.channels <= 64:
-            raise ValueError(f"channels must be an integer in [1, 64], not {self.channels!r}")
-        if not isinstance(self.max_in_channels, int) or not 1 <= self.max_in_channels <= 1 << 16:
-            raise ValueError(f"max_in_channels must be an integer in [1, 65536], not {self.max_in_channels!r}")
+        check_ints(self, {"channels": (1, 64), "max_in_channels": (1, 1 << 16)})
 
     # --- transforms and widths -------------------------------------------------------
 
