@@ -129,6 +129,9 @@ class _OneInput:
     input: str
     output: str
 
+    def __post_init__(self):
+        pass
+
     @property
     def inputs(self) -> tuple[str, ...]:
         return (self.input,)
@@ -327,8 +330,31 @@ def pool_rescale(input_scale: float, output_scale: float, count: int) -> tuple[i
         return m, s, left
 
 
+@dataclass(frozen=True, eq=False)
+class _Averaging(_OneInput):
+    """The quantization of an average (AveragePool, GlobalAveragePool), after the node's other
+    fields: zero points, the rescaling (mult, shift, left_shift; see :class:`AveragePool`) and
+    the output clamp."""
+    in_zero_point: int = 0
+    out_zero_point: int = 0
+    mult: int = 1 << 30
+    shift: int = 1
+    left_shift: int = 0
+    act_min: int = INT8_MIN
+    act_max: int = INT8_MAX
+
+    def __post_init__(self):
+        super().__post_init__()
+        _set_int8(self, "in_zero_point", "out_zero_point")
+        _set_clamp(self)
+
+    def average(self, x, kernel, stride: int, padding: int) -> torch.Tensor:
+        return _average(x, kernel, stride, padding, self.in_zero_point, self.out_zero_point, self.mult, self.shift,
+                        self.left_shift, self.act_min, self.act_max)
+
+
 @dataclass(frozen=True)
-class AveragePool(_Windowed):
+class AveragePool(_Averaging, _Windowed):
     """Average over each kernel window; padded positions are not counted (ONNX
     ``count_include_pad = 0``, TFLite's ``filter_count``).
 
@@ -346,44 +372,19 @@ class AveragePool(_Windowed):
     SaturatingRoundingDoublingHighMul would round the sum at integer resolution and the
     second rounding would then see false halves. The windows must all have the same count
     (no padding); :func:`pool_rescale` gives (mult, shift, left_shift)."""
-    in_zero_point: int = 0
-    out_zero_point: int = 0
-    mult: int = 1 << 30
-    shift: int = 1
-    left_shift: int = 0
-    act_min: int = INT8_MIN
-    act_max: int = INT8_MAX
-
-    def __post_init__(self):
-        super().__post_init__()
-        _set_int8(self, "in_zero_point", "out_zero_point")
-        _set_clamp(self)
 
     def compute(self, x) -> torch.Tensor:
-        return _average(x, self.kernel, self.stride, self.padding, self.in_zero_point, self.out_zero_point,
-                        self.mult, self.shift, self.left_shift, self.act_min, self.act_max)
+        return self.average(x, self.kernel, self.stride, self.padding)
 
 
 @dataclass(frozen=True)
-class GlobalAveragePool(_OneInput):
+class GlobalAveragePool(_Averaging):
     """Average over each channel's whole H x W plane: :class:`AveragePool`'s arithmetic with
     the kernel equal to the input plane (output C x 1 x 1)."""
-    in_zero_point: int = 0
-    out_zero_point: int = 0
-    mult: int = 1 << 30
-    shift: int = 1
-    left_shift: int = 0
-    act_min: int = INT8_MIN
-    act_max: int = INT8_MAX
-
-    def __post_init__(self):
-        _set_int8(self, "in_zero_point", "out_zero_point")
-        _set_clamp(self)
 
     def compute(self, x) -> torch.Tensor:
         x = _i64(x)
-        return _average(x, tuple(x.shape[2:]), 1, 0, self.in_zero_point, self.out_zero_point, self.mult,
-                        self.shift, self.left_shift, self.act_min, self.act_max)
+        return self.average(x, tuple(x.shape[2:]), 1, 0)
 
 
 @dataclass(frozen=True)
