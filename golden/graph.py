@@ -52,6 +52,31 @@ def _clamp_range(node: str, act_min, act_max) -> tuple[int, int]:
     return lo, hi
 
 
+def _shape(shape, what: str) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints, every dimension positive (ValueError naming ``what``)."""
+    dims = tuple(int(s) for s in shape)
+    if not dims or min(dims) < 1:
+        raise ValueError(f"{what}: shape must be positive dimensions, not {shape}")
+    return dims
+
+
+def _set(node, **values) -> None:
+    """Normalized values into a frozen node's fields."""
+    for key, value in values.items():
+        object.__setattr__(node, key, value)
+
+
+def _set_int8(node, *keys: str) -> None:
+    """The node's fields ``keys`` (zero points) checked and normalized as int8 values."""
+    _set(node, **{k: _int8(getattr(node, k), f"{node.name}: {k}") for k in keys})
+
+
+def _set_clamp(node) -> None:
+    """The node's output clamp (act_min, act_max) checked and normalized."""
+    lo, hi = _clamp_range(node.name, node.act_min, node.act_max)
+    _set(node, act_min=lo, act_max=hi)
+
+
 @dataclass(frozen=True)
 class Tensor:
     """One int8 tensor: name, one image's shape, scale and zero point.
@@ -68,10 +93,7 @@ class Tensor:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"tensor name must be a non-empty string, not {self.name!r}")
-        shape = tuple(int(s) for s in self.shape)
-        if not shape or min(shape) < 1:
-            raise ValueError(f"tensor {self.name}: shape must be positive dimensions, not {self.shape}")
-        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "shape", _shape(self.shape, f"tensor {self.name}"))
         if not (math.isfinite(float(self.scale)) and float(self.scale) > 0):
             raise ValueError(f"tensor {self.name}: scale must be finite and > 0, not {self.scale}")
         object.__setattr__(self, "scale", float(self.scale))
@@ -100,14 +122,40 @@ def _pool_out(shape, kernel, stride, padding) -> tuple[int, int, int]:
 
 
 @dataclass(frozen=True, eq=False)
-class EngineNode:
+class _OneInput:
+    """What every single-input node has first: its name, input and output tensors (a
+    subclass adds its own fields after them; eq=False leaves equality to each node)."""
+    name: str
+    input: str
+    output: str
+
+    def __post_init__(self):
+        pass
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+
+@dataclass(frozen=True, eq=False)
+class _Windowed(_OneInput):
+    """A single-input node over kernel windows (MaxPool, AveragePool): kernel (KH, KW) >= 1,
+    stride >= 1, 0 <= padding < the kernel."""
+    kernel: tuple[int, int]
+    stride: int
+    padding: int = 0
+
+    def __post_init__(self):
+        k, s, p = _pool_window(self.name, self.kernel, self.stride, self.padding)
+        _set(self, kernel=k, stride=s, padding=p)
+
+
+@dataclass(frozen=True, eq=False)
+class EngineNode(_OneInput):
     """A conv / depthwise / linear layer: ``layer`` describes it (shapes, zero points, clamp);
     ``w`` (int8), ``bias`` (int32), ``mult`` and ``shift`` (per output channel) are its data.
     ``alpha`` is the ternary scale where the weights are ternary (k folded into ``mult``);
     ``meta`` holds provenance (source node, real multipliers, sparsity)."""
-    name: str
-    input: str
-    output: str
     layer: Layer
     w: np.ndarray
     bias: np.ndarray
@@ -132,10 +180,6 @@ class EngineNode:
                 raise ValueError(f"{self.name}: {key} holds values outside [{lo}, {hi}]")
             a = a.astype(np.int64)
             object.__setattr__(self, key, a)
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.input,)
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -208,12 +252,10 @@ class Add:
     act_max: int = INT8_MAX
 
     def __post_init__(self):
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         if len(self.inputs) != 2:
             raise ValueError(f"{self.name}: add takes two inputs, not {self.inputs}")
-        set_("inputs", tuple(self.inputs))
-        for k in ("zero_point1", "zero_point2", "out_zero_point"):
-            set_(k, _int8(getattr(self, k), f"{self.name}: {k}"))
+        _set(self, inputs=tuple(self.inputs))
+        _set_int8(self, "zero_point1", "zero_point2", "out_zero_point")
         for k in ("mult1", "mult2", "out_mult"):
             if not 0 <= int(getattr(self, k)) <= INT32_MAX:
                 raise ValueError(f"{self.name}: {k} must lie in [0, 2**31), not {getattr(self, k)}")
@@ -222,9 +264,7 @@ class Add:
                 raise ValueError(f"{self.name}: {k} must lie in [{SHIFT_MIN}, 0], not {getattr(self, k)}")
         if not 0 <= int(self.left_shift) <= 20:
             raise ValueError(f"{self.name}: left_shift must lie in [0, 20], not {self.left_shift}")
-        lo, hi = _clamp_range(self.name, self.act_min, self.act_max)
-        set_("act_min", lo)
-        set_("act_max", hi)
+        _set_clamp(self)
 
     def compute(self, x1, x2) -> torch.Tensor:
         a1 = (_i64(x1) - self.zero_point1) << self.left_shift
@@ -236,26 +276,10 @@ class Add:
 
 
 @dataclass(frozen=True)
-class MaxPool:
+class MaxPool(_Windowed):
     """Max over each kernel window of int8 values (input and output share scale and zero
     point, so the max of the integers is the max of the reals). Padding never wins: padded
     positions are ignored (ONNX: -inf), and ``padding < kernel`` keeps every window non-empty."""
-    name: str
-    input: str
-    output: str
-    kernel: tuple[int, int]
-    stride: int
-    padding: int = 0
-
-    def __post_init__(self):
-        k, s, p = _pool_window(self.name, self.kernel, self.stride, self.padding)
-        object.__setattr__(self, "kernel", k)
-        object.__setattr__(self, "stride", s)
-        object.__setattr__(self, "padding", p)
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.input,)
 
     def compute(self, x) -> torch.Tensor:
         x = _i64(x)
@@ -306,8 +330,31 @@ def pool_rescale(input_scale: float, output_scale: float, count: int) -> tuple[i
         return m, s, left
 
 
+@dataclass(frozen=True, eq=False)
+class _Averaging(_OneInput):
+    """The quantization of an average (AveragePool, GlobalAveragePool), after the node's other
+    fields: zero points, the rescaling (mult, shift, left_shift; see :class:`AveragePool`) and
+    the output clamp."""
+    in_zero_point: int = 0
+    out_zero_point: int = 0
+    mult: int = 1 << 30
+    shift: int = 1
+    left_shift: int = 0
+    act_min: int = INT8_MIN
+    act_max: int = INT8_MAX
+
+    def __post_init__(self):
+        super().__post_init__()
+        _set_int8(self, "in_zero_point", "out_zero_point")
+        _set_clamp(self)
+
+    def average(self, x, kernel, stride: int, padding: int) -> torch.Tensor:
+        return _average(x, kernel, stride, padding, self.in_zero_point, self.out_zero_point, self.mult, self.shift,
+                        self.left_shift, self.act_min, self.act_max)
+
+
 @dataclass(frozen=True)
-class AveragePool:
+class AveragePool(_Averaging, _Windowed):
     """Average over each kernel window; padded positions are not counted (ONNX
     ``count_include_pad = 0``, TFLite's ``filter_count``).
 
@@ -325,88 +372,28 @@ class AveragePool:
     SaturatingRoundingDoublingHighMul would round the sum at integer resolution and the
     second rounding would then see false halves. The windows must all have the same count
     (no padding); :func:`pool_rescale` gives (mult, shift, left_shift)."""
-    name: str
-    input: str
-    output: str
-    kernel: tuple[int, int]
-    stride: int
-    padding: int = 0
-    in_zero_point: int = 0
-    out_zero_point: int = 0
-    mult: int = 1 << 30
-    shift: int = 1
-    left_shift: int = 0
-    act_min: int = INT8_MIN
-    act_max: int = INT8_MAX
-
-    def __post_init__(self):
-        k, s, p = _pool_window(self.name, self.kernel, self.stride, self.padding)
-        for key, v in (("kernel", k), ("stride", s), ("padding", p),
-                       ("in_zero_point", _int8(self.in_zero_point, f"{self.name}: in_zero_point")),
-                       ("out_zero_point", _int8(self.out_zero_point, f"{self.name}: out_zero_point"))):
-            object.__setattr__(self, key, v)
-        lo, hi = _clamp_range(self.name, self.act_min, self.act_max)
-        object.__setattr__(self, "act_min", lo)
-        object.__setattr__(self, "act_max", hi)
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.input,)
 
     def compute(self, x) -> torch.Tensor:
-        return _average(x, self.kernel, self.stride, self.padding, self.in_zero_point, self.out_zero_point,
-                        self.mult, self.shift, self.left_shift, self.act_min, self.act_max)
+        return self.average(x, self.kernel, self.stride, self.padding)
 
 
 @dataclass(frozen=True)
-class GlobalAveragePool:
+class GlobalAveragePool(_Averaging):
     """Average over each channel's whole H x W plane: :class:`AveragePool`'s arithmetic with
     the kernel equal to the input plane (output C x 1 x 1)."""
-    name: str
-    input: str
-    output: str
-    in_zero_point: int = 0
-    out_zero_point: int = 0
-    mult: int = 1 << 30
-    shift: int = 1
-    left_shift: int = 0
-    act_min: int = INT8_MIN
-    act_max: int = INT8_MAX
-
-    def __post_init__(self):
-        for key in ("in_zero_point", "out_zero_point"):
-            object.__setattr__(self, key, _int8(getattr(self, key), f"{self.name}: {key}"))
-        lo, hi = _clamp_range(self.name, self.act_min, self.act_max)
-        object.__setattr__(self, "act_min", lo)
-        object.__setattr__(self, "act_max", hi)
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.input,)
 
     def compute(self, x) -> torch.Tensor:
         x = _i64(x)
-        return _average(x, tuple(x.shape[2:]), 1, 0, self.in_zero_point, self.out_zero_point, self.mult,
-                        self.shift, self.left_shift, self.act_min, self.act_max)
+        return self.average(x, tuple(x.shape[2:]), 1, 0)
 
 
 @dataclass(frozen=True)
-class Reshape:
+class Reshape(_OneInput):
     """Flatten / reshape: the same integers in a new per-image shape."""
-    name: str
-    input: str
-    output: str
     shape: tuple[int, ...]
 
     def __post_init__(self):
-        shape = tuple(int(s) for s in self.shape)
-        if not shape or min(shape) < 1:
-            raise ValueError(f"{self.name}: shape must be positive dimensions, not {self.shape}")
-        object.__setattr__(self, "shape", shape)
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.input,)
+        _set(self, shape=_shape(self.shape, self.name))
 
     def compute(self, x) -> torch.Tensor:
         x = _i64(x)

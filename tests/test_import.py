@@ -18,6 +18,7 @@ from golden.graph import Add, AveragePool, EngineNode, GlobalAveragePool, MaxPoo
 from golden.importers import UnsupportedModel, import_model, run_source  # noqa: E402
 from golden.layer import Kind, LayerVectors  # noqa: E402
 from tests.models import convnet  # noqa: E402
+from tests.models.command import run_import  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +139,8 @@ def test_ternary_valued_weights_are_folded(models, tmp_path):
 # --- the command ------------------------------------------------------------------------
 def test_command_writes_everything(models, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["import", str(models["qdq"]), "--data", str(models["data"]), "--images", "4", "-o", str(out)]) == 0
+    results, graph = run_import(models["qdq"], out, data=models["data"], images=4)
     assert "agreement on 597 inputs" in capsys.readouterr().out
-    import json
-    results = json.loads((out / "results.json").read_text())
     f = results["agreement"]["final"]
     # End to end against the model as written, which onnxruntime runs through its fused int8
     # kernels (differences carry forward): top-1 only. Each node's arithmetic is checked in
@@ -149,7 +148,6 @@ def test_command_writes_everything(models, tmp_path, capsys):
     assert f["top1_agreement"] >= 0.99
     assert all(n["max_lsb"] <= 1 for n in results["agreement"]["nodes"])
     assert 0 < abs(f["accuracy_nnaccel"] - f["accuracy_source"]) <= 0.02 or f["accuracy_nnaccel"] == f["accuracy_source"]
-    graph = json.loads((out / "graph.json").read_text())
     assert len(graph["nodes"]) == 9
     files = sorted((out / "vectors").iterdir())
     assert len(files) == 5

@@ -4,8 +4,6 @@ executor. Nothing is downloaded."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -20,6 +18,7 @@ from golden.graph import EngineNode, run  # noqa: E402
 from golden.importers import UnsupportedModel, import_model, run_source  # noqa: E402
 from golden.layer import Kind  # noqa: E402
 from tests.models import brevitas_net  # noqa: E402
+from tests.models.command import run_import  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +59,11 @@ def test_qonnx_graph_and_agreement(model):
 
 def test_qonnx_command(model, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["import", str(model["qonnx"]), "--data", str(model["data"]), "--images", "4", "-o", str(out)]) == 0
+    results, graph = run_import(model["qonnx"], out, data=model["data"], images=4)
     assert "3 engine layers (2 ternary)" in capsys.readouterr().out
-    results = json.loads((out / "results.json").read_text())
     f = results["agreement"]["final"]
     assert f["max_lsb"] <= 1 and f["top1_agreement"] >= 0.995
     assert abs(f["accuracy_nnaccel"] - f["accuracy_source"]) <= 0.01
-    graph = json.loads((out / "graph.json").read_text())
     assert graph["source"]["format"] == "qonnx"
     assert [n["weight_bits"] for n in graph["nodes"] if n["op"] == "EngineNode"] == [2, 2, 8]
     assert len(list((out / "vectors").iterdir())) == 3

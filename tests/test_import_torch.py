@@ -4,7 +4,6 @@ source (a distance). Module files are written here; nothing is downloaded."""
 
 from __future__ import annotations
 
-import json
 import textwrap
 
 import numpy as np
@@ -17,6 +16,7 @@ pytest.importorskip("onnxscript")
 from flows.cli import main  # noqa: E402
 from golden.importers import import_model  # noqa: E402
 from golden.layer import Kind  # noqa: E402
+from tests.models.command import run_import  # noqa: E402
 from tests.models.convnet import digits  # noqa: E402
 
 MODULE = textwrap.dedent("""
@@ -74,14 +74,12 @@ def _one_error_line(capsys) -> str:
 
 def test_module_with_batchnorm(files, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["import", f"{files / 'net.py'}:make", "--data", str(files / "data.npz"), "--images", "2",
-                 "-o", str(out)]) == 0
+    results, g = run_import(f"{files / 'net.py'}:make", out, data=files / "data.npz", images=2)
     assert "distance to the float source on 300 inputs" in capsys.readouterr().out
-    g = json.loads((out / "graph.json").read_text())
     assert g["source"]["format"] == "pytorch"
     assert [n["op"] for n in g["nodes"]] == ["EngineNode", "EngineNode", "Add", "MaxPool", "EngineNode",
                                              "GlobalAveragePool", "Reshape", "EngineNode"]
-    f = json.loads((out / "results.json").read_text())["agreement"]["final"]
+    f = results["agreement"]["final"]
     # BatchNorm folded and int8 per-channel: within a couple of LSB of the float module
     assert f["source_is_float"] and f["max_lsb"] <= 2 and f["exact"] >= 0.6 and f["top1_agreement"] >= 0.9
     assert len(list((out / "vectors").iterdir())) == 4
@@ -102,10 +100,9 @@ def test_float_onnx_takes_the_same_quantization(files, tmp_path, capsys):
     ns = {}
     exec(MODULE, ns)
     path = export_float(ns["make"](), tmp_path / "net.onnx")
-    out = tmp_path / "out"
-    assert main(["import", str(path), "--data", str(files / "data.npz"), "-o", str(out)]) == 0
+    results, _ = run_import(path, tmp_path / "out", data=files / "data.npz")
     assert "distance to the float source" in capsys.readouterr().out
-    r = json.loads((out / "results.json").read_text())["agreement"]
+    r = results["agreement"]
     assert r["final"]["max_lsb"] <= 2 and r["final"]["top1_agreement"] >= 0.9
     assert r["tensors"] and all(t["max_lsb"] <= 3 for t in r["tensors"])
 

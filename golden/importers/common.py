@@ -348,7 +348,10 @@ def conv_geometry(attrs: dict, kernel) -> tuple[int, int, int, str | None]:
 
 
 class OnnxImporter:
-    """Shared operator logic; subclasses say how operands and outputs are found."""
+    """Shared operator logic; subclasses say how operands and outputs are found (``act_in``,
+    ``act_out``) and walk the graph (``run``), handing the host operators to :meth:`host_op`."""
+
+    QUANTIZERS: tuple[str, ...] = ()  # what may stand between a dropped Softmax and the graph output
 
     def __init__(self, model, path, fmt: str):
         self.m = OnnxGraph(model)
@@ -360,6 +363,90 @@ class OnnxImporter:
 
     def bad(self, node, why: str) -> None:
         self.b.problem(self.m.name(node), node.op_type, why)
+
+    def pending(self, *skip: str):
+        """(node, op type, attributes) of each node in order, but for Constants, the op types
+        ``skip`` and the nodes already claimed (``done``, looked up as the walk reaches them)."""
+        for node in self.m.nodes:
+            op = node.op_type
+            if id(node) in self.done or op == "Constant" or op in skip:
+                continue
+            yield node, op, onnx_attrs(node)
+
+    # --- the host operators every form shares -------------------------------------------
+    def host_op(self, node, op: str, attrs: dict) -> bool:
+        """Add, AveragePool, GlobalAveragePool and :meth:`kept_op`'s operators: True when ``op``
+        is one of them (handled here), False otherwise."""
+        if op == "Add":
+            x1, x2 = self.act_in(node, node.input[0]), self.act_in(node, node.input[1])
+            yspec = self.act_out(node, node.output[0])
+            if x1 is not None and x2 is not None and yspec is not None:
+                y, act = self.out_tensor(yspec, x1.shape)
+                self.b.add(self.m.name(node), op, x1, x2, y, act)
+        elif op in ("AveragePool", "GlobalAveragePool"):
+            self.pool(node, self.act_in(node, node.input[0]), self.act_out(node, node.output[0]), attrs,
+                      "avg" if op == "AveragePool" else "global")
+        else:
+            return self.kept_op(node, op, attrs)
+        return True
+
+    def kept_op(self, node, op: str, attrs: dict) -> bool:
+        """MaxPool, Flatten and Reshape (the output spec from :meth:`same`) and a trailing Softmax
+        (:meth:`softmax`): True when ``op`` is one of them (handled here), False otherwise."""
+        if op in ("MaxPool", "Flatten", "Reshape"):
+            x = self.act_in(node, node.input[0])
+            yspec = self.same(node, x)
+            if op == "MaxPool":
+                self.pool(node, x, yspec, attrs, "max")
+            else:
+                self.reshape(node, x, yspec, attrs)
+        elif op in SOFTMAX:
+            self.softmax(node)
+        else:
+            return False
+        return True
+
+    def same(self, node, x):
+        """The output spec of MaxPool / Flatten / Reshape, which keep their input's quantization:
+        the input's, under the output's name."""
+        if x is None:
+            return None
+        return node.output[0], x.scale, x.zero_point + x.source_offset, x.source_offset == 128, (None, None)
+
+    def softmax(self, node):
+        """Drop a trailing Softmax: its output must reach only the graph output (through single
+        consumers in ``QUANTIZERS``, then claimed). Its input tensor stands for the graph output
+        (``dropped``); returns it, or None."""
+        x = self.act_in(node, node.input[0])
+        if x is None:
+            return None
+        out, seen = node.output[0], []
+        while out not in self.m.outputs:
+            cons = self.m.consumers.get(out, [])
+            if len(cons) != 1 or cons[0].op_type not in self.QUANTIZERS:
+                return self.bad(node, "Softmax that is not the last operator")
+            seen.append(cons[0])
+            out = cons[0].output[0]
+        for c in seen:
+            self.done.add(id(c))
+        self.dropped[out] = x
+        self.b.notes.append(f"dropped the trailing {node.op_type} {self.m.name(node)}: the top-1 class is unchanged; "
+                            f"the output is its input, {x.name}")
+        return x
+
+    def find_output(self) -> None:
+        """The graph's one output: a dropped Softmax's input, or :meth:`output_source` of it."""
+        if len(self.m.outputs) != 1:
+            self.b.problem("(graph)", "output", f"{len(self.m.outputs)} graph outputs: only one")
+            return
+        name = self.m.outputs[0]
+        name = self.dropped[name].name if name in self.dropped else self.output_source(name)
+        if name in self.b.tensors:
+            self.output = name
+
+    def output_source(self, name: str) -> str:
+        """The graph tensor that holds the graph output ``name`` (a second quantizer's alias)."""
+        return self.aliases.get(name, name)
 
     # --- operators on resolved operands -------------------------------------------------
     def conv(self, node, x, w, ws, wzp, bias, yspec, attrs, bias_real=None, meta=None):

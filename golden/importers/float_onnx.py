@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from golden.importers.common import SOFTMAX, OnnxImporter, load_onnx, onnx_attrs
+from golden.importers.common import OnnxImporter, load_onnx, onnx_attrs
 from golden.quant import choose_activation_qparams, quantize_weights_per_channel
 from golden.sparse import magnitude_masks
 from golden.ternary import ternarize
@@ -102,9 +102,6 @@ class _Float(OnnxImporter):
         s, z = self.qparams(cur)
         return cur, s, z, False, (lo, hi)
 
-    def same(self, node, x):
-        return None if x is None else (node.output[0], x.scale, x.zero_point, False, (None, None))
-
     def run(self):
         m = self.m
         if len(m.inputs) != 1:
@@ -113,52 +110,20 @@ class _Float(OnnxImporter):
             inp = m.inputs[0]
             s, z = self.qparams(inp.name)
             self.define_input(m.nodes[0], inp, s, np.array(z, np.int8), inp.name)
-        for node in m.nodes:
-            op = node.op_type
-            if id(node) in self.done or op == "Constant":
-                continue
-            a = onnx_attrs(node)
+        for node, op, a in self.pending():
             if op in ("Conv", "Gemm", "MatMul"):
                 self.engine_op(node, a)
-            elif op == "Add":
-                x1, x2 = self.act_in(node, node.input[0]), self.act_in(node, node.input[1])
-                yspec = self.act_out(node, node.output[0])
-                if x1 is None or x2 is None:
-                    continue
-                y, act = self.out_tensor(yspec, x1.shape)
-                self.b.add(m.name(node), op, x1, x2, y, act)
-            elif op in ("AveragePool", "GlobalAveragePool"):
-                self.pool(node, self.act_in(node, node.input[0]), self.act_out(node, node.output[0]), a,
-                          "avg" if op == "AveragePool" else "global")
+            elif self.host_op(node, op, a):
+                pass
             elif op == "ReduceMean":
                 self.reduce_mean(node, a)
-            elif op == "MaxPool":
-                x = self.act_in(node, node.input[0])
-                self.pool(node, x, self.same(node, x), a, "max")
-            elif op in ("Flatten", "Reshape"):
-                x = self.act_in(node, node.input[0])
-                self.reshape(node, x, self.same(node, x), a)
-            elif op in SOFTMAX:
-                x = self.act_in(node, node.input[0])
-                if x is not None and node.output[0] in m.outputs:
-                    self.dropped[node.output[0]] = x
-                    self.b.notes.append(f"dropped the trailing {op} {m.name(node)}: the top-1 class is unchanged; "
-                                        f"the output is its input, {x.name}")
-                elif x is not None:
-                    self.bad(node, "Softmax that is not the last operator")
             elif op == "BatchNormalization":
                 self.bad(node, "BatchNormalization that does not directly follow a Conv (nothing to fold it into)")
             elif op in ("Relu", "Clip"):
                 self.bad(node, "activation that does not directly follow a conv / linear / add / pool")
             else:
                 self.bad(node, "operator not supported")
-        if len(m.outputs) != 1:
-            self.b.problem("(graph)", "output", f"{len(m.outputs)} graph outputs: only one")
-        else:
-            name = m.outputs[0]
-            name = self.dropped[name].name if name in self.dropped else name
-            if name in self.b.tensors:
-                self.output = name
+        self.find_output()
         self.b.notes.append(self.describe())
         return self.finish()
 

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.importers.common import (SOFTMAX, OnnxImporter, load_onnx, onnx_attrs, onnx_form, scalar,
-                                     unsigned_zp)
+from golden.importers.common import OnnxImporter, load_onnx, onnx_attrs, onnx_form, scalar, unsigned_zp
 
 
 class _QDQ(OnnxImporter):
+    QUANTIZERS = ("QuantizeLinear", "DequantizeLinear")
+
     def act_in(self, node, fname):
         """The graph tensor behind the float tensor ``fname`` (a DequantizeLinear of a quantized tensor)."""
         if fname in self.dropped:
@@ -97,13 +98,18 @@ class _QDQ(OnnxImporter):
             return ("real", np.asarray(self.m.consts[fname], dtype=np.float64).ravel())
         return self.bad(node, f"bias {fname} is not a constant")
 
+    def same(self, node, x):
+        """MaxPool / Flatten / Reshape: their output is quantized by the QuantizeLinear after them."""
+        return self.act_out(node, node.output[0])
+
+    def output_source(self, name):
+        """The graph output dequantizes a graph tensor (or another operator's input is one)."""
+        p = self.m.producer.get(name)
+        return p.input[0] if p is not None and p.input else name
+
     def run(self):
         m = self.m
-        for node in m.nodes:
-            op = node.op_type
-            if id(node) in self.done or op in ("Constant", "DequantizeLinear"):
-                continue
-            a = onnx_attrs(node)
+        for node, op, a in self.pending("DequantizeLinear"):
             if op == "QuantizeLinear":
                 inp = next((i for i in m.inputs if i.name == node.input[0]), None)
                 if inp is None:
@@ -145,20 +151,8 @@ class _QDQ(OnnxImporter):
                     self._engine_with(node, x, w, ws, bias_int, bias_real, yspec, a, conv=True)
                 else:
                     self._engine_with(node, x, w, ws, bias_int, bias_real, yspec, a, conv=False)
-            elif op == "Add":
-                x1, x2 = self.act_in(node, node.input[0]), self.act_in(node, node.input[1])
-                yspec = self.act_out(node, node.output[0])
-                if x1 is None or x2 is None or yspec is None:
-                    continue
-                y, act = self.out_tensor(yspec, x1.shape)
-                self.b.add(m.name(node), op, x1, x2, y, act)
-            elif op in ("MaxPool", "AveragePool", "GlobalAveragePool"):
-                kind = {"MaxPool": "max", "AveragePool": "avg", "GlobalAveragePool": "global"}[op]
-                self.pool(node, self.act_in(node, node.input[0]), self.act_out(node, node.output[0]), a, kind)
-            elif op in ("Flatten", "Reshape"):
-                self.reshape(node, self.act_in(node, node.input[0]), self.act_out(node, node.output[0]), a)
-            elif op in SOFTMAX:
-                self.softmax(node)
+            elif self.host_op(node, op, a):
+                pass
             elif op in ("Relu", "Clip"):
                 self.bad(node, "activation that does not directly follow a quantized operator")
             else:
@@ -177,40 +171,11 @@ class _QDQ(OnnxImporter):
         else:
             self.linear(node, x, w, ws, bias, yspec)
 
-    def softmax(self, node):
-        """Drop a trailing Softmax: its output must reach only the graph output."""
-        x = self.act_in(node, node.input[0])
-        if x is None:
-            return
-        out, seen = node.output[0], []
-        while out not in self.m.outputs:
-            cons = self.m.consumers.get(out, [])
-            if len(cons) != 1 or cons[0].op_type not in ("QuantizeLinear", "DequantizeLinear"):
-                return self.bad(node, "Softmax that is not the last operator")
-            seen.append(cons[0])
-            out = cons[0].output[0]
-        for c in seen:
-            self.done.add(id(c))
-        self.dropped[out] = x
-        self.b.notes.append(f"dropped the trailing {node.op_type} {self.m.name(node)}: the top-1 class is unchanged; "
-                            f"the output is its input, {x.name}")
-
-    def find_output(self):
-        if len(self.m.outputs) != 1:
-            self.b.problem("(graph)", "output", f"{len(self.m.outputs)} graph outputs: only one")
-            return
-        name = self.m.outputs[0]
-        if name in self.dropped:
-            self.output = self.dropped[name].name
-            return
-        p = self.m.producer.get(name)
-        if p is not None and p.op_type == "DequantizeLinear" and p.input[0] in self.b.tensors:
-            self.output = p.input[0]
-        elif p is not None and p.input and p.input[0] in self.b.tensors:
-            self.output = p.input[0]
 
 
 class _QOperator(OnnxImporter):
+    QUANTIZERS = _QDQ.QUANTIZERS
+
     def act(self, node, name, scale_name=None, zp_name=None):
         t = self.b.tensors.get(name)
         if t is None:
@@ -221,25 +186,18 @@ class _QOperator(OnnxImporter):
                 return self.bad(node, f"input {name} is read with scale {s}, it was written with {t.scale}")
         return t
 
+    act_in = act  # MaxPool, Flatten, Reshape, QLinearSoftmax (kept_op): an input read at its own scale
+
     def yspec(self, node, out, scale_name, zp_name):
         s, zp = self.m.const(scale_name), self.m.const(zp_name)
         if s is None or zp is None:
             return self.bad(node, "output scale or zero point is not a constant")
         return out, scalar(s), int(np.asarray(zp).ravel()[0]), unsigned_zp(zp), (None, None)
 
-    def same(self, node, x):
-        """The output spec of an operator that keeps its input's quantization (MaxPool, Flatten)."""
-        if x is None:
-            return None
-        return node.output[0], x.scale, x.zero_point + x.source_offset, x.source_offset == 128, (None, None)
-
     def run(self):
         m = self.m
-        for node in m.nodes:
-            op, i = node.op_type, list(node.input)
-            if op == "Constant":
-                continue
-            a = onnx_attrs(node)
+        for node, op, a in self.pending():
+            i = list(node.input)
             if op == "QuantizeLinear":
                 inp = next((g for g in m.inputs if g.name == i[0]), None)
                 if inp is None:
@@ -296,36 +254,18 @@ class _QOperator(OnnxImporter):
                 x = self.act(node, i[0], i[1])
                 ys = self.yspec(node, node.output[0], i[3], i[4])
                 self.pool(node, x, ys, a, "global" if op == "QLinearGlobalAveragePool" else "avg")
-            elif op == "MaxPool":
-                x = self.act(node, i[0])
-                self.pool(node, x, self.same(node, x), a, "max")
-            elif op in ("Flatten", "Reshape"):
-                x = self.act(node, i[0])
-                self.reshape(node, x, self.same(node, x), a)
-            elif op in SOFTMAX:
-                self.softmax(node)
-            else:
+            elif not self.kept_op(node, op, a):
                 self.bad(node, "operator not supported")
         if self.output is None and len(m.outputs) == 1 and m.outputs[0] in self.b.tensors:
             self.output = m.outputs[0]
         return self.finish()
 
     def softmax(self, node):
-        x = self.act(node, node.input[0])
-        if x is None:
-            return
-        out, rest = node.output[0], []
-        while out not in self.m.outputs:
-            cons = self.m.consumers.get(out, [])
-            if len(cons) != 1 or cons[0].op_type not in ("QuantizeLinear", "DequantizeLinear"):
-                return self.bad(node, "Softmax that is not the last operator")
-            rest.append(cons[0])
-            out = cons[0].output[0]
-        for c in rest:
-            self.m.nodes.remove(c)
-        self.output = x.name
-        self.b.notes.append(f"dropped the trailing {node.op_type} {self.m.name(node)}: the top-1 class is unchanged; "
-                            f"the output is its input, {x.name}")
+        """The dropped Softmax's input is the output (the DequantizeLinear after it, claimed, is skipped)."""
+        x = super().softmax(node)
+        if x is not None:
+            self.output = x.name
+        return x
 
 
 def import_onnx(path, model=None):

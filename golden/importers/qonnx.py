@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.importers.common import SOFTMAX, OnnxImporter, clamp_range, onnx_attrs
+from golden.importers.common import OnnxImporter, clamp_range, onnx_attrs
 
 QONNX_OPS = {"Quant", "BipolarQuant"}
 ROUNDING = {"ROUND": np.round, "HALF_EVEN": np.round, "CEIL": np.ceil, "FLOOR": np.floor, "ROUND_TO_ZERO": np.fix}
@@ -44,6 +44,8 @@ def _mode(a: dict) -> str:
 
 
 class _QONNX(OnnxImporter):
+    QUANTIZERS = tuple(sorted(QONNX_OPS))
+
     def __init__(self, model, path):
         super().__init__(model, path, "qonnx")
         # Quant nodes of constants (weights, biases): read as written, before any folding
@@ -188,42 +190,15 @@ class _QONNX(OnnxImporter):
         hi = qhi if hi is None else min(hi, qhi)
         return qs[0].output[0], s, z, unsigned, (lo, hi)
 
-    def same(self, node, x):
-        """Output spec of MaxPool / Flatten / Reshape: the input's quantization, under the output's name."""
-        if x is None:
-            return None
-        return node.output[0], x.scale, x.zero_point + x.source_offset, x.source_offset == 128, (None, None)
-
     # --- the walk -----------------------------------------------------------------------
     def run(self):
-        m = self.m
-        for node in m.nodes:
-            op = node.op_type
-            if id(node) in self.done or op == "Constant":
-                continue
-            a = onnx_attrs(node)
+        for node, op, a in self.pending():
             if op in QONNX_OPS:
                 self.quant(node)
             elif op in ("Conv", "Gemm", "MatMul"):
                 self.engine_op(node, a)
-            elif op == "Add":
-                x1, x2 = self.act_in(node, node.input[0]), self.act_in(node, node.input[1])
-                yspec = self.act_out(node, node.output[0])
-                if x1 is None or x2 is None or yspec is None:
-                    continue
-                y, act = self.out_tensor(yspec, x1.shape)
-                self.b.add(m.name(node), op, x1, x2, y, act)
-            elif op in ("AveragePool", "GlobalAveragePool"):
-                self.pool(node, self.act_in(node, node.input[0]), self.act_out(node, node.output[0]), a,
-                          "avg" if op == "AveragePool" else "global")
-            elif op == "MaxPool":
-                x = self.act_in(node, node.input[0])
-                self.pool(node, x, self.same(node, x), a, "max")
-            elif op in ("Flatten", "Reshape"):
-                x = self.act_in(node, node.input[0])
-                self.reshape(node, x, self.same(node, x), a)
-            elif op in SOFTMAX:
-                self.softmax(node)
+            elif self.host_op(node, op, a):
+                pass
             elif op in ("Relu", "Clip"):
                 self.bad(node, "activation that does not directly follow an operator with a Quant after it")
             elif op == "Trunc":
@@ -231,13 +206,7 @@ class _QONNX(OnnxImporter):
                                "QuantIdentity")
             else:
                 self.bad(node, "operator not supported")
-        if len(m.outputs) != 1:
-            self.b.problem("(graph)", "output", f"{len(m.outputs)} graph outputs: only one")
-        else:
-            name = m.outputs[0]
-            name = self.dropped[name].name if name in self.dropped else self.aliases.get(name, name)
-            if name in self.b.tensors:
-                self.output = name
+        self.find_output()
         return self.finish()
 
     def quant(self, node):
@@ -302,24 +271,6 @@ class _QONNX(OnnxImporter):
             self.conv(node, x, w, ws, 0, bias, yspec, a, bias_real=bias_real, meta=meta)
         else:
             self.linear(node, x, w, ws, bias, yspec, bias_real=bias_real, meta=meta)
-
-    def softmax(self, node):
-        """Drop a trailing Softmax (and a Quant after it): its output must reach only the graph output."""
-        x = self.act_in(node, node.input[0])
-        if x is None:
-            return
-        out, seen = node.output[0], []
-        while out not in self.m.outputs:
-            cons = self.m.consumers.get(out, [])
-            if len(cons) != 1 or cons[0].op_type not in QONNX_OPS:
-                return self.bad(node, "Softmax that is not the last operator")
-            seen.append(cons[0])
-            out = cons[0].output[0]
-        for c in seen:
-            self.done.add(id(c))
-        self.dropped[out] = x
-        self.b.notes.append(f"dropped the trailing {node.op_type} {self.m.name(node)}: the top-1 class is unchanged; "
-                            f"the output is its input, {x.name}")
 
 
 def import_qonnx(path, model=None):
