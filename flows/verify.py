@@ -206,7 +206,7 @@ def _results(net, engine, sim, seed, n_images, designs, runs, t_start, *, varian
         for k in ("cycles", "model_cycles", "macs", "useful_macs"):
             e[k] += l.get(k, 0)
         if l.get("energy"):
-            e["energy_pj"] += float(l["energy"].get("total_pj", 0.0))
+            e["energy_pj"] += float(l["energy"].get("total", 0.0))
     host = [l for r in runs for l in r["layers"] if l["engine"] == "host"]
     return {
         "schema": SCHEMA, "passed": bool(runs) and all(r["passed"] for r in runs),
@@ -318,7 +318,7 @@ def report_markdown(r: dict, plots: list[str]) -> str:
             cyc, mod = l.get("cycles", 0), l.get("model_cycles", 0)
             diff = f"{100 * (mod - cyc) / cyc:+.2f}%" if cyc else ""
             mpc = f"{l['macs'] / cyc:.2f}" if cyc else ""
-            energy = f"{l['energy']['total_pj']:.1f} pJ" if l.get("energy") and "total_pj" in l["energy"] else ""
+            energy = f"{l['energy']['total']:.1f} pJ" if l.get("energy") and "total" in l["energy"] else ""
             lines.append(f"| {run['variant']} | {l['layer']} | {l['engine']} | {l['why']} | {shape} | {l['macs']:,} "
                          f"| {l['useful_macs']:,} | {cyc:,} | {mod:,} | {diff} | {mpc} | {energy} | {l['status']} |")
     lines += ["", "## Per engine", "", "| engine | layers | RTL cycles | model cycles | MACs | useful MACs |",

@@ -32,7 +32,7 @@ from typing import Mapping, Union
 import numpy as np
 import torch
 
-from golden.layer import Kind, Layer, LayerVectors, golden_outputs
+from golden.layer import Layer, LayerVectors, golden_outputs
 from golden.quant import (INT32_MAX, INT32_MIN, SHIFT_MAX, SHIFT_MIN, _i64, multiply_by_quantized_multiplier,
                           quantize_multiplier)
 

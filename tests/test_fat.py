@@ -1,6 +1,7 @@
 """FAT engine: mapper and cycle model, RTL co-simulation in every mode, static errors, mutants."""
 
 import dataclasses
+import json
 import re
 
 import numpy as np
@@ -138,7 +139,10 @@ def test_mutated_fat_verilog_fails(tmp_path, capsys):
 def test_verify_every_ternary_demo_layer(sim, tmp_path, capsys):
     argv = ["verify", "--engine", "fat", "--variant", "ternary", "--images", "2", "--sim", sim, "-o", str(tmp_path)]
     assert main(argv) == 0
-    assert "PASS: 4 layers" in capsys.readouterr().out
+    assert "PASS: digits (ternary) end to end" in capsys.readouterr().out
+    run = json.loads((tmp_path / "results.json").read_text())["runs"][0]
+    assert [l["engine"] for l in run["layers"]] == ["fat", "fat", "fat", "host", "fat"]  # flatten on the host
+    assert run["images_equal"] == 2 and all(l["energy"]["total"] > 0 for l in run["layers"] if l["engine"] == "fat")
 
 
 def _refused(vec, cfg, pattern):

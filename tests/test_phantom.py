@@ -124,7 +124,7 @@ def test_mutated_phantom_verilog_fails(tmp_path, capsys):
 def test_verify_every_sparse_demo_layer(tmp_path, capsys):
     assert main(["verify", "--engine", "phantom", "--variant", "sparse", "--images", "4",
                  "-o", str(tmp_path / "v")]) == 0
-    assert "PASS: 4 layers" in capsys.readouterr().out
+    assert "engine phantom: 4 layers (phantom 4)" in capsys.readouterr().out
 
 
 def forged(vec, **changes):

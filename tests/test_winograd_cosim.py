@@ -82,12 +82,13 @@ def test_verify_flow_maps_3x3_stride1_convs_and_reports_the_rest(tmp_path, capsy
     out = tmp_path / "verify"
     assert main(["verify", "--engine", "winograd", "--variant", "int8", "--images", "2", "-o", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
-    status = {l["layer"]: l["status"] for l in res["layers"]}
-    assert status == {"conv1": "PASS", "conv2": "not mapped", "conv3": "PASS", "fc": "not mapped"}
-    reasons = {l["layer"]: l.get("reason") for l in res["layers"]}
-    assert reasons["conv2"] == "not supported by winograd: conv2 (kernel 3x3, stride 2)"
-    assert "not supported by winograd: fc" in reasons["fc"]
-    assert "2 not mapped" in capsys.readouterr().out
+    layers = {l["layer"]: l for l in res["runs"][0]["layers"]}
+    assert {k: (l["engine"], l["status"]) for k, l in layers.items()} == {
+        "conv1": ("winograd", "PASS"), "conv2": ("host", "host"), "conv3": ("winograd", "PASS"),
+        "fc.flatten": ("host", "host"), "fc": ("host", "host")}
+    assert layers["conv2"]["why"] == "winograd cannot map it: not supported by winograd: conv2 (kernel 3x3, stride 2)"
+    assert "not supported by winograd: fc" in layers["fc"]["why"] and layers["fc"]["host_ops"] == 2 * 512 * 10
+    assert "engine winograd: 2 layers (winograd 2)" in capsys.readouterr().out
 
 
 @pytest.mark.verilator
