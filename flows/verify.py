@@ -109,9 +109,10 @@ def verify_model(model: str, data: str, *, sim: str = "verilator", out_dir: Path
     results["notes"] = list(graph.notes)
 
     def vectors(d):
+        from flows.model_import import _file_name
         d.mkdir(parents=True, exist_ok=True)
         for k, vec in enumerate(graph.layer_vectors(x_q)):
-            vec.to_npz(d / f"{graph.name}_{k}_{vec.name}.npz")
+            vec.to_npz(d / _file_name(k, vec.name))  # the layout of `nnaccel import`
     return _finish(results, out_dir, vectors)
 
 

@@ -98,3 +98,23 @@ def test_bad_verify_input(tmp_path, capsys, argv, needle):
     assert main(argv + ["-o", str(tmp_path / "v")]) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+def test_an_imported_qdq_model_runs_end_to_end(tmp_path, capsys):
+    """Depthwise + pointwise, a residual Add, MaxPool, GlobalAveragePool and Gemm, quantized by
+    onnxruntime: engine layers on the engines, the rest on the host, bit-exact end to end."""
+    from tests.models import convnet
+
+    (tmp_path / "m").mkdir()
+    paths = convnet.build(tmp_path / "m")
+    out = tmp_path / "v"
+    assert main(["verify", "--model", str(paths["qdq"]), "--data", str(paths["data"]), "--images", "8",
+                 "-o", str(out)]) == 0
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    assert run["passed"] and run["images_equal"] == 8
+    kinds = {l["kind"]: l["engine"] for l in run["layers"]}
+    assert kinds["depthwise"] == "phantom" and kinds["Add"] == kinds["MaxPool"] == "host"
+    assert kinds["GlobalAveragePool"] == "host" and kinds["linear"] != "host"
+    assert sorted(p.name for p in (out / "vectors").iterdir())[0].startswith("00_")
