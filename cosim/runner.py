@@ -55,11 +55,7 @@ QUICK_START_ENV = {"COCOTB_REWRITE_ASSERTION_FILES": ""}
 
 
 from golden.errors import CosimError, SimTimeout, ToolMissing  # noqa: F401  (re-exported)
-
-
-def cache_root() -> Path:
-    root = os.environ.get("NNACCEL_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "nnaccel"
+from golden.paths import cache_root  # noqa: F401  (re-exported)
 
 
 CACHE_MAX_GB = 5.0  # default cap on the builds' size; NNACCEL_CACHE_MAX_GB overrides (0: no cap)
@@ -193,12 +189,13 @@ def evict_builds(keep: Path | None = None, cap: int | None = -1) -> list[Path]:
 
 def cache_info() -> dict:
     """What the cache holds: its path, total size, and count and size of builds, runs
-    (kept ones, killed ones still to sweep), nets and anything else; the builds' cap."""
+    (kept ones, killed ones still to sweep), nets, generated Verilog, synthesis results
+    and anything else; the builds' cap."""
     root = cache_root()
-    kinds = {"builds": [], "runs": [], "nets": [], "other": []}
+    kinds = {"builds": [], "runs": [], "nets": [], "verilog": [], "synth": [], "other": []}
     if root.is_dir():
         for entry in root.iterdir():
-            if entry.name in ("builds", "runs", "nets") and entry.is_dir():
+            if entry.name in ("builds", "runs", "nets", "verilog", "synth") and entry.is_dir():
                 kinds[entry.name] += [e for e in entry.iterdir() if not e.name.endswith(".lock")]
             elif entry.name.startswith("digits_") and entry.suffix == ".pt":  # nets cached before nets/
                 kinds["nets"].append(entry)
@@ -223,7 +220,8 @@ def clean_cache() -> dict:
     if not root.is_dir():
         return {"removed": 0, "bytes": 0, "skipped": 0}
     for entry in sorted(root.iterdir()):
-        children = list(entry.iterdir()) if entry.name in ("builds", "runs", "nets") and entry.is_dir() else [entry]
+        children = (list(entry.iterdir()) if entry.name in ("builds", "runs", "nets", "verilog", "synth")
+                    and entry.is_dir() else [entry])
         for e in children:
             if e.name.endswith(".lock"):
                 continue
@@ -413,8 +411,15 @@ def _compile(sources, top, sim, defines, waves, timeout_s, env, final: Path) -> 
 
 @contextlib.contextmanager
 def _deadline(seconds: float, what: str):
-    """Raise SimTimeout if the block runs longer than ``seconds`` (main thread only)."""
+    """Raise SimTimeout if the block runs longer than ``seconds``. The alarm needs the
+    main thread; elsewhere (a Dask worker runs tasks on a thread of its own) the block
+    runs unbounded, and the point's own timeout is the executor's to keep."""
     import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def fire(signum, frame):
         raise SimTimeout(f"{what} exceeded its {seconds:.0f} s wall-clock limit")

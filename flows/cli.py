@@ -142,6 +142,9 @@ def cmd_cache(args) -> int:
     print(f"runs: {runs['count']} ({_size(runs['bytes'])}; kept failed or waveform runs"
           + (", " + ", ".join(notes) if notes else "") + ")")
     print(f"nets: {info['nets']['count']} ({_size(info['nets']['bytes'])})")
+    print(f"verilog: {info['verilog']['count']} generated designs ({_size(info['verilog']['bytes'])})")
+    if info["synth"]["count"]:
+        print(f"synth: {info['synth']['count']} results ({_size(info['synth']['bytes'])})")
     if info["other"]["count"]:
         print(f"other: {info['other']['count']} ({_size(info['other']['bytes'])})")
     return 0
@@ -165,6 +168,24 @@ def cmd_import(args) -> int:
     print("\n".join(summary(results)))
     print(f"wrote {args.output}")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from flows.sweep import report, sweep
+    if args.report:
+        if args.spec:
+            raise UsageError("--report DIR rebuilds a sweep's report from its table: give no SPEC")
+        s = report(Path(args.report))
+        print(f"{s['points']} points ({s['ok']} ok, {s['failed']} failed); wrote {Path(args.report) / 'summary.md'}")
+        return 0
+    if not args.spec:
+        raise UsageError("give a SPEC (TOML, see docs/sweeps.md) or --report DIR")
+    s = sweep(args.spec, Path(args.output), workers=args.workers, scheduler=args.scheduler,
+              progress=not args.quiet)
+    print(f"{s['points']} points: {s['ok']} ok, {s['failed']} failed, {s['invalid']} refused"
+          + (f", {s['mismatching_points']} with output mismatches" if s["mismatching_points"] else "")
+          + f" ({s['wall_s']} s); wrote {Path(args.output) / 'summary.md'}")
+    return 0 if not s["failed"] and not s["mismatching_points"] else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,6 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["info", "clean"])
     k.set_defaults(func=cmd_cache)
 
+    sw = sub.add_parser("sweep", help="design-space sweep on Dask (local cluster, or --scheduler): "
+                        "points.parquet, summary.md, Pareto plot")
+    sw.add_argument("spec", nargs="?", help="SPEC.toml (docs/sweeps.md)")
+    sw.add_argument("-o", "--output", default="out/sweep")
+    sw.add_argument("--workers", type=_count, default=None,
+                    help="local worker processes (default: the cores; 0: in this process, one point at a time)")
+    sw.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="a running Dask scheduler instead of a local cluster")
+    sw.add_argument("--report", metavar="DIR", help="rebuild DIR's summary and plots from its table; run nothing")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    sw.set_defaults(func=cmd_sweep)
+
     im = sub.add_parser("import", help="import a model (ONNX QDQ / QOperator, QONNX, file.py:factory) into an "
                         "integer graph and measure it against its own runtime")
     im.add_argument("model", help="MODEL.onnx or path/to/file.py:factory")
@@ -275,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         print(f"nnaccel: error: {e}", file=sys.stderr)
         return 2
-    except CosimError as e:
+    except (CosimError, ConnectionError) as e:
         print(f"nnaccel: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # the machine, not the input: a full disk, a file system gone read-only

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from amaranth.back import verilog
 from amaranth.hdl import Shape
@@ -72,13 +75,62 @@ def port_table(component: wiring.Component) -> list[Port]:
     return ports
 
 
-def generate(engine: str, params: dict[str, str] | None = None, config=None) -> Design:
-    """Elaborate ``engine`` with ``params`` (or a ready ``config``) into Verilog."""
+def generate(engine: str, params: dict[str, str] | None = None, config=None, *, cache: bool = True) -> Design:
+    """Elaborate ``engine`` with ``params`` (or a ready ``config``) into Verilog.
+
+    Conversion takes seconds (tens for a large Phantom), so the result is kept in
+    ``$NNACCEL_CACHE/verilog`` keyed by the engine, the configuration, the Amaranth
+    version and the source of ``rtl/`` and ``golden/``: a sweep, ``nnaccel verify`` or a
+    rerun asks for the same design again and again. ``cache=False`` always converts."""
     spec = get_engine(engine)
     cfg = config if config is not None else spec.config(params)
+    path = _cache_path(engine, cfg) if cache else None
+    if path is not None and path.exists():
+        try:
+            d = json.loads(path.read_text())
+            ports = [Port(p["name"], tuple(p["path"]), p["direction"], p["width"], p["signed"],
+                          tuple(tuple(f) for f in p["fields"])) for p in d["ports"]]
+            os.utime(path)  # recently used (what `nnaccel cache` evicts last)
+            return Design(engine, engine, cfg, d["verilog"], ports)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable: convert again and overwrite
     component = spec.build(cfg)
     text = verilog.convert(component, name=engine, emit_src=False)
-    return Design(engine, engine, cfg, text, port_table(component))
+    design = Design(engine, engine, cfg, text, port_table(component))
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            tmp.write_text(json.dumps({"verilog": text, "ports": [dataclasses.asdict(p) for p in design.ports]}))
+            os.replace(tmp, path)  # atomic: a concurrent reader sees all of it or nothing
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+    return design
+
+
+_SOURCE_HASH: str | None = None
+
+
+def _source_hash() -> str:
+    """Hash of what the Verilog is made from: the ``rtl`` and ``golden`` sources and the
+    Amaranth version (computed once per process)."""
+    global _SOURCE_HASH
+    if _SOURCE_HASH is None:
+        import amaranth
+        h = hashlib.sha256(getattr(amaranth, "__version__", "?").encode())
+        root = Path(__file__).resolve().parent.parent
+        for pkg in ("rtl", "golden"):
+            for f in sorted((root / pkg).rglob("*.py")):
+                h.update(str(f.relative_to(root)).encode())
+                h.update(f.read_bytes())
+        _SOURCE_HASH = h.hexdigest()
+    return _SOURCE_HASH
+
+
+def _cache_path(engine: str, cfg) -> Path:
+    from golden.paths import cache_root
+    key = hashlib.sha256(f"{engine} {cfg!r} {_source_hash()}".encode()).hexdigest()[:24]
+    return cache_root() / "verilog" / f"{engine}-{key}.json"
 
 
 def fusesoc_core(design: Design) -> str:

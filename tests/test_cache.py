@@ -1,6 +1,7 @@
 """The simulator cache stays tidy: killed runs are swept, builds are capped with
 least-recently-used eviction, `nnaccel cache info` / `clean` (no simulator runs here)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -144,3 +145,26 @@ def test_clean_leaves_a_running_simulation_alone(cache, capsys):
     live = runner.new_run_dir("requant-verilator")
     assert main(["cache", "clean"]) == 0
     assert "1 in use" in capsys.readouterr().out and live.exists()
+
+
+def test_generated_verilog_is_cached_by_configuration(cache):
+    """The second `generate` of a configuration reads the cache (shown by planting a
+    marked copy there), another configuration gets its own entry, and an unreadable entry
+    is converted again."""
+    from rtl.export import _cache_path, generate
+    from rtl.engines import get_engine
+    a = generate("requant")
+    path = _cache_path("requant", a.config)
+    assert path.is_file() and path.parent == cache / "verilog"
+    d = json.loads(path.read_text())
+    d["verilog"] = "// planted\n" + d["verilog"]
+    path.write_text(json.dumps(d))
+    again = generate("requant")
+    assert again.verilog.startswith("// planted") and again.ports == a.ports
+    assert generate("requant", cache=False).verilog == a.verilog
+    assert _cache_path("requant", get_engine("requant").config({"out_bits": "4"})) != path
+    path.write_text("{not json")
+    assert generate("requant").verilog == a.verilog
+    assert json.loads(path.read_text())["verilog"] == a.verilog
+    info = runner.cache_info()
+    assert info["verilog"]["count"] == 1

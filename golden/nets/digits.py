@@ -352,8 +352,8 @@ def _make(variant: str, seed: int, cache_dir) -> QuantNet:
 
 def _cache_path(variant, seed, cache_dir) -> Path:
     if cache_dir is None:
-        root = os.environ.get("NNACCEL_CACHE")
-        cache_dir = (Path(root) if root else Path.home() / ".cache" / "nnaccel") / "nets"
+        from golden.paths import cache_root
+        cache_dir = cache_root() / "nets"
     return Path(cache_dir) / f"digits_{variant}_seed{seed}_{CODE_VERSION}.pt"
 
 

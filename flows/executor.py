@@ -1,0 +1,153 @@
+"""One executor for every fan-out: sweeps, benches, image batches -- on Dask.
+
+``Executor(workers=N)`` starts a :class:`distributed.LocalCluster` of ``N`` worker
+processes (one thread each: a simulation is one process, so threads would only
+contend) listening on 127.0.0.1; ``Executor(scheduler="tcp://host:8786")`` connects
+to a running Dask scheduler whose workers have nnaccel installed (``pip install``
+the project on each; no shared file system is needed: a task carries its inputs
+and returns its result, and each worker keeps its own build cache, keyed by
+content, under ``$NNACCEL_CACHE``); ``Executor(workers=0)`` runs the tasks one
+after another in this process (no Dask at all: the reference a parallel run is
+compared with).
+
+:meth:`Executor.run` submits ``fn(item)`` per item and yields an :class:`Outcome` per
+item as each finishes, in completion order. A task that raises yields its error
+(one line, the exception's type and message) and the others go on; a worker that
+dies mid-task has its task rerun elsewhere by the scheduler (Dask's own
+``allowed_failures``), and a task that kills workers three times yields an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+
+@dataclass
+class Outcome:
+    key: str
+    ok: bool
+    value: Any  # fn's return value, or None
+    error: str | None  # one line when not ok
+    worker: str  # where it ran ("local" in process)
+    wall_s: float  # seconds from submission to result, as the client saw it
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _call(fn: Callable, item) -> tuple[Any, str]:
+    """What a worker runs: ``fn(item)`` and where it ran."""
+    return fn(item), f"{socket.gethostname()}:{os.getpid()}"
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def check_scheduler(address: str) -> str:
+    """``address`` if it looks like a Dask scheduler address, else ValueError."""
+    if "://" not in address or not address.split("://", 1)[1]:
+        raise ValueError(f"--scheduler {address!r} is not a scheduler address (expected tcp://HOST:PORT)")
+    return address
+
+
+class Executor:
+    """A context manager; see the module docstring."""
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None, *, connect_timeout_s: float = 20):
+        if workers is not None and workers < 0:
+            raise ValueError(f"--workers must be >= 0, not {workers}")
+        self.scheduler = check_scheduler(scheduler) if scheduler else None
+        self.workers = default_workers() if workers is None and not scheduler else workers
+        self.connect_timeout_s = connect_timeout_s
+        self.client = None
+        self._cluster = None
+
+    @property
+    def serial(self) -> bool:
+        return not self.scheduler and self.workers == 0
+
+    def describe(self) -> str:
+        if self.serial:
+            return "in this process, one task at a time"
+        if self.scheduler:
+            n = len(self.client.scheduler_info(n_workers=-1)["workers"]) if self.client else "?"
+            return f"Dask scheduler {self.scheduler} ({n} workers)"
+        return f"local Dask cluster, {self.workers} worker processes"
+
+    def __enter__(self) -> "Executor":
+        if self.serial:
+            return self
+        from distributed import Client, LocalCluster
+        for name in ("distributed", "distributed.worker", "distributed.nanny", "distributed.scheduler",
+                     "distributed.core", "distributed.comm", "tornado"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        if self.scheduler:
+            if self.scheduler.startswith("tcp://"):  # a closed port fails at once, not after the timeout
+                host, _, port = self.scheduler[6:].rpartition(":")
+                try:
+                    socket.create_connection((host.strip("[]"), int(port)), timeout=self.connect_timeout_s).close()
+                except (OSError, ValueError) as e:
+                    raise ConnectionError(f"cannot reach the Dask scheduler at {self.scheduler}: "
+                                          f"{_one_line(e)}") from None
+            try:
+                self.client = Client(self.scheduler, timeout=f"{self.connect_timeout_s}s")
+            except (OSError, TimeoutError) as e:
+                raise ConnectionError(f"cannot reach the Dask scheduler at {self.scheduler}: {_one_line(e)}") from None
+        else:
+            self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                         host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL)
+            self.client = Client(self._cluster)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for thing in (self.client, self._cluster):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:  # noqa: BLE001  (closing after an interrupt: nothing more to do)
+                    pass
+        self.client = self._cluster = None
+
+    def run(self, fn: Callable, items: Iterable, keys: Iterable[str]) -> Iterator[Outcome]:
+        """``fn(item)`` per item (``fn`` a module-level function, ``item`` picklable), an
+        :class:`Outcome` per item as each finishes; ``keys`` name the tasks (unique)."""
+        items, keys = list(items), list(keys)
+        if len(set(keys)) != len(keys):
+            raise ValueError("task keys must be unique")
+        if self.serial:
+            for key, item in zip(keys, items):
+                t0 = time.perf_counter()
+                try:
+                    value, where = _call(fn, item)
+                    yield Outcome(key, True, value, None, "local", time.perf_counter() - t0)
+                except Exception as e:  # noqa: BLE001  (a failed task is a result, not the end of the run)
+                    yield Outcome(key, False, None, _one_line(e), "local", time.perf_counter() - t0)
+            return
+        from distributed import as_completed
+        t0 = time.perf_counter()
+        futures = {self.client.submit(_call, fn, item, key=key, pure=False): key for key, item in zip(keys, items)}
+        try:
+            for fut in as_completed(list(futures)):
+                key = futures[fut]
+                try:
+                    value, where = fut.result()
+                    yield Outcome(key, True, value, None, where, time.perf_counter() - t0)
+                except Exception as e:  # noqa: BLE001
+                    yield Outcome(key, False, None, _one_line(e), "?", time.perf_counter() - t0)
+                fut.release()
+        finally:
+            self.client.cancel([f for f in futures if not f.done()])
+
+
+def format_traceback(e: BaseException) -> str:
+    """The last frames of ``e``'s traceback, for a failed point's record."""
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__)[-3:])[-2000:]
