@@ -61,9 +61,41 @@ def _adc_snr(ideal, dv, full_scale):
     return an.snr_db(ideal, Adc(full_scale, ADC_BITS).convert(dv))
 
 
+def job(j: tuple):
+    """One slow measurement of :func:`evaluate` (a picklable tuple)."""
+    kind = j[0]
+    if kind == "spice":
+        return spice_transfer(*j[1:])
+    if kind == "mc":
+        _, c, p, dac, gain, n, seed, a_vt = j
+        t = time.perf_counter()
+        r = an.monte_carlo(c, p, dac, gain, n, seed=seed, **({} if a_vt is None else {"a_vt": a_vt}))
+        return r, time.perf_counter() - t
+    if kind == "spice_mc":
+        return spice_mc_check(*j[1:])
+    if kind == "network":
+        from analog import network
+        return network.evaluate(j[1], seed=j[2], n_images=j[3])
+    raise ValueError(f"unknown analog job {kind!r}")
+
+
+def _serial(log):
+    def run(fn, items, labels):
+        out = []
+        for item, label in zip(items, labels):
+            log(label)
+            out.append(fn(item))
+        return out
+    return run
+
+
 def evaluate(c: Circuit | None = None, *, mc: int = 1000, use_spice: bool = False, work_dir: Path | None = None,
-             seed: int = 0, dv_max: float = 0.5, images: int | None = None, log=lambda msg: None) -> dict:
-    """``images``: test images for the network-level study (None: the whole split, 0: skip)."""
+             seed: int = 0, dv_max: float = 0.5, images: int | None = None, log=lambda msg: None,
+             run=None) -> dict:
+    """``images``: test images for the network-level study (None: the whole split, 0: skip).
+    ``run(fn, items, labels) -> [fn(item) ...]`` runs the slow measurements (ngspice
+    columns, Monte Carlo runs, the network study): one after another by default;
+    ``nnaccel analog`` passes the executor's."""
     if not isinstance(mc, int) or mc < 2:
         raise ValueError(f"--mc must be an integer >= 2, not {mc!r}")
     if not 0 < dv_max < 1:
@@ -114,30 +146,41 @@ def evaluate(c: Circuit | None = None, *, mc: int = 1000, use_spice: bool = Fals
     summ["swing_sweep"] = [{k: v for k, v in r.items() if k.endswith("db") or k == "dv_fs"}
                            for r in an.baseline_sweep(c, p, np.arange(0.1, dv_max + 1e-9, 0.1), table)]
 
+    # the slow measurements are jobs (ngspice columns, Monte Carlo runs): `run` runs them,
+    # here one after another, on the executor's workers under `nnaccel analog`
+    run = run or _serial(log)
+    jobs = [("spice", c, dac, work_dir, name) for name, dac in designs.items() if use_spice]
+    labels = [f"ngspice: 256 pairs of the {name} design" for name in designs if use_spice]
+    jobs += [("mc", c, p, dac, summ["designs"][name]["gain_per_V"], mc, seed, None) for name, dac in designs.items()]
+    labels += [f"Monte Carlo ({mc} samples) of the {name} design" for name in designs]
+    a_vts = (2.0e-9, 2.5e-9, 3.5e-9, 4.5e-9)
+    jobs += [("mc", c, p, aid, summ["designs"]["aid"]["gain_per_V"], min(200, mc), seed + 1, a_vt) for a_vt in a_vts]
+    labels += [f"Monte Carlo ({min(200, mc)} samples) of the aid design, A_VT {a_vt * 1e9:.1f} mV um"
+               for a_vt in a_vts]
+    done = run(job, jobs, labels)
+    spice_out = dict(zip(designs, done[:len(designs)])) if use_spice else {}
+    mc_out = dict(zip(designs, done[len(spice_out):len(spice_out) + len(designs)]))
+    sens_out = done[len(spice_out) + len(designs):]
+
+    for name, (dv, e) in spice_out.items():
+        arrays[f"{name}_spice"] = dv
+        arrays[f"{name}_energy"] = e
+        d = summ["designs"][name]
+        mod = arrays[f"{name}_model"]
+        fs = float(dv[-1, -1])
+        d["snr_spice_db"] = an.snr_db(ideal, dv)
+        d["snr_spice_adc_db"] = _adc_snr(ideal, dv, float(dv.max()))
+        d["model_vs_spice_rms_fs"] = float(np.sqrt(np.mean((mod - dv) ** 2)) / fs)
+        d["model_vs_spice_max_fs"] = float(np.abs(mod - dv).max() / fs)
+        d["energy_pj_per_op"] = {k: float(v.mean() * 1e12) for k, v in e.items()}
+        d["energy_pj_per_op_max"] = float(e["total"].max() * 1e12)
     if use_spice:
-        for name, dac in designs.items():
-            log(f"ngspice: 256 pairs of the {name} design")
-            dv, e = spice_transfer(c, dac, work_dir, name)
-            arrays[f"{name}_spice"] = dv
-            arrays[f"{name}_energy"] = e
-            d = summ["designs"][name]
-            mod = arrays[f"{name}_model"]
-            fs = float(dv[-1, -1])
-            d["snr_spice_db"] = an.snr_db(ideal, dv)
-            d["snr_spice_adc_db"] = _adc_snr(ideal, dv, float(dv.max()))
-            d["model_vs_spice_rms_fs"] = float(np.sqrt(np.mean((mod - dv) ** 2)) / fs)
-            d["model_vs_spice_max_fs"] = float(np.abs(mod - dv).max() / fs)
-            d["energy_pj_per_op"] = {k: float(v.mean() * 1e12) for k, v in e.items()}
-            d["energy_pj_per_op_max"] = float(e["total"].max() * 1e12)
         summ["snr_gain_spice_db"] = (summ["designs"]["aid"]["snr_spice_db"]
                                      - summ["designs"]["baseline"]["snr_spice_db"])
 
-    for name, dac in designs.items():
-        log(f"Monte Carlo ({mc} samples) of the {name} design")
+    for name in designs:
         d = summ["designs"][name]
-        t = time.perf_counter()
-        r = an.monte_carlo(c, p, dac, d["gain_per_V"], mc, seed=seed)
-        dt = time.perf_counter() - t
+        r, dt = mc_out[name]
         arrays[f"{name}_mc_errors"] = r["errors"]
         arrays[f"{name}_mc_sigma"] = r["sigma"]
         d["mc"] = {"samples": mc, "seconds": dt, "sigma_worst": r["sigma_worst"], "worst_pair_ab": r["worst_pair"],
@@ -145,20 +188,16 @@ def evaluate(c: Circuit | None = None, *, mc: int = 1000, use_spice: bool = Fals
                    "mean_error_worst_abs": float(np.abs(r["errors"].mean(0)).max()),
                    "a_vt_mV_um": an.A_VT * 1e9, "sigma_vth_access_mV": r["sigma_vth_access_mV"],
                    "sigma_vth_pulldown_mV": r["sigma_vth_pulldown_mV"], "sigma_c_bl_rel": an.SIGMA_C_REL}
+    summ["mc_a_vt_sensitivity"] = [{"a_vt_mV_um": a_vt * 1e9, "samples": min(200, mc),
+                                    "aid_sigma_worst": r["sigma_worst"]} for a_vt, (r, _) in zip(a_vts, sens_out)]
+
+    late, labels = [], []
     if use_spice:
         d = summ["designs"]["aid"]
         a_w, b_w = d["mc"]["worst_pair_ab"]
-        log(f"ngspice Monte Carlo cross-check: {SPICE_MC} samples of the aid design at a={a_w}, b={b_w}")
-        summ["mc_spice_check"] = spice_mc_check(c, p, aid, d["gain_per_V"], a_w, b_w, SPICE_MC, seed, work_dir)
-    sens = []
-    for a_vt in (2.0e-9, 2.5e-9, 3.5e-9, 4.5e-9):
-        n_s = min(200, mc)
-        r = an.monte_carlo(c, p, aid, summ["designs"]["aid"]["gain_per_V"], n_s, seed=seed + 1, a_vt=a_vt)
-        sens.append({"a_vt_mV_um": a_vt * 1e9, "samples": n_s, "aid_sigma_worst": r["sigma_worst"]})
-    summ["mc_a_vt_sensitivity"] = sens
+        late.append(("spice_mc", c, p, aid, d["gain_per_V"], a_w, b_w, SPICE_MC, seed, work_dir))
+        labels.append(f"ngspice Monte Carlo cross-check: {SPICE_MC} samples of the aid design at a={a_w}, b={b_w}")
     if images != 0:
-        from analog import network
-        log("network level: digits CNN with 4-bit operands through both analog designs")
         tables = {}
         for name in designs:
             dv = arrays[f"{name}_model"]
@@ -166,9 +205,15 @@ def evaluate(c: Circuit | None = None, *, mc: int = 1000, use_spice: bool = Fals
             ref = dv - dv[0:1, :]
             tables[name] = (an.gain_calibration(ideal, codes) * codes, arrays[f"{name}_mc_errors"],
                             an.gain_calibration(ideal, ref) * ref)
-        summ["network"] = network.evaluate(tables, seed=seed, n_images=images)
-        summ["network"]["note"] = ("accuracy %, digits test split; analog products g*ADC8(dV) from the model; "
-                                   "'mismatch' draws each product's error from its pair's Monte Carlo samples")
+        late.append(("network", tables, seed, images))
+        labels.append("network level: digits CNN with 4-bit operands through both analog designs")
+    for j, out in zip(late, run(job, late, labels) if late else []):
+        if j[0] == "spice_mc":
+            summ["mc_spice_check"] = out
+        else:
+            summ["network"] = out
+            summ["network"]["note"] = ("accuracy %, digits test split; analog products g*ADC8(dV) from the model; "
+                                       "'mismatch' draws each product's error from its pair's Monte Carlo samples")
     res["summary"] = summ
     res["seconds"] = time.perf_counter() - t0
     res["arrays"] = arrays

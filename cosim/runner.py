@@ -412,8 +412,9 @@ def _compile(sources, top, sim, defines, waves, timeout_s, env, final: Path) -> 
 @contextlib.contextmanager
 def _deadline(seconds: float, what: str):
     """Raise SimTimeout if the block runs longer than ``seconds``. The alarm needs the
-    main thread; elsewhere (a Dask worker runs tasks on a thread of its own) the block
-    runs unbounded, and the point's own timeout is the executor's to keep."""
+    main thread; elsewhere (a Dask worker runs its tasks on a thread of its own) the
+    block runs unbounded: a build on a worker has no wall-clock limit (simulations keep
+    theirs, from coreutils ``timeout``)."""
     import signal
     import threading
 

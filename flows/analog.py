@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -17,7 +18,10 @@ WHAT = ("aid",)
 
 
 def analog(what: str, *, mc: int = 1000, use_spice: bool = False, out_dir: Path = Path("out/analog"),
-           seed: int = 0, keep_spice: bool = False, images: int | None = None) -> int:
+           seed: int = 0, keep_spice: bool = False, images: int | None = None, workers: int | None = 0,
+           scheduler: str | None = None) -> int:
+    """``workers`` / ``scheduler``: run the ngspice columns, Monte Carlo runs and the
+    network study as jobs on the executor (:mod:`flows.executor`; 0: in this process)."""
     from analog.aid import TARGETS, evaluate
     from golden.nets.digits import TEST_IMAGES
     out_dir = check_output_dir(out_dir, replace=True)
@@ -34,9 +38,15 @@ def analog(what: str, *, mc: int = 1000, use_spice: bool = False, out_dir: Path 
     if not 0 <= seed < 1 << 32:
         raise ValueError(f"--seed must be an integer in 0..{(1 << 32) - 1}, not {seed}")
     log = lambda msg: print(f"analog: {msg}", file=sys.stderr, flush=True)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp, contextlib.ExitStack() as stack:
+        run = None
+        if workers != 0 or scheduler:
+            from flows.executor import Executor
+            ex = stack.enter_context(Executor(workers, scheduler, preload=("analog.aid",)))
+            log(f"executor: {ex.describe()}")
+            run = ex.runner("analog")
         res = evaluate(mc=mc, use_spice=use_spice, work_dir=(tmp / "spice") if keep_spice else None, seed=seed,
-                       images=images, log=log)
+                       images=images, log=log, run=run)
         plots = write_plots(res, tmp)
         s = res["summary"]
         checks = _targets(s, TARGETS)

@@ -94,15 +94,17 @@ def cmd_verify(args) -> int:
         if args.variant or args.retrain:
             raise UsageError("--variant and --retrain are for the built-in digits nets, not with --model")
         return verify_model(args.model, args.data, sim=args.sim, out_dir=Path(args.output), seed=args.seed,
-                            n_images=args.images, engine=args.engine, verilog=_params(args.verilog, "--verilog"))
+                            n_images=args.images, engine=args.engine, verilog=_params(args.verilog, "--verilog"),
+                            workers=args.workers, scheduler=args.scheduler)
     return verify(net=args.net, variants=args.variant, sim=args.sim, out_dir=Path(args.output), seed=args.seed,
                   n_images=args.images, engine=args.engine, retrain=args.retrain,
-                  verilog=_params(args.verilog, "--verilog"))
+                  verilog=_params(args.verilog, "--verilog"), workers=args.workers, scheduler=args.scheduler)
 
 
 def cmd_bench(args) -> int:
     from flows.bench import bench
-    return bench(args.what, out=Path(args.output), vectors=args.vectors)
+    return bench(args.what, out=Path(args.output), vectors=args.vectors, workers=args.workers,
+                 scheduler=args.scheduler)
 
 
 def cmd_synth(args) -> int:
@@ -121,7 +123,7 @@ def cmd_synth(args) -> int:
 def cmd_analog(args) -> int:
     from flows.analog import analog
     return analog(args.what, mc=args.mc, use_spice=args.spice, out_dir=Path(args.output), seed=args.seed,
-                  keep_spice=args.keep_spice, images=args.images)
+                  keep_spice=args.keep_spice, images=args.images, workers=args.workers, scheduler=args.scheduler)
 
 
 def cmd_cache(args) -> int:
@@ -189,7 +191,7 @@ def cmd_sweep(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cosim.engines import benches
+    from flows.bench import table as bench_table
     from cosim.runner import SIMULATORS
     from rtl.engines import ENGINES
     engines = list(ENGINES)
@@ -234,12 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retrain", action="store_true",
                    help="train the nets from the seed on this machine (cached) instead of the shipped weights")
     r.add_argument("--images", type=int, default=32, help="test images (digits: 1..360; --model: the first N of DATA)")
+    r.add_argument("--workers", type=_count, default=0,
+                   help="run image batches on N local Dask worker processes (default 0: in this process)")
+    r.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run image batches on a running Dask scheduler")
     r.add_argument("-o", "--output", default="out/verify")
     r.set_defaults(func=cmd_verify)
 
     b = sub.add_parser("bench", help="benchmarks that write JSON")
-    b.add_argument("what", choices=list(benches()))
+    b.add_argument("what", choices=list(bench_table()))
     b.add_argument("--vectors", type=_count, default=1_000_000)
+    b.add_argument("--workers", type=_count, default=None,
+                   help="benches made of jobs (phantom): local Dask worker processes (default: the cores; 0: here)")
+    b.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the bench's jobs on a running Dask scheduler")
     b.add_argument("-o", "--output", default="out/bench")
     b.set_defaults(func=cmd_bench)
 
@@ -261,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--seed", type=_seed, default=0, help="Monte Carlo seed")
     an.add_argument("--images", type=int, default=None, help="digits test images for the network study "
                     "(default: all 360; 0 skips it)")
+    an.add_argument("--workers", type=_count, default=None,
+                    help="ngspice columns, Monte Carlo runs and the network study on N local Dask worker processes "
+                         "(default: the cores; 0: in this process)")
+    an.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run those jobs on a running Dask scheduler")
     an.add_argument("-o", "--output", default="out/analog")
     an.set_defaults(func=cmd_analog)
 

@@ -22,10 +22,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
+
+from distributed.diagnostics.plugin import WorkerPlugin
 
 
 @dataclass
@@ -41,6 +44,37 @@ class Outcome:
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _malloc_defaults() -> None:
+    """Undo the Dask nanny's ``MALLOC_TRIM_THRESHOLD_=65536``: with a fixed trim
+    threshold glibc stops adapting its mmap threshold, and every numpy array above
+    128 kB is mapped and unmapped anew -- the cycle models ran 1.8x slower on a worker
+    than in a plain process (measured, ``nnaccel bench sweep``). Large thresholds restore
+    heap reuse."""
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (its maximum on 64-bit)
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to undo
+
+
+class _Setup(WorkerPlugin):
+    """A Dask worker plugin: the allocator fixed and the task's modules imported, on
+    every worker before its first task (the imports then count as start-up, not as the
+    first tasks' overhead)."""
+
+    def __init__(self, modules: tuple[str, ...]):
+        self.modules = tuple(modules)
+
+    def setup(self, worker) -> None:
+        import importlib
+        _malloc_defaults()
+        os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)  # nor in the simulators the tasks start
+        for m in self.modules:
+            importlib.import_module(m)
 
 
 def _call(fn: Callable, item) -> tuple[Any, str]:
@@ -62,12 +96,14 @@ def check_scheduler(address: str) -> str:
 class Executor:
     """A context manager; see the module docstring."""
 
-    def __init__(self, workers: int | None = None, scheduler: str | None = None, *, connect_timeout_s: float = 20):
+    def __init__(self, workers: int | None = None, scheduler: str | None = None, *, connect_timeout_s: float = 20,
+                 preload: tuple[str, ...] = ()):
         if workers is not None and workers < 0:
             raise ValueError(f"--workers must be >= 0, not {workers}")
         self.scheduler = check_scheduler(scheduler) if scheduler else None
         self.workers = default_workers() if workers is None and not scheduler else workers
         self.connect_timeout_s = connect_timeout_s
+        self.preload = preload
         self.client = None
         self._cluster = None
 
@@ -103,9 +139,19 @@ class Executor:
             except (OSError, TimeoutError) as e:
                 raise ConnectionError(f"cannot reach the Dask scheduler at {self.scheduler}: {_one_line(e)}") from None
         else:
-            self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                         host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL)
+            import dask
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                             host="127.0.0.1", dashboard_address=None,
+                                             silence_logs=logging.CRITICAL)
             self.client = Client(self._cluster)
+        # every worker (and one that joins later, e.g. a restarted one) set up before its first task
+        try:
+            self.client.register_plugin(_Setup(self.preload), name="nnaccel-setup")
+        except Exception as e:  # noqa: BLE001  (a worker without nnaccel: say so, once)
+            self.__exit__()
+            raise ConnectionError(f"the Dask workers cannot set up nnaccel ({_one_line(e)}): install nnaccel on "
+                                  f"every worker") from None
         return self
 
     def __exit__(self, *exc) -> None:
@@ -116,6 +162,13 @@ class Executor:
                 except Exception:  # noqa: BLE001  (closing after an interrupt: nothing more to do)
                     pass
         self.client = self._cluster = None
+
+    def runner(self, what: str) -> Callable:
+        """``run(fn, items, labels) -> [fn(item) ...]`` in the items' order, on this
+        executor: the hook a long study (``cosim/benches/phantom.py``, ``analog/aid.py``)
+        takes so its jobs run here while the study itself knows nothing of Dask. A job
+        that fails ends it with ``what``, the job's label and the error (one line)."""
+        return _runner(self, what)
 
     def run(self, fn: Callable, items: Iterable, keys: Iterable[str]) -> Iterator[Outcome]:
         """``fn(item)`` per item (``fn`` a module-level function, ``item`` picklable), an
@@ -146,6 +199,22 @@ class Executor:
                 fut.release()
         finally:
             self.client.cancel([f for f in futures if not f.done()])
+
+
+def _runner(ex: "Executor", what: str):
+    def run(fn: Callable, items: list, labels: list[str]) -> list:
+        from golden.errors import CosimError
+        stamp = time.time_ns()
+        results = [None] * len(items)
+        for o in ex.run(fn, items, [f"{i}-{stamp}" for i in range(len(items))]):
+            i = int(o.key.split("-")[0])
+            if not o.ok:
+                raise CosimError(f"{what}: {labels[i]}: {o.error}")
+            results[i] = o.value
+            print(f"{what}: {labels[i]} done on {o.worker} ({o.wall_s:.0f} s from the start)",
+                  file=sys.stderr, flush=True)
+        return results
+    return run
 
 
 def format_traceback(e: BaseException) -> str:

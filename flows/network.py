@@ -28,6 +28,7 @@ import torch
 from cosim.engines import run_layer
 from golden.conv import conv2d_int, linear_int
 from golden.graph import Add, AveragePool, EngineNode, GlobalAveragePool, Graph, MaxPool
+from golden.graph import run as run_graph
 from golden.layer import Kind, LayerVectors
 from rtl.engines import get_engine
 from rtl.export import Design, generate
@@ -131,11 +132,12 @@ def useful_macs(vec: LayerVectors) -> int:
 
 def run_network(graph: Graph, x0: np.ndarray, designs: dict[str, Design], *, engine: str = "auto",
                 sim: str = "verilator", seed: int = 1, timeout_s: float = 300, progress=None,
-                verilog: dict[str, str] | None = None) -> dict:
+                verilog: dict[str, str] | None = None, choices: dict[str, Choice] | None = None) -> dict:
     """Run ``graph`` on the int8 batch ``x0`` through the hardware path: engine nodes on
     the chosen designs, the other nodes on the host (golden integer code). ``verilog``
     maps a design label to Verilog text that replaces its generated design (a netlist, a
-    hand edit, a mutant).
+    hand edit, a mutant). ``choices`` (layer name -> :class:`Choice`) fixes the engines
+    instead of choosing on this batch (a batch of a larger run: :func:`choose_all`).
 
     Returns {"layers": [...], "output": final tensor (None when the chain broke),
     "passed": bool, "diverged": None or {"layer", "engine", first mismatch or error}}.
@@ -156,7 +158,7 @@ def run_network(graph: Graph, x0: np.ndarray, designs: dict[str, Design], *, eng
         vec = node.vectors(xs[0])
         if progress:
             progress.start(f"{node.name}: choose an engine and run")
-        choice = choose(vec, designs, engine)
+        choice = choices[node.name] if choices is not None else choose(vec, designs, engine)
         row = {"layer": node.name, "kind": vec.kind.value, "engine": choice.label, "why": choice.reason,
                "input_shape": list(vec.x.shape), "output_shape": list(vec.y.shape),
                "macs": vec.layer.macs_per_image * vec.images, "useful_macs": useful_macs(vec),
@@ -191,3 +193,83 @@ def run_network(graph: Graph, x0: np.ndarray, designs: dict[str, Design], *, eng
         # The RTL's outputs: the checker compared every one it emitted with vec.y and found them equal.
         tensors[node.output] = vec.y
     return {"layers": rows, "output": tensors[graph.output], "passed": True, "diverged": None}
+
+
+# ----------------------------------------------------------------------------- image batches on workers
+
+
+def choose_all(graph: Graph, x0: np.ndarray, designs: dict[str, Design], engine: str = "auto") -> dict[str, Choice]:
+    """The engine of every engine layer as :func:`run_network` would choose it on the
+    whole batch ``x0``: :func:`choose` looks at the batch's first image only, and on the
+    hardware path a layer's input is the golden one (an RTL output is passed on only
+    when it equals the golden model's), so the golden tensors of image 0 decide."""
+    values = run_graph(graph, np.asarray(x0)[:1], keep=True)
+    return {n.name: choose(n.vectors(values[n.input]), designs, engine) for n in graph.engine_nodes}
+
+
+def batch_task(task: dict) -> dict:
+    """One image batch of a network on a worker (:func:`run_network` with fixed choices)."""
+    return run_network(task["graph"], task["x"], task["designs"], engine=task["engine"], sim=task["sim"],
+                       seed=task["seed"], timeout_s=task["timeout_s"], verilog=task["verilog"],
+                       choices=task["choices"])
+
+
+def split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous, nearly equal ranges covering 0..n (no empty one)."""
+    parts = max(1, min(parts, n))
+    edges = [round(i * n / parts) for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(edges, edges[1:])]
+
+
+_SUMMED = ("cycles", "model_cycles", "outputs", "vectors", "mismatches", "macs", "useful_macs", "host_ops",
+           "batches", "wall_s")
+
+
+def merge_runs(parts: list[dict]) -> dict:
+    """One :func:`run_network` result from the results of consecutive image batches (in
+    order): per layer the counts and counters summed, the densities weighted by images;
+    the chain breaks at the earliest layer any batch broke at (as one run over all the
+    images would), and the first mismatch is the first batch's there, its output index
+    shifted by the outputs of the batches before it."""
+    if len(parts) == 1:
+        return parts[0]
+    cut = min(len(p["layers"]) for p in parts)
+    rows = []
+    for i in range(cut):
+        rs = [p["layers"][i] for p in parts]
+        row = dict(rs[0])
+        images = [r["input_shape"][0] for r in rs]
+        for k in _SUMMED:
+            if any(k in r and r[k] is not None for r in rs):
+                row[k] = sum(r.get(k) or 0 for r in rs)
+        if "wall_s" in row:
+            row["wall_s"] = round(row["wall_s"], 3)
+        for k in ("input_shape", "output_shape"):
+            row[k] = [sum(images) if k == "input_shape" else sum(r[k][0] for r in rs), *rs[0][k][1:]]
+        if "activation_density" in row:
+            row["activation_density"] = round(sum(r["activation_density"] * n for r, n in zip(rs, images))
+                                              / max(1, sum(images)), 4)
+        for k in ("stats", "energy"):
+            if any(r.get(k) for r in rs):
+                row[k] = {key: sum((r.get(k) or {}).get(key, 0) for r in rs) for key in rs[0].get(k) or {}}
+        row["passed"] = all(r["passed"] for r in rs)
+        if row.get("status") in ("PASS", "FAIL"):
+            row["status"] = "PASS" if row["passed"] else "FAIL"
+            row["build_reused"] = all(r.get("build_reused") for r in rs)
+            offset, first = 0, None
+            for r in rs:
+                if not r["passed"] and first is None:
+                    first = dict(r["first_mismatch"], index=r["first_mismatch"]["index"] + offset) \
+                        if r.get("first_mismatch") and "index" in r["first_mismatch"] else r.get("first_mismatch")
+                    row.update(error=r.get("error"), log=r.get("log"))
+                offset += r.get("outputs") or 0
+            row["first_mismatch"] = first
+        rows.append(row)
+    broken = [p for p in parts if p["diverged"] and len(p["layers"]) == cut]
+    diverged = None
+    if broken:
+        diverged = dict(broken[0]["diverged"])
+        if rows[-1].get("first_mismatch"):
+            diverged.update(rows[-1]["first_mismatch"])
+    return {"layers": rows, "output": None if broken else np.concatenate([p["output"] for p in parts]),
+            "passed": not broken, "diverged": diverged}

@@ -179,7 +179,7 @@ def load_spec(path, *, base: Path | None = None) -> Spec:
     if "energy" in measure and not eng.has_energy:
         raise SpecError(f"{path}: measure 'energy': engine {engine} has no energy table "
                         f"(engines with one: {', '.join(n for n, e in ENGINES.items() if e.has_energy)})")
-    runs_layers = eng.room("mapper") is not None
+    runs_layers = eng.runs_layers
     if not runs_layers and set(measure) - {"synth"}:
         raise SpecError(f"{path}: engine {engine} runs no layers: it can only be swept with measure = [\"synth\"]")
     sim = d.get("sim", "verilator")
@@ -658,7 +658,8 @@ def sweep(spec_path, out, *, workers: int | None = None, scheduler: str | None =
           flush=True)
     bar = Progress(len(points), skipped) if progress else None
     t_enter = time.perf_counter()
-    with Executor(workers, scheduler) if todo else Executor(0) as ex:
+    preload = ("flows.sweep", "flows.network", "cosim.engines", "rtl.export")
+    with Executor(workers, scheduler, preload=preload) if todo else Executor(0) as ex:
         t0 = time.perf_counter()
         startup = t0 - t_enter
         if todo:
@@ -724,7 +725,7 @@ def configurations(ok: list[dict], n_workloads: int) -> list[dict]:
         for k in SUMMED_FIGURES:
             vals = [r.get(k) for r in rs]
             if all(_num(v) for v in vals):
-                c[k] = sum(vals)
+                c[k] = round(sum(vals), 4) if any(isinstance(v, float) for v in vals) else sum(vals)
         for k in CONFIG_FIGURES:
             if rs[0].get(k) is not None:
                 c[k] = rs[0][k]
@@ -742,12 +743,14 @@ def objectives(configs: list[dict], swept: list[str], spec_pareto) -> tuple[str,
         return tuple(spec_pareto)
     have = lambda c: any(_num(r.get(c)) for r in configs)  # noqa: E731
     y = "cycles" if have("cycles") else "model_cycles" if have("model_cycles") else None
-    if y is None:
-        return ("luts", "clock_ns") if have("luts") and have("clock_ns") else None
+    params = [k for k in swept if have(f"p_{k}")]
+    if y is None:  # synthesis only: area against the clock period, else against a parameter
+        if have("luts") and have("clock_ns"):
+            return "luts", "clock_ns"
+        return (f"p_{params[0]}", "luts") if have("luts") and params else None
     for x in ("luts", "energy_pj", "dsps"):
         if have(x):
             return x, y
-    params = [k for k in swept if have(f"p_{k}")]
     return (f"p_{params[0]}", y) if params else None
 
 
@@ -812,6 +815,16 @@ def report(out, *, spec: Spec | None = None, wall_s: float | None = None, ran: i
                   "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(str(r.get(c)) for c in cols) + " |" for r in front]
         lines += ["", "![Pareto front](pareto.png)", ""]
+        if len(configs) <= 60:
+            on = {r["params"] for r in front}
+            extra = [c for c in ("macs_per_cycle", "energy_pj", "luts", "fmax_mhz") if c not in cols
+                     and any(_num(r.get(c)) for r in configs)]
+            lines += [f"## All {len(configs)} configurations, by {y}", "",
+                      "| " + " | ".join(c.removeprefix("p_") for c in cols + extra) + " | front |",
+                      "|" + "---|" * (len(cols) + len(extra) + 1)]
+            lines += ["| " + " | ".join(str(r.get(c)) for c in cols + extra) + f" | {'*' if r['params'] in on else ''} |"
+                      for r in sorted(configs, key=lambda r: (r.get(y) is None, r.get(y) or 0))]
+            lines.append("")
     if failed or invalid:
         lines += ["## Points that did not run", ""]
         lines += [f"- `{r.get('params')}` on {r.get('workload')}: {r.get('status')}: {r.get('error')}"

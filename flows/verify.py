@@ -14,12 +14,13 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from cosim.runner import cache_root, tool_version
+from cosim.runner import CosimError, cache_root, tool_version
 from flows.network import designs_for, run_network
 from flows.outdir import Progress, atomic_dir, check_output_dir
 from golden.graph import run as run_graph
@@ -41,7 +42,7 @@ SOURCES = {"shipped": "shipped weights", "cache": "trained on this machine, from
 
 def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_dir: Path = Path("out/verify"),
            seed: int = 0, n_images: int = 32, engine: str = "auto", retrain: bool = False,
-           verilog: dict[str, str] | None = None) -> int:
+           verilog: dict[str, str] | None = None, workers: int = 0, scheduler: str | None = None) -> int:
     """``retrain``: train the nets from ``seed`` on this machine (cached) instead of loading
     the shipped weights; the accuracies then depend on the machine's CPU (see golden.nets.digits)."""
     t_start = time.perf_counter()
@@ -64,15 +65,16 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
         how = SOURCES.get(nets[v].source, f"trained in {nets[v].train_seconds:.1f} s")
         prog.done(f"accuracy {nets[v].accuracy:.2f}% ({how})")
 
-    runs = []
+    jobs = []
     for v in variants:
         qn = nets[v]
         if not qn.layers:
             continue
         x_q, labels = qn.test_inputs(n_images)
-        runs.append(check_graph(module.to_graph(qn), x_q.numpy(), labels.numpy(), designs, engine=engine, sim=sim,
-                                seed=(seed + 1) % (SEED_MAX + 1), label=v,
-                                source_accuracy=_float_accuracy(nets["float"], n_images), verilog=verilog))
+        jobs.append({"graph": module.to_graph(qn), "x": x_q.numpy(), "labels": labels.numpy(), "label": v,
+                     "source_accuracy": _float_accuracy(nets["float"], n_images)})
+    runs = check_graphs(jobs, designs, engine=engine, sim=sim, seed=(seed + 1) % (SEED_MAX + 1), verilog=verilog,
+                        workers=workers, scheduler=scheduler)
     results = _results(net, engine, sim, seed, n_images, designs, runs, t_start, variants=[
         {"variant": v, "accuracy": nets[v].accuracy, "weight_sparsity": nets[v].sparsity,
          "integer_layers": len(nets[v].layers), "train_seconds": nets[v].train_seconds, "weights": nets[v].source}
@@ -81,7 +83,8 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
 
 
 def verify_model(model: str, data: str, *, sim: str = "verilator", out_dir: Path = Path("out/verify"),
-                 seed: int = 0, n_images: int = 32, engine: str = "auto", verilog: dict[str, str] | None = None) -> int:
+                 seed: int = 0, n_images: int = 32, engine: str = "auto", verilog: dict[str, str] | None = None,
+                 workers: int = 0, scheduler: str | None = None) -> int:
     """A user's model (``nnaccel import``'s formats) end to end on the first ``n_images`` of
     ``data`` (DATA.npz: ``x``, optionally ``y``)."""
     from flows.model_import import load_data
@@ -101,8 +104,9 @@ def verify_model(model: str, data: str, *, sim: str = "verilator", out_dir: Path
         src = run_source(graph, x, exposed=False)[graph.output]
         source = 100.0 * float((src.reshape(len(src), -1).argmax(1) == y).mean())
     x_q = graph.quantize_input(x)
-    runs = [check_graph(graph, x_q, y, designs, engine=engine, sim=sim, seed=(seed + 1) % (SEED_MAX + 1),
-                        label=graph.name, source_accuracy=source, verilog=verilog)]
+    runs = check_graphs([{"graph": graph, "x": x_q, "labels": y, "label": graph.name, "source_accuracy": source}],
+                        designs, engine=engine, sim=sim, seed=(seed + 1) % (SEED_MAX + 1), verilog=verilog,
+                        workers=workers, scheduler=scheduler)
     results = _results(str(model), engine, sim, seed, len(x), designs, runs, t_start, variants=[
         {"variant": graph.name, "accuracy": None, "weight_sparsity": _sparsity(graph),
          "integer_layers": len(graph.engine_nodes), "train_seconds": 0.0, "weights": str(model)}])
@@ -159,6 +163,60 @@ def check_graph(graph, x, labels, designs, *, engine: str, sim: str, seed: int, 
     prog = Progress(len(graph.engine_nodes))
     print(f"{label}: {len(x)} images through {engine} on {sim}", flush=True)
     res = run_network(graph, x, designs, engine=engine, sim=sim, seed=seed, progress=prog, verilog=verilog)
+    return _entry(graph, x, labels, res, label, source_accuracy)
+
+
+def check_graphs(jobs: list[dict], designs, *, engine: str, sim: str, seed: int, verilog: dict | None = None,
+                 workers: int = 0, scheduler: str | None = None) -> list[dict]:
+    """:func:`check_graph` for each job (``graph``, ``x``, ``labels``, ``label``,
+    ``source_accuracy``): in this process one after another (``workers=0``, no
+    scheduler), or on the executor (:mod:`flows.executor`): every job's images split into
+    one contiguous batch per worker, every batch of every job a task, the engines chosen
+    first on the whole input as a serial run chooses them (:func:`flows.network.choose_all`),
+    the batches' results merged per job (:func:`flows.network.merge_runs`). The outputs,
+    the checks and the choices are those of a serial run; the cycles are the batches'
+    sum (each batch's simulation fills and drains its pipeline once)."""
+    if not workers and not scheduler:
+        return [check_graph(j["graph"], j["x"], j["labels"], designs, engine=engine, sim=sim, seed=seed,
+                            label=j["label"], source_accuracy=j["source_accuracy"], verilog=verilog) for j in jobs]
+    from flows.executor import Executor
+    from flows.network import batch_task, choose_all, merge_runs, split
+    with Executor(workers, scheduler, preload=("flows.network", "cosim.engines")) as ex:
+        n = workers if not scheduler else len(ex.client.scheduler_info(n_workers=-1)["workers"])
+        print(f"executor: {ex.describe()}", flush=True)
+        tasks, keys = [], []
+        for i, j in enumerate(jobs):
+            choices = choose_all(j["graph"], j["x"], designs, engine)
+            j["ranges"] = split(len(j["x"]), max(1, n))
+            print(f"{j['label']}: {len(j['x'])} images through {engine} on {sim}, in {len(j['ranges'])} batches",
+                  flush=True)
+            for a, b in j["ranges"]:
+                tasks.append({"graph": j["graph"], "x": j["x"][a:b], "designs": designs, "engine": engine,
+                              "sim": sim, "seed": seed, "timeout_s": 300, "verilog": verilog, "choices": choices})
+                keys.append(f"verify-{i}-{a}-{b}-{time.time_ns()}")
+        parts = {}
+        for o in ex.run(batch_task, tasks, keys):
+            _, i, a, b, _ = o.key.split("-")
+            if not o.ok:
+                raise CosimError(f"{jobs[int(i)]['label']}, images {a}..{int(b) - 1}: {o.error}")
+            parts[(int(i), int(a))] = o.value
+            print(f"[{len(parts)}/{len(tasks)}] {jobs[int(i)]['label']} images {a}..{int(b) - 1}: "
+                  f"{'PASS' if o.value['passed'] else 'FAIL'} on {o.worker} ({o.wall_s:.1f} s from the start)",
+                  file=sys.stderr, flush=True)
+        where = ex.describe()
+    entries = []
+    for i, j in enumerate(jobs):
+        e = _entry(j["graph"], j["x"], j["labels"], merge_runs([parts[(i, a)] for a, _ in j["ranges"]]),
+                   j["label"], j["source_accuracy"])
+        e["batches"] = [list(r) for r in j["ranges"]]
+        e["executor"] = where
+        entries.append(e)
+    return entries
+
+
+def _entry(graph, x, labels, res: dict, label: str, source_accuracy) -> dict:
+    """A run's entry: ``res`` (:func:`flows.network.run_network`) with its final outputs
+    compared with the golden integer graph's image by image, and the accuracies."""
     golden = run_graph(graph, x)
     entry = {"variant": label, "images": int(len(x)), **res}
     out = res["output"]
@@ -275,7 +333,10 @@ def report_markdown(r: dict, plots: list[str]) -> str:
         f"# nnaccel verify: {'PASS' if r['passed'] else 'FAIL'}",
         "",
         f"Net `{r['net']}`, engine `{r['engine']}`, simulator {r['tools']['simulator']}, training seed {r['seed']}, "
-        f"{r['images']} test images, {r['date']}. Wall time {r['wall_s']:.1f} s.",
+        f"{r['images']} test images, {r['date']}. Wall time {r['wall_s']:.1f} s"
+        + (f", image batches {r['runs'][0]['batches']} of each run on the executor ({r['runs'][0]['executor']}): "
+           "cycles are the batches' sum, each batch filling and draining the pipelines once"
+           if r["runs"] and r["runs"][0].get("executor") else "") + ".",
         "",
         ("Weights: the shipped ones (`golden/nets/weights`), so the accuracies are the same on every machine."
          if all(v.get("weights") == "shipped" for v in r["variants"]) else

@@ -99,6 +99,13 @@ class Engine:
         return self.room("model").cycles(plan)
 
     @property
+    def runs_layers(self) -> bool:
+        """Whether the engine runs network layers at all (its mapper says ``RUNS_LAYERS =
+        False`` when it runs none, as the AID controller: then only synthesis is asked of it)."""
+        room = self.room("mapper")
+        return room is not None and getattr(room, "RUNS_LAYERS", True)
+
+    @property
     def has_energy(self) -> bool:
         return self.room("energy") is not None
 

@@ -286,7 +286,15 @@ def test_cli_model_only_writes_json_and_plots(tmp_path, capsys):
     for name in ("transfer.png", "error_heatmap.png", "mc_hist.png"):
         assert (out / name).stat().st_size > 1000
     assert not list(tmp_path.glob(".*tmp*"))
-    assert "target snr_gain_db" in capsys.readouterr().out
+    out_text = capsys.readouterr()
+    assert "target snr_gain_db" in out_text.out and "executor: local Dask cluster" in out_text.err
+    # the same study in this process, one job after another: the same figures
+    assert main(["analog", "aid", "--mc", "20", "--images", "0", "--workers", "0", "-o", str(tmp_path / "s")]) == 0
+    serial = json.loads((tmp_path / "s" / "aid.json").read_text())
+    for doc_ in (doc, serial):
+        for d in doc_["summary"]["designs"].values():
+            d["mc"].pop("seconds")
+    assert serial["summary"] == s and serial["mc_sigma"] == doc["mc_sigma"]
 
 
 @pytest.mark.parametrize("argv, needle", [

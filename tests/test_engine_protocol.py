@@ -108,3 +108,8 @@ def test_run_is_bit_exact_and_near_the_model(name):
         if engine.has_energy:
             e = engine.energy(r.extra["stats"], design.config)
             assert e and all(v >= 0 for v in e.values() if isinstance(v, (int, float))), (name, e)
+
+
+def test_only_the_aid_controller_runs_no_layers():
+    from rtl.engines import ENGINES
+    assert [n for n, e in ENGINES.items() if not e.runs_layers] == ["aid"]

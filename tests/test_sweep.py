@@ -320,3 +320,21 @@ def test_real_scheduler_two_workers_one_killed(tmp_path):
     finally:
         for p in reversed(procs):
             _stop(p)
+
+
+def test_bench_jobs_come_back_in_order_and_a_failed_one_is_named():
+    """`nnaccel bench`'s run hook (the executor under a bench's jobs), in process."""
+    from cosim.runner import CosimError
+    from flows.executor import Executor
+    with Executor(0) as ex:
+        run = ex.runner("bench demo")
+        assert run(abs, [-3, 2, -1], ["a", "b", "c"]) == [3, 2, 1]
+        with pytest.raises(CosimError, match=r"^bench demo: b: TypeError: bad operand"):
+            run(abs, [-1, "s"], ["a", "b"])
+
+
+@pytest.mark.parametrize("spec", sorted((REPO / "docs" / "sweeps").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_documented_example_spec_is_valid(spec):
+    s = load_spec(spec)
+    assert s.points() and s.engine in spec.read_text()
+    assert s.workloads or s.measure == ("synth",)

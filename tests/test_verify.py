@@ -118,3 +118,54 @@ def test_an_imported_qdq_model_runs_end_to_end(tmp_path, capsys):
     assert kinds["depthwise"] == "phantom" and kinds["Add"] == kinds["MaxPool"] == "host"
     assert kinds["GlobalAveragePool"] == "host" and kinds["linear"] != "host"
     assert sorted(p.name for p in (out / "vectors").iterdir())[0].startswith("00_")
+
+
+def _part(n_images, rows, out=None, diverged=None):
+    return {"layers": rows, "output": out, "passed": diverged is None, "diverged": diverged}
+
+
+def _row(name, images, cycles, passed=True, first=None, status=None):
+    return {"layer": name, "engine": "phantom", "input_shape": [images, 4], "output_shape": [images, 2],
+            "cycles": cycles, "model_cycles": cycles, "outputs": 2 * images, "vectors": images, "mismatches":
+            0 if passed else 1, "macs": 8 * images, "useful_macs": 4 * images, "batches": 1, "wall_s": 0.5,
+            "activation_density": 0.5 if images == 2 else 1.0, "stats": {"adds": cycles}, "energy": None,
+            "passed": passed, "status": status or ("PASS" if passed else "FAIL"), "first_mismatch": first,
+            "build_reused": True, "error": None, "log": None}
+
+
+def test_merge_runs_sums_batches_and_breaks_where_the_earliest_batch_broke():
+    a = _part(2, [_row("l0", 2, 10), _row("l1", 2, 20)], out=np.zeros((2, 2)))
+    b = _part(3, [_row("l0", 3, 15), _row("l1", 3, 30)], out=np.ones((3, 2)))
+    m = fn.merge_runs([a, b])
+    assert m["passed"] and m["output"].tolist() == [[0, 0]] * 2 + [[1, 1]] * 3
+    l0 = m["layers"][0]
+    assert l0["cycles"] == 25 and l0["outputs"] == 10 and l0["input_shape"] == [5, 4] and l0["stats"] == {"adds": 25}
+    assert l0["activation_density"] == pytest.approx((0.5 * 2 + 1.0 * 3) / 5)
+    # the second batch breaks at l0: the merged chain stops there, the mismatch index shifted by a's outputs
+    bad = {"index": 1, "expected": 5, "got": 6}
+    c = _part(3, [_row("l0", 3, 15, passed=False, first=bad)], diverged={"layer": "l0", "engine": "phantom", **bad})
+    m = fn.merge_runs([a, c])
+    assert not m["passed"] and m["output"] is None and [l["layer"] for l in m["layers"]] == ["l0"]
+    assert m["layers"][0]["first_mismatch"]["index"] == 4 + 1 and m["diverged"]["index"] == 5
+    assert m["layers"][0]["status"] == "FAIL" and m["layers"][0]["mismatches"] == 1
+    assert fn.split(5, 2) == [(0, 2), (2, 5)] and fn.split(1, 4) == [(0, 1)]
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+def test_verify_on_workers_equals_the_serial_run(tmp_path):
+    """`--workers 2`: image batches on a local Dask cluster; the engines chosen, the
+    checks and the final outputs are the serial run's, the cycles the batches' sum."""
+    runs = {}
+    for w in ("0", "2"):
+        out = tmp_path / f"w{w}"
+        assert main(["verify", "--variant", "sparse", "--images", "6", "--workers", w, "-o", str(out)]) == 0
+        runs[w] = json.loads((out / "results.json").read_text())["runs"][0]
+    serial, par = runs["0"], runs["2"]
+    assert par["batches"] == [[0, 3], [3, 6]] and "local Dask cluster" in par["executor"]
+    assert par["images_equal"] == serial["images_equal"] == 6 and par["passed"]
+    for s, p in zip(serial["layers"], par["layers"], strict=True):
+        assert (s["layer"], s["engine"], s["why"]) == (p["layer"], p["engine"], p["why"])
+        assert s.get("outputs") == p.get("outputs") and s.get("macs") == p.get("macs")
+        if s["engine"] != "host":
+            assert p["mismatches"] == 0 and abs(p["cycles"] - s["cycles"]) <= 0.05 * s["cycles"] + 64

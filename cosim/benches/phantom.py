@@ -111,18 +111,19 @@ def _mesh_demo(vec, sparse, dense) -> dict:
             "fast_model_rel_error": abs(fast["cycles"] - s["cycles"]) / s["cycles"], "words": s["words"]}
 
 
-def _model_check() -> list[dict]:
-    """The fast mesh model (the study's budget) against the exact mesh model on whole layers."""
+def _model_check(i: int) -> list[dict]:
+    """The fast mesh model (the study's budget) against the exact mesh model on whole
+    layer ``CHECK_LAYERS[i]``, level-2 balancing on and off."""
+    layer = CHECK_LAYERS[i]
+    lm = synthetic_masks(np.random.default_rng(i), layer, layer["wd"], layer["ad"], WEIGHT_CV)
     rows = []
-    for i, layer in enumerate(CHECK_LAYERS):
-        lm = synthetic_masks(np.random.default_rng(i), layer, layer["wd"], layer["ad"], WEIGHT_CV)
-        for level2 in (True, False):
-            exact = mesh_layer(lm, STUDY, level2=level2, budget=10**12)
-            fast = mesh_layer(lm, STUDY, level2=level2, budget=STUDY_BUDGET)
-            rows.append({"layer": layer["name"], "level2": level2, "exact_cycles": exact["cycles"],
-                         "fast_cycles": fast["cycles"], "sampled_positions": fast["sampled_positions"],
-                         "positions": lm.positions,
-                         "rel_error": abs(fast["cycles"] - exact["cycles"]) / exact["cycles"]})
+    for level2 in (True, False):
+        exact = mesh_layer(lm, STUDY, level2=level2, budget=10**12)
+        fast = mesh_layer(lm, STUDY, level2=level2, budget=STUDY_BUDGET)
+        rows.append({"layer": layer["name"], "level2": level2, "exact_cycles": exact["cycles"],
+                     "fast_cycles": fast["cycles"], "sampled_positions": fast["sampled_positions"],
+                     "positions": lm.positions,
+                     "rel_error": abs(fast["cycles"] - exact["cycles"]) / exact["cycles"]})
     return rows
 
 
@@ -207,49 +208,82 @@ def net_study(net: str, cfg: Phantom2DConfig, *, cv: float = 0.4, seed: int = 0,
     return {"net": net, "mesh": [cfg.rows, cfg.cols], "cv": cv, "layers": rows, "summary": summary}
 
 
-def bench(out: Path, vectors: int = 0) -> tuple[dict, list[str], bool]:
+def job(j: tuple):
+    """One measurement of the bench (a picklable tuple; see :func:`bench`)."""
+    kind = j[0]
+    if kind == "pair":
+        return _pair(*j[1:])
+    if kind == "mesh":
+        _, msparse, mdense, vec = j
+        return _mesh_demo(vec, msparse, mdense)
+    if kind == "density":
+        _, sparse, dense, dens = j
+        vec = random_layer(np.random.default_rng(21), wd=dens, ad=dens, name=f"density{dens:.2f}", **LAYER)
+        return {"density": dens, **_pair(sparse, dense, vec)}
+    if kind == "check":
+        return _model_check(j[1])
+    if kind == "study":
+        return net_study(j[1], STUDY, cv=WEIGHT_CV, budget=STUDY_BUDGET)
+    raise ValueError(f"unknown bench job {kind!r}")
+
+
+def _label(j: tuple) -> str:
+    what = {"pair": lambda: f"core RTL {j[3].name}", "mesh": lambda: f"mesh RTL {j[3].name}",
+            "density": lambda: f"core RTL density {j[3]:.2f}", "check": lambda: f"mesh model check {j[1]}",
+            "study": lambda: f"{j[1]} study (model)"}
+    return what[j[0]]()
+
+
+def _serial(progress):
+    def run(fn, items, labels):
+        out = []
+        for item, label in zip(items, labels):
+            progress(label)
+            out.append(fn(item))
+        return out
+    return run
+
+
+def bench(out: Path, vectors: int = 0, run=None) -> tuple[dict, list[str], bool]:
     """``nnaccel bench phantom``: the result (written as phantom.json by the caller), its
     summary lines, and whether every model met its 2 % target; the plot goes to
-    ``out``/phantom.png. ``vectors`` is ignored (the layer set is fixed)."""
+    ``out``/phantom.png. ``vectors`` is ignored (the layer set is fixed). ``run(fn,
+    items, labels)`` returns ``[fn(item) ...]`` in order (default: one after another
+    here; ``nnaccel bench`` passes the executor's)."""
     def progress(label: str) -> None:
         print(f"bench phantom: {label}", file=sys.stderr, flush=True)
 
     sparse = generate("phantom", {})
     dense = generate("phantom", {"dense": "1"})
+    msparse = generate("phantom2d", config=MESH_RTL)
+    mdense = generate("phantom2d", config=dataclasses.replace(MESH_RTL, dense=True))
     vecs = list(digits.layer_vectors(digits.build("sparse"), IMAGES))
-    demo = []
-    for vec in vecs:
-        progress(f"RTL {vec.name}")
-        demo.append(_pair(sparse, dense, vec))
-    sweep = []
-    for dens in DENSITIES:
-        progress(f"RTL density {dens:.2f}")
-        vec = random_layer(np.random.default_rng(21), wd=dens, ad=dens, name=f"density{dens:.2f}", **LAYER)
-        sweep.append({"density": dens, **_pair(sparse, dense, vec)})
+    # every measurement is a job of its own; `run` runs them (serially here, on the
+    # executor's workers under `nnaccel bench`), the longest first
+    jobs = ([("study", net) for net in ("vgg16", "mobilenet_v1")]
+            + [("pair", sparse, dense, vec) for vec in vecs]
+            + [("mesh", msparse, mdense, vec) for vec in vecs]
+            + [("density", sparse, dense, dens) for dens in DENSITIES]
+            + [("check", i) for i in range(len(CHECK_LAYERS))])
+    results = (run or _serial(progress))(job, jobs, [_label(j) for j in jobs])
+    by = {}
+    for j, r in zip(jobs, results):
+        by.setdefault(j[0], []).append(r)
+    demo, mesh_demo, sweep = by["pair"], by["mesh"], by["density"]
+    check = [row for rows in by["check"] for row in rows]
+    studies = dict(zip(("vgg16", "mobilenet_v1"), by["study"]))
     util = sum(r["stats_sparse"]["products"] for r in demo) / sum(r["stats_sparse"]["slots"] for r in demo)
     dense_c = sum(r["dense_cycles"] for r in demo)
     sparse_c = sum(r["sparse_cycles"] for r in demo)
     bound = sum(r["dense_macs"] for r in demo) / sum(r["useful_macs"] for r in demo)
     exact_err = max(r["exact_model_rel_error"] for r in demo + sweep)
     fast_err = max(r["fast_model_rel_error"] for r in demo + sweep)
-    progress("mesh RTL: build")
-    msparse = generate("phantom2d", config=MESH_RTL)
-    mdense = generate("phantom2d", config=dataclasses.replace(MESH_RTL, dense=True))
-    mesh_demo = []
-    for vec in vecs:
-        progress(f"mesh RTL {vec.name}")
-        mesh_demo.append(_mesh_demo(vec, msparse, mdense))
     m_dense = sum(r["dense_cycles"] for r in mesh_demo)
     m_sparse = sum(r["sparse_cycles"] for r in mesh_demo)
     m_off = sum(r["level2_off_cycles"] for r in mesh_demo)
     mesh_exact_err = max(r["exact_model_rel_error"] for r in mesh_demo)
     mesh_fast_err = max(r["fast_model_rel_error"] for r in mesh_demo)
-    progress("mesh model against the exact mesh model on whole layers")
-    check = _model_check()
     study_err = max(r["rel_error"] for r in check)
-    studies = {}
-    for net in ("vgg16", "mobilenet_v1"):
-        studies[net] = net_study(net, STUDY, cv=WEIGHT_CV, budget=STUDY_BUDGET, progress=progress)
     result = {
         "engine": "phantom",
         "config": dataclasses.asdict(sparse.config),

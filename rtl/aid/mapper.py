@@ -19,6 +19,9 @@ from rtl.aid.config import AidControllerConfig
 OPERAND_MAX = 15  # a and b are 4-bit unsigned
 
 
+RUNS_LAYERS = False  # the engine protocol's question "can you map this layer" is always no
+
+
 def maps(layer: LayerVectors | Layer, cfg: AidControllerConfig) -> str:
     """Always a reason: the controller runs no network layer."""
     name = (layer.layer if isinstance(layer, LayerVectors) else layer).name
