@@ -44,7 +44,7 @@ def analog(what: str, *, mc: int = 1000, use_spice: bool = False, out_dir: Path 
             from flows.executor import Executor
             ex = stack.enter_context(Executor(workers, scheduler, preload=("analog.aid",)))
             log(f"executor: {ex.describe()}")
-            run = ex.runner("analog")
+            run = ex.runner("analog", resources={"ngspice": 1})
         res = evaluate(mc=mc, use_spice=use_spice, work_dir=(tmp / "spice") if keep_spice else None, seed=seed,
                        images=images, log=log, run=run)
         plots = write_plots(res, tmp)

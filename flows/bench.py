@@ -34,7 +34,7 @@ def bench(what: str, *, out: Path, vectors: int, workers: int | None = None, sch
         from flows.executor import Executor
         with Executor(workers, scheduler, preload=(fn.__module__,)) as ex:
             print(f"bench {what}: executor: {ex.describe()}", file=sys.stderr, flush=True)
-            result, lines, passed = fn(out, vectors, run=ex.runner(f"bench {what}"))
+            result, lines, passed = fn(out, vectors, run=ex.runner(f"bench {what}", resources={"sim": 1}))
     else:
         result, lines, passed = fn(out, vectors)
     path = out / f"{what}.json"

@@ -163,16 +163,32 @@ class Executor:
                     pass
         self.client = self._cluster = None
 
-    def runner(self, what: str) -> Callable:
+    def runner(self, what: str, resources: dict[str, float] | None = None) -> Callable:
         """``run(fn, items, labels) -> [fn(item) ...]`` in the items' order, on this
         executor: the hook a long study (``cosim/benches/phantom.py``, ``analog/aid.py``)
         takes so its jobs run here while the study itself knows nothing of Dask. A job
-        that fails ends it with ``what``, the job's label and the error (one line)."""
-        return _runner(self, what)
+        that fails ends it with ``what``, the job's label and the error (one line).
+        ``resources``: the slots each job holds (:meth:`slots`)."""
+        return _runner(self, what, resources)
 
-    def run(self, fn: Callable, items: Iterable, keys: Iterable[str]) -> Iterator[Outcome]:
+    def slots(self, wanted: dict[str, float] | None) -> dict[str, float] | None:
+        """The part of ``wanted`` (e.g. ``{"synth": 1}``) that the cluster's workers declare
+        (``dask worker --resources "synth=1 ngspice=2"``): a task then holds that slot while
+        it runs, so a worker with several threads runs at most as many such tasks at once
+        as it has slots. A resource no worker declares is not asked for (a task waiting
+        for it would wait for ever)."""
+        if not wanted or self.client is None:
+            return None
+        offered = set()
+        for w in self.client.scheduler_info(n_workers=-1)["workers"].values():
+            offered |= set(w.get("resources") or {})
+        return {k: v for k, v in wanted.items() if k in offered} or None
+
+    def run(self, fn: Callable, items: Iterable, keys: Iterable[str], *,
+            resources: dict[str, float] | None = None) -> Iterator[Outcome]:
         """``fn(item)`` per item (``fn`` a module-level function, ``item`` picklable), an
-        :class:`Outcome` per item as each finishes; ``keys`` name the tasks (unique)."""
+        :class:`Outcome` per item as each finishes; ``keys`` name the tasks (unique);
+        ``resources``: the slots each task holds where workers declare them (:meth:`slots`)."""
         items, keys = list(items), list(keys)
         if len(set(keys)) != len(keys):
             raise ValueError("task keys must be unique")
@@ -187,7 +203,9 @@ class Executor:
             return
         from distributed import as_completed
         t0 = time.perf_counter()
-        futures = {self.client.submit(_call, fn, item, key=key, pure=False): key for key, item in zip(keys, items)}
+        held = self.slots(resources)
+        futures = {self.client.submit(_call, fn, item, key=key, pure=False, resources=held): key
+                   for key, item in zip(keys, items)}
         try:
             for fut in as_completed(list(futures)):
                 key = futures[fut]
@@ -201,12 +219,12 @@ class Executor:
             self.client.cancel([f for f in futures if not f.done()])
 
 
-def _runner(ex: "Executor", what: str):
+def _runner(ex: "Executor", what: str, resources: dict | None):
     def run(fn: Callable, items: list, labels: list[str]) -> list:
         from golden.errors import CosimError
         stamp = time.time_ns()
         results = [None] * len(items)
-        for o in ex.run(fn, items, [f"{i}-{stamp}" for i in range(len(items))]):
+        for o in ex.run(fn, items, [f"{i}-{stamp}" for i in range(len(items))], resources=resources):
             i = int(o.key.split("-")[0])
             if not o.ok:
                 raise CosimError(f"{what}: {labels[i]}: {o.error}")

@@ -666,7 +666,8 @@ def sweep(spec_path, out, *, workers: int | None = None, scheduler: str | None =
             print(f"executor: {ex.describe()}", flush=True)
         by_key = {p.key: p for p in todo}
         busy = 0.0
-        for o in ex.run(evaluate, [p.task() for p in todo], [p.key for p in todo]):
+        slots = {k: 1 for k, m in (("synth", "synth"), ("sim", "cosim")) if m in spec.measure}
+        for o in ex.run(evaluate, [p.task() for p in todo], [p.key for p in todo], resources=slots):
             p = by_key[o.key]
             row = {"point": o.key, "engine": spec.engine, "workload": p.workload.label,
                    **{f"w_{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)

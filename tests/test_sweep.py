@@ -338,3 +338,29 @@ def test_every_documented_example_spec_is_valid(spec):
     s = load_spec(spec)
     assert s.points() and s.engine in spec.read_text()
     assert s.workloads or s.measure == ("synth",)
+
+
+def _hold(seconds: float) -> tuple[float, float]:
+    t0 = time.time()
+    time.sleep(seconds)
+    return t0, time.time()
+
+
+def test_declared_slots_keep_heavy_tasks_apart():
+    """A worker with two threads and one `synth` slot runs two synthesis tasks one after
+    the other, and two plain ones at once; a slot no worker declares is not asked for."""
+    from distributed import LocalCluster
+
+    from flows.executor import Executor
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"synth": 1},
+                      dashboard_address=None) as cluster, Executor(scheduler=cluster.scheduler_address) as ex:
+        assert ex.slots({"synth": 1, "gpu": 1}) == {"synth": 1} and ex.slots({"gpu": 1}) is None
+
+        def spans(resources):
+            out = sorted(o.value for o in ex.run(_hold, [0.6, 0.6], [f"a{resources}", f"b{resources}"],
+                                                 resources=resources))
+            return out[1][0] - out[0][1]  # the second's start minus the first's end
+
+        assert spans({"synth": 1}) >= 0  # one after the other
+        assert spans(None) < -0.3  # side by side
+        assert spans({"gpu": 1}) < -0.3  # not declared: not held
