@@ -60,8 +60,8 @@ DEMO_NETS = ("int8", "sparse", "ternary")
 SYNTHETIC_KINDS = ("conv", "depthwise", "linear")
 SYNTHETIC_FIELDS = {"in_channels": 8, "out_channels": 8, "size": 8, "kernel": 3, "stride": 1, "padding": None,
                     "weight_density": 1.0, "activation_density": 1.0, "ternary": False, "images": 1, "seed": 0}
-TOP_KEYS = {"engine", "measure", "sim", "seed", "target", "freq_mhz", "timeout_s", "name", "params", "grid",
-            "random", "workload", "report"}
+TOP_KEYS = {"engine", "measure", "sim", "seed", "target", "freq_mhz", "place", "timeout_s", "name", "params",
+            "grid", "random", "workload", "report"}
 TABLE = "points.parquet"
 MAX_POINTS = 20000  # configurations x workloads in one sweep (the table is rewritten per point)
 
@@ -96,6 +96,7 @@ class Spec:
     pareto: tuple[str, str] | None
     swept: list[str]  # the parameters that vary
     text: str = ""
+    place: bool = True  # synth: place and route (Fmax), or synthesis only (resources)
 
     def points(self) -> list["Point"]:
         """Workload by workload, so the tasks running at once are different configurations
@@ -118,7 +119,7 @@ class Point:
         h = hashlib.sha256(json.dumps(
             {"engine": s.engine, "params": self.params, "workload": self.workload.meta, "measure": s.measure,
              "sim": s.sim if "cosim" in s.measure else None, "seed": s.seed,
-             "target": [s.target, s.freq_mhz] if "synth" in s.measure else None},
+             "target": [s.target, s.freq_mhz, s.place] if "synth" in s.measure else None},
             sort_keys=True, default=str).encode())
         for v in self.workload.vectors if self.workload.meta.get("kind") == "vectors" else ():
             for a in (v.x, v.w, v.bias, v.mult, v.shift):
@@ -128,9 +129,11 @@ class Point:
     def task(self) -> dict:
         s = self.spec
         return {"key": self.key, "engine": s.engine, "params": self.params, "measure": list(s.measure),
-                "sim": s.sim, "seed": s.seed, "target": s.target, "freq_mhz": s.freq_mhz,
+                "sim": s.sim, "seed": s.seed, "target": s.target, "freq_mhz": s.freq_mhz, "place": s.place,
                 "timeout_s": s.timeout_s, "workload": self.workload.label, "workload_meta": self.workload.meta,
-                "vectors": self.workload.vectors}
+                "vectors": self.workload.vectors,
+                # synthesis is the configuration's, not the workload's: measured on the first workload's point
+                "synth": "synth" in s.measure and self.workload is (s.workloads or [self.workload])[0]}
 
 
 def _field(where: str, value, types, what: str):
@@ -193,6 +196,7 @@ def load_spec(path, *, base: Path | None = None) -> Spec:
     if target not in TARGETS:
         raise SpecError(f"{path}: target must be one of {', '.join(TARGETS)}, not {target!r}")
     freq = _field(f"{path}: freq_mhz", d.get("freq_mhz", 50.0), (int, float), "a number")
+    place = _field(f"{path}: place", d.get("place", True), bool, "true or false")
     timeout = _field(f"{path}: timeout_s", d.get("timeout_s", 600.0), (int, float), "a number")
     if not freq > 0 or not timeout > 0:
         raise SpecError(f"{path}: freq_mhz and timeout_s must be positive")
@@ -287,7 +291,7 @@ def load_spec(path, *, base: Path | None = None) -> Spec:
         raise SpecError(f"{path}: report.pareto must be two column names, e.g. [\"cycles\", \"luts\"]")
     name = str(d.get("name", p.stem))
     return Spec(str(path), name, engine, tuple(measure), sim, seed, target, float(freq), float(timeout), unique,
-                workloads, tuple(pareto) if pareto else None, swept, text)
+                workloads, tuple(pareto) if pareto else None, swept, text, place)
 
 
 def _workloads(where: str, w: dict, base: Path) -> list[Workload]:
@@ -500,9 +504,10 @@ def evaluate(task: dict) -> dict:
         row["energy_pj"] = round(float(e["total"]), 4)
         row["energy"] = json.dumps({k: round(float(x), 4) for k, x in e.items()}, sort_keys=True)
         row["energy_from"] = "rtl counters" if counters else "model counters"
-    if "synth" in measure:
+    if "synth" in measure and task.get("synth", True):
         t0 = time.perf_counter()
-        s = synth_point(task["engine"], cfg, task["target"], task["freq_mhz"], task["timeout_s"])
+        s = synth_point(task["engine"], cfg, task["target"], task["freq_mhz"], task["timeout_s"],
+                        task.get("place", True))
         t["synth_s"] = time.perf_counter() - t0
         row.update({k: s.get(k) for k in ("luts", "ffs", "dsps", "carry", "multipliers", "fmax_mhz", "fits")})
         row["synth_note"] = s.get("note")
@@ -519,8 +524,8 @@ def evaluate(task: dict) -> dict:
     return row
 
 
-def synth_point(engine: str, cfg, target: str, freq_mhz: float, timeout_s: float) -> dict:
-    """``nnaccel synth`` of one configuration, cached by (Verilog, target, frequency)."""
+def synth_point(engine: str, cfg, target: str, freq_mhz: float, timeout_s: float, place: bool = True) -> dict:
+    """``nnaccel synth`` of one configuration, cached by (Verilog, target, frequency, place)."""
     import tempfile
 
     from cosim.runner import cache_root
@@ -528,7 +533,8 @@ def synth_point(engine: str, cfg, target: str, freq_mhz: float, timeout_s: float
     from flows.synth import synth
     from rtl.export import generate
     design = generate(engine, config=cfg)
-    key = hashlib.sha256(f"{design.sha256} {target} {freq_mhz}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{design.sha256} {target} {freq_mhz}{'' if place else ' synth-only'}".encode()
+                         ).hexdigest()[:16]
     cached = cache_root() / "synth" / f"{engine}-{target}-{key}.json"
     if cached.exists():
         return json.loads(cached.read_text())
@@ -536,7 +542,8 @@ def synth_point(engine: str, cfg, target: str, freq_mhz: float, timeout_s: float
     with tempfile.TemporaryDirectory(dir=cached.parent) as d:
         params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in dataclasses.asdict(cfg).items()
                   if not isinstance(v, (tuple, list))}
-        r = synth(engine, target=target, params=params, out_dir=Path(d), freq_mhz=freq_mhz, timeout_s=timeout_s)
+        r = synth(engine, target=target, params=params, out_dir=Path(d), freq_mhz=freq_mhz, timeout_s=timeout_s,
+                  place=place)
     write_json_atomic(cached, r)
     return r
 
@@ -722,14 +729,17 @@ def configurations(ok: list[dict], n_workloads: int) -> list[dict]:
         if len(rs) < max(1, n_workloads):
             continue
         c = {k: v for k, v in rs[0].items() if k.startswith("p_")}
-        c.update(params=params, workloads=len(rs), points=[r["point"] for r in rs])
+        ran = [r for r in rs if r.get("layers_mapped") != 0]  # a workload it maps nothing of adds nothing
+        c.update(params=params, workloads=len(rs), points=[r["point"] for r in rs],
+                 mapped=",".join(sorted(r["workload"] for r in ran)))
         for k in SUMMED_FIGURES:
-            vals = [r.get(k) for r in rs]
-            if all(_num(v) for v in vals):
+            vals = [r.get(k) for r in ran]
+            if vals and all(_num(v) for v in vals):
                 c[k] = round(sum(vals), 4) if any(isinstance(v, float) for v in vals) else sum(vals)
-        for k in CONFIG_FIGURES:
-            if rs[0].get(k) is not None:
-                c[k] = rs[0][k]
+        for k in CONFIG_FIGURES:  # measured on one of its points (synthesis: the first workload's)
+            c[k] = next((r[k] for r in rs if r.get(k) is not None), None)
+            if c[k] is None:
+                del c[k]
         if _num(c.get("macs")) and (_num(c.get("cycles")) or _num(c.get("model_cycles"))):
             c["macs_per_cycle"] = round(c["macs"] / (c.get("cycles") or c["model_cycles"]), 4)
         out.append(c)
@@ -776,7 +786,14 @@ def report(out, *, spec: Spec | None = None, wall_s: float | None = None, ran: i
     n_workloads = len({r.get("workload") for r in rows})
     configs = configurations(ok, n_workloads)
     obj = objectives(configs, swept, spec.pareto if spec else None)
-    front = pareto_front(configs, *obj) if obj else []
+    # the front compares configurations that ran the same work: those that map the most workloads
+    widest = max((len(c["mapped"].split(",")) if c["mapped"] else 0 for c in configs), default=0)
+    comparable = [c for c in configs if (len(c["mapped"].split(",")) if c["mapped"] else 0) == widest]
+    mapped_sets = {c["mapped"] for c in comparable}
+    if len(mapped_sets) > 1:  # as wide but different workloads: take the most common set
+        common = max(mapped_sets, key=lambda m: sum(c["mapped"] == m for c in comparable))
+        comparable = [c for c in comparable if c["mapped"] == common]
+    front = pareto_front(comparable, *obj) if obj else []
     split = {k: round(sum(r.get(k) or 0 for r in ok), 2) for k in ("build_s", "sim_s", "model_s", "synth_s",
                                                                      "task_s")}
     summary = {"schema": "nnaccel-sweep/1", "spec": spec.path if spec else None,
@@ -804,14 +821,17 @@ def report(out, *, spec: Spec | None = None, wall_s: float | None = None, ran: i
                   + ". Time in the points (summed over all "
                   f"finished points): build {split['build_s']} s, simulate {split['sim_s']} s, cycle model "
                   f"{split['model_s']} s, synthesis {split['synth_s']} s, whole tasks {split['task_s']} s"
-                  + (f"; scheduling and transfer {summary['overhead_per_task_s']} s per task" if
+                  + (f"; idle workers, scheduling and transfer {summary['overhead_per_task_s']} s per task" if
                      "overhead_per_task_s" in summary else "") + ".", ""]
     if obj:
         x, y = obj
         cols = list(dict.fromkeys([*(f"p_{k}" for k in swept), x, y]))
         lines += [f"## Pareto front: {y} against {x} (both lower is better)", "",
                   f"Per configuration ({len(configs)} finished on all {n_workloads} workloads), figures summed "
-                  f"over the workloads; {len(front)} configurations on the front:", "",
+                  f"over the workloads it maps"
+                  + (f" (the front compares the {len(comparable)} that map the same workloads)"
+                     if len(comparable) < len(configs) else "")
+                  + f"; {len(front)} configurations on the front:", "",
                   "| " + " | ".join(c.removeprefix("p_") for c in cols) + " |",
                   "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(str(r.get(c)) for c in cols) + " |" for r in front]
@@ -831,7 +851,7 @@ def report(out, *, spec: Spec | None = None, wall_s: float | None = None, ran: i
         lines += [f"- `{r.get('params')}` on {r.get('workload')}: {r.get('status')}: {r.get('error')}"
                   for r in failed + invalid][:50]
         lines.append("")
-    plots = _plots(out, ok, configs, obj, swept)
+    plots = _plots(out, ok, configs, obj, swept, front)
     lines += [f"![{p.stem}]({p.name})" for p in plots if p.name != "pareto.png"]
     lines += ["", f"Table: `{TABLE}` ({len(rows)} rows; read it with `pyarrow.parquet.read_table`). "
               f"Rebuild this page: `nnaccel sweep --report {out}`.", ""]
@@ -840,7 +860,7 @@ def report(out, *, spec: Spec | None = None, wall_s: float | None = None, ran: i
     return summary
 
 
-def _plots(out: Path, ok: list[dict], configs: list[dict], obj, swept: list[str]) -> list[Path]:
+def _plots(out: Path, ok: list[dict], configs: list[dict], obj, swept: list[str], front: list[dict]) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -859,7 +879,6 @@ def _plots(out: Path, ok: list[dict], configs: list[dict], obj, swept: list[str]
     if obj:
         x, y = obj
         pts = [r for r in configs if _num(r.get(x)) and _num(r.get(y))]
-        front = pareto_front(configs, x, y)
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.scatter([r[x] for r in pts], [r[y] for r in pts], s=14, alpha=0.6, label="configurations")
         ax.plot([r[x] for r in front], [r[y] for r in front], "k.-", lw=1, label="Pareto front")

@@ -69,6 +69,7 @@ BAD = {
                      "no energy table"),
     "aid runs no layers": ('engine = "aid"\nmeasure = ["cosim"]\n', "synth"),
     "toml": ('engine = "phantom\n', "not valid TOML"),
+    "place": ('engine = "phantom"\nplace = "no"\n', "place: must be true or false"),
     "too many points": ('engine = "phantom"\n[random]\nsamples = 30000\nparams = { window = [5, 6] }\n'
                         '[[workload]]\nsynthetic = "conv"\n', "more than"),
 }
@@ -364,3 +365,24 @@ def test_declared_slots_keep_heavy_tasks_apart():
         assert spans({"synth": 1}) >= 0  # one after the other
         assert spans(None) < -0.3  # side by side
         assert spans({"gpu": 1}) < -0.3  # not declared: not held
+
+
+def test_configurations_sum_what_they_map_and_the_front_compares_like_with_like(tmp_path):
+    from flows.sweep import configurations
+    row = lambda p, w, cyc, mapped=1, luts=None: {  # noqa: E731
+        "params": p, "workload": w, "point": p + w, "p_x": len(p), "cycles": cyc, "layers_mapped": mapped,
+        "luts": luts}
+    ok = [row("a", "w1", 100, luts=10), row("a", "w2", None, mapped=0), row("bb", "w1", 50, luts=20),
+          row("bb", "w2", None, mapped=0), row("ccc", "w1", 10, mapped=0, luts=1), row("ccc", "w2", None, mapped=0)]
+    cs = {c["params"]: c for c in configurations(ok, 2)}
+    assert cs["a"]["cycles"] == 100 and cs["bb"]["cycles"] == 50 and cs["a"]["luts"] == 10
+    assert "cycles" not in cs["ccc"] and cs["ccc"]["mapped"] == ""  # maps nothing: no sum, not on a front
+    assert [c["params"] for c in pareto_front(list(cs.values()), "luts", "cycles")] == ["a", "bb"]
+
+
+def test_synthesis_is_asked_once_per_configuration():
+    spec = load_spec(REPO / "docs" / "sweeps" / "winograd.toml")
+    tasks = [p.task() for p in spec.points()]
+    flagged = [t for t in tasks if t["synth"]]
+    assert len(flagged) == len(spec.configs) < len(tasks)
+    assert {t["workload"] for t in flagged} == {spec.workloads[0].label}
