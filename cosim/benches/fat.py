@@ -46,24 +46,42 @@ def _run(design, vec):
             "energy_pj": total_e, "outputs": r.outputs, "model_cycles": model.cycles(plan)["cycles"]}
 
 
-def bench(out: Path, vectors: int) -> tuple[dict, list[str], bool]:
-    """Sweep weight sparsity on one layer in every mode, then the ternary demo net;
-    plot into ``out`` (``vectors`` is ignored: the layers are fixed, seeded)."""
-    designs = {name: generate("fat", params) for name, params in MODES.items()}
-    sweep = []
-    for s in SPARSITIES:
-        vec = random_layer(np.random.default_rng(11), sparsity=s, name=f"sparsity{s:.1f}", **LAYER)
-        row = {"sparsity": s, "weight_zero": float((vec.w == 0).mean())}
-        for name, d in designs.items():
-            row[name] = _run(d, vec)
-        sweep.append(row)
+def _serial(fn, items, labels):
+    return [fn(item) for item in items]
 
+
+def job(j: tuple) -> dict:
+    """One co-simulation of the bench: (design, layer vectors)."""
+    return _run(*j)
+
+
+def bench(out: Path, vectors: int, run=None) -> tuple[dict, list[str], bool]:
+    """Sweep weight sparsity on one layer in every mode, then the ternary demo net;
+    plot into ``out`` (``vectors`` is ignored: the layers are fixed, seeded). ``run(fn,
+    items, labels)`` runs the co-simulations (one after another by default; ``nnaccel
+    bench`` passes the executor's)."""
+    designs = {name: generate("fat", params) for name, params in MODES.items()}
+    layers = [random_layer(np.random.default_rng(11), sparsity=s, name=f"sparsity{s:.1f}", **LAYER)
+              for s in SPARSITIES]
     net = digits.build("ternary", cache_dir=None)
+    demo_layers = list(digits.layer_vectors(net, 4))
+    demo_modes = ("fat", "fat+bitskip", "parapim")
+    jobs = [(designs[name], vec) for vec in layers for name in designs]
+    jobs += [(designs[name], vec) for vec in demo_layers for name in demo_modes]
+    labels = [f"{vec.name} in mode {name}" for vec in layers for name in designs]
+    labels += [f"demo {vec.name} in mode {name}" for vec in demo_layers for name in demo_modes]
+    done = iter((run or _serial)(job, jobs, labels))
+    sweep = []
+    for s, vec in zip(SPARSITIES, layers):
+        row = {"sparsity": s, "weight_zero": float((vec.w == 0).mean())}
+        for name in designs:
+            row[name] = next(done)
+        sweep.append(row)
     demo = []
-    for vec in digits.layer_vectors(net, 4):
+    for vec in demo_layers:
         row = {"layer": vec.name, "weight_zero": float((vec.w == 0).mean())}
-        for name in ("fat", "fat+bitskip", "parapim"):
-            row[name] = _run(designs[name], vec)
+        for name in demo_modes:
+            row[name] = next(done)
         row["bitskip_speedup"] = row["fat"]["cycles"] / row["fat+bitskip"]["cycles"]
         demo.append(row)
 

@@ -59,13 +59,21 @@ def bench_config(cfg: WinogradConfig, layers: list[LayerVectors], sim: str = "ve
     }
 
 
-def bench(out: Path, vectors: int = 0, channels: int | None = None):
+def job(j: tuple) -> dict:
+    """One configuration of the bench: (config, layers)."""
+    return bench_config(*j)
+
+
+def bench(out: Path, vectors: int = 0, channels: int | None = None, run=None):
     """Both tile sizes on the demo layers (``vectors`` is ignored: the layers are fixed);
-    returns (result, summary lines, passed)."""
+    returns (result, summary lines, passed). ``run(fn, items, labels)`` runs the two
+    configurations (one after the other by default; ``nnaccel bench`` passes the
+    executor's)."""
     base = WinogradConfig() if channels is None else WinogradConfig(channels=channels)
     layers = [v for v in demo_layers(IMAGES) if maps(v, base) is None]
     configs = [WinogradConfig(m=m, channels=base.channels, max_in_channels=base.max_in_channels) for m in (2, 4)]
-    results = [bench_config(cfg, layers) for cfg in configs]
+    jobs = [(cfg, layers) for cfg in configs]
+    results = run(job, jobs, [f"F({c.m}x{c.m},3x3)" for c in configs]) if run else [job(j) for j in jobs]
     result = {"bench": "winograd", "simulator": runner.tool_version("verilator"), "images": IMAGES,
               "net": "digits int8 (3x3 stride-1 convolutions)", "python": platform.python_version(),
               "configs": results}
