@@ -169,3 +169,20 @@ def test_verify_on_workers_equals_the_serial_run(tmp_path):
         assert s.get("outputs") == p.get("outputs") and s.get("macs") == p.get("macs")
         if s["engine"] != "host":
             assert p["mismatches"] == 0 and abs(p["cycles"] - s["cycles"]) <= 0.05 * s["cycles"] + 64
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+def test_a_named_engine_leaves_what_it_cannot_map_to_the_host(tmp_path):
+    """`--engine winograd` on the int8 net: conv2 (stride 2) and fc (linear) run on the
+    host, and the report says why."""
+    out = tmp_path / "v"
+    assert main(["verify", "--engine", "winograd", "--variant", "int8", "--images", "2", "-o", str(out)]) == 0
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    by = {l["layer"]: l for l in run["layers"]}
+    assert by["conv1"]["engine"] == by["conv3"]["engine"] == "winograd" and by["conv1"]["cycles"] > 0
+    for name, why in (("conv2", "stride 2"), ("fc", "winograd")):
+        assert by[name]["engine"] == "host" and by[name]["cycles"] == 0 and by[name]["host_ops"] > 0
+        assert by[name]["why"].startswith("winograd cannot map it") and why in by[name]["why"], by[name]["why"]
+    assert run["passed"] and run["images_equal"] == 2
+    assert "winograd cannot map it" in (out / "report.md").read_text()
