@@ -336,7 +336,11 @@ def build(sources: dict[str, str], top: str, sim: str = "verilator", *, defines:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build per key, even across pytest workers
         if (final / "COMPLETE").exists():
             return _reused(Build(sim, top, final, True, waves))
-        _compile(sources, top, sim, defines, waves, timeout_s, env, final)
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            _compile(sources, top, sim, defines, waves, timeout_s, env, final)
+        else:  # a Dask task's thread: no alarm here, so the build runs in a child that can be ended
+            _compile_in_child(sources, top, sim, defines, waves, timeout_s, env, final)
     evict_builds(keep=final)
     return Build(sim, top, final, False, waves)
 
@@ -409,12 +413,53 @@ def _compile(sources, top, sim, defines, waves, timeout_s, env, final: Path) -> 
     (final / "COMPLETE").write_text(f"{time.ctime()}\n")
 
 
+def _compile_in_child(sources, top, sim, defines, waves, timeout_s, env, final: Path) -> None:
+    """:func:`_compile` in a child process of its own session, ended (with everything it
+    started) when it outlives ``timeout_s``: the wall-clock limit off the main thread,
+    where no alarm can be set."""
+    import json
+    import signal
+    fd, name = tempfile.mkstemp(prefix="nnaccel-build-", suffix=".json")
+    os.close(fd)
+    job = Path(name)
+    job.write_text(json.dumps({"sources": sources, "top": top, "sim": sim, "defines": defines, "waves": waves,
+                               "timeout_s": timeout_s, "env": env, "final": str(final)}))
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "cosim.runner", "--compile", str(job)], start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = p.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            shutil.rmtree(final, ignore_errors=True)
+            raise SimTimeout(f"building {top} with {sim} exceeded its {timeout_s:g} s wall-clock limit") from None
+    finally:
+        job.unlink(missing_ok=True)
+    if p.returncode != 0:
+        lines = [line for line in out.strip().splitlines() if line.strip()]
+        raise CosimError(lines[-1] if lines else f"{sim} build of {top} failed (exit {p.returncode})")
+
+
+def _compile_job(path: str) -> int:
+    """``python -m cosim.runner --compile JOB``: the child of :func:`_compile_in_child`."""
+    import json
+    d = json.loads(Path(path).read_text())
+    try:
+        _compile(d["sources"], d["top"], d["sim"], d["defines"], d["waves"], d["timeout_s"], d["env"],
+                 Path(d["final"]))
+    except CosimError as e:
+        print(e, file=sys.stderr)
+        return 1
+    return 0
+
+
 @contextlib.contextmanager
 def _deadline(seconds: float, what: str):
     """Raise SimTimeout if the block runs longer than ``seconds``. The alarm needs the
-    main thread; elsewhere (a Dask worker runs its tasks on a thread of its own) the
-    block runs unbounded: a build on a worker has no wall-clock limit (simulations keep
-    theirs, from coreutils ``timeout``)."""
+    main thread; elsewhere the block runs unbounded (off the main thread, builds run in
+    a child instead, see :func:`_compile_in_child`)."""
     import signal
     import threading
 
@@ -495,3 +540,7 @@ def _run(b: Build, test_module: str, run_dir: Path, *, plusargs, extra_env, time
         found = sorted(run_dir.glob("*.vcd")) + sorted(run_dir.glob("*.fst"))
         waves = found[0] if found else None
     return RunResult(n_tests > 0 and n_failed == 0, xml, log, wall, waves)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--compile"]:
+    sys.exit(_compile_job(sys.argv[2]))

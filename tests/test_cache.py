@@ -168,3 +168,29 @@ def test_generated_verilog_is_cached_by_configuration(cache):
     assert json.loads(path.read_text())["verilog"] == a.verilog
     info = runner.cache_info()
     assert info["verilog"]["count"] == 1
+
+
+@pytest.mark.verilator
+@pytest.mark.icarus
+def test_a_build_off_the_main_thread_keeps_its_time_limit(cache):
+    """A Dask task runs on a worker's thread, where no alarm can be set: the build then
+    runs in a child process, ended (with its compiler) at the limit; a build in time
+    completes as on the main thread."""
+    import threading
+    out = {}
+
+    def build(key, sim, timeout_s):
+        try:
+            out[key] = runner.build({"top.v": "module top; endmodule\n"}, "top", sim, timeout_s=timeout_s)
+        except Exception as e:  # noqa: BLE001
+            out[key] = e
+
+    for args in (("late", "verilator", 0.5), ("in time", "icarus", 300)):
+        t = threading.Thread(target=build, args=args)
+        t.start()
+        t.join()
+    assert isinstance(out["late"], runner.SimTimeout), out["late"]
+    assert "building top with verilator exceeded its 0.5 s wall-clock limit" in str(out["late"])
+    assert not list((cache / "builds").glob("top-verilator-*/COMPLETE"))
+    b = out["in time"]
+    assert not isinstance(b, Exception) and (b.directory / "COMPLETE").exists() and not b.reused
