@@ -24,7 +24,6 @@ import os
 import socket
 import sys
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -233,8 +232,3 @@ def _runner(ex: "Executor", what: str, resources: dict | None):
                   file=sys.stderr, flush=True)
         return results
     return run
-
-
-def format_traceback(e: BaseException) -> str:
-    """The last frames of ``e``'s traceback, for a failed point's record."""
-    return "".join(traceback.format_exception(type(e), e, e.__traceback__)[-3:])[-2000:]
