@@ -186,7 +186,8 @@ class Executor:
     def run(self, fn: Callable, items: Iterable, keys: Iterable[str], *,
             resources: dict[str, float] | None = None) -> Iterator[Outcome]:
         """``fn(item)`` per item (``fn`` a module-level function, ``item`` picklable), an
-        :class:`Outcome` per item as each finishes; ``keys`` name the tasks (unique);
+        :class:`Outcome` per item as each finishes; the tasks start in the items' order
+        (put the longest first); ``keys`` name the tasks (unique);
         ``resources``: the slots each task holds where workers declare them (:meth:`slots`)."""
         items, keys = list(items), list(keys)
         if len(set(keys)) != len(keys):
@@ -203,8 +204,9 @@ class Executor:
         from distributed import as_completed
         t0 = time.perf_counter()
         held = self.slots(resources)
-        futures = {self.client.submit(_call, fn, item, key=key, pure=False, resources=held): key
-                   for key, item in zip(keys, items)}
+        n = len(items)  # the items' order is the run order: the first has the highest priority
+        futures = {self.client.submit(_call, fn, item, key=key, pure=False, resources=held, priority=n - i): key
+                   for i, (key, item) in enumerate(zip(keys, items))}
         try:
             for fut in as_completed(list(futures)):
                 key = futures[fut]

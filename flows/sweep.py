@@ -79,6 +79,11 @@ class Workload:
     meta: dict  # how it was made (kind, shape, densities, path...)
     vectors: list  # golden.layer.LayerVectors, made on the client and sent with each task
 
+    @property
+    def work(self) -> int:
+        """Multiply-accumulates of all its layers and images (what a point's time grows with)."""
+        return sum(v.layer.macs_per_image * v.images for v in self.vectors)
+
 
 @dataclass
 class Spec:
@@ -657,7 +662,9 @@ def sweep(spec_path, out, *, workers: int | None = None, scheduler: str | None =
     table = Table(out)
     points = spec.points()
     done = table.done()
-    todo = [p for p in points if p.key not in done]
+    # the heaviest workloads first (so no worker is left with a long point at the end),
+    # and within a workload the configurations in turn (their builds then run in parallel)
+    todo = sorted((p for p in points if p.key not in done), key=lambda p: -p.workload.work)
     skipped = len(points) - len(todo)
     print(f"sweep {spec.name}: {spec.engine}, {len(spec.configs)} configurations x "
           f"{max(1, len(spec.workloads))} workloads = {len(points)} points"
