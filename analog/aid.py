@@ -17,6 +17,7 @@ from analog import spice
 from analog.circuit import A_MAX, FULL_SCALE, Adc, Circuit
 from analog.energy import energies
 from analog.model import ModelParams, load_params, simulate
+from golden.jobs import serial
 
 TARGETS = {"snr_gain_db": 10.77, "energy_pj_per_op": 0.523, "mc_sigma_worst": 0.086,
            "model_vs_spice_rms_fs": 0.02, "mc_1000_seconds": 120.0}
@@ -79,16 +80,6 @@ def job(j: tuple):
     raise ValueError(f"unknown analog job {kind!r}")
 
 
-def _serial(log):
-    def run(fn, items, labels):
-        out = []
-        for item, label in zip(items, labels):
-            log(label)
-            out.append(fn(item))
-        return out
-    return run
-
-
 def evaluate(c: Circuit | None = None, *, mc: int = 1000, use_spice: bool = False, work_dir: Path | None = None,
              seed: int = 0, dv_max: float = 0.5, images: int | None = None, log=lambda msg: None,
              run=None) -> dict:
@@ -148,7 +139,7 @@ def evaluate(c: Circuit | None = None, *, mc: int = 1000, use_spice: bool = Fals
 
     # the slow measurements are jobs (ngspice columns, Monte Carlo runs): `run` runs them,
     # here one after another, on the executor's workers under `nnaccel analog`
-    run = run or _serial(log)
+    run = run or serial(log)
     jobs = [("spice", c, dac, work_dir, name) for name, dac in designs.items() if use_spice]
     labels = [f"ngspice: 256 pairs of the {name} design" for name in designs if use_spice]
     jobs += [("mc", c, p, dac, summ["designs"][name]["gain_per_V"], mc, seed, None) for name, dac in designs.items()]

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cosim.testbenches.fat import random_layer, run
+from cosim.testbenches.fat import random_layer
+from cosim.testbenches.fat import run as run_plan
+from golden.jobs import serial
 from golden.nets import digits
 from rtl.export import generate
 from rtl.fat import mapper, model
@@ -29,7 +31,7 @@ LAYER = dict(kind="conv", n=1, c=8, h=8, w=8, o=16, k=3, stride=1, padding=1)
 def _run(design, vec):
     cfg = design.config
     plan = mapper.plan(vec, cfg)
-    r = run(design, plan)  # outputs exact, counters and cycles equal to the cycle model's
+    r = run_plan(design, plan)  # outputs exact, counters and cycles equal to the cycle model's
     if not r.passed:
         raise RuntimeError(f"bench run failed: {r.summary()} {r.extra.get('error', '')}".rstrip())
     stats = r.extra["stats"]  # the RTL's counters and the run's cycles
@@ -44,10 +46,6 @@ def _run(design, vec):
             "busy": stats["busy"], "steps": stats["steps"],
             "stats": {k: v for k, v in stats.items() if k != "cycles"},  # the RTL's counters alone
             "energy_pj": total_e, "outputs": r.outputs, "model_cycles": model.cycles(plan)["cycles"]}
-
-
-def _serial(fn, items, labels):
-    return [fn(item) for item in items]
 
 
 def job(j: tuple) -> dict:
@@ -70,7 +68,7 @@ def bench(out: Path, vectors: int, run=None) -> tuple[dict, list[str], bool]:
     jobs += [(designs[name], vec) for vec in demo_layers for name in demo_modes]
     labels = [f"{vec.name} in mode {name}" for vec in layers for name in designs]
     labels += [f"demo {vec.name} in mode {name}" for vec in demo_layers for name in demo_modes]
-    done = iter((run or _serial)(job, jobs, labels))
+    done = iter((run or serial())(job, jobs, labels))
     sweep = []
     for s, vec in zip(SPARSITIES, layers):
         row = {"sparsity": s, "weight_zero": float((vec.w == 0).mean())}

@@ -32,6 +32,7 @@ import numpy as np
 from cosim.engines import run_layer
 from cosim.testbenches import phantom2d as mesh_tb
 from cosim.testbenches.phantom import random_layer
+from golden.jobs import serial
 from golden.nets import digits
 from rtl.export import generate
 from rtl.phantom2d import mapper as mesh_mapper
@@ -234,16 +235,6 @@ def _label(j: tuple) -> str:
     return what[j[0]]()
 
 
-def _serial(progress):
-    def run(fn, items, labels):
-        out = []
-        for item, label in zip(items, labels):
-            progress(label)
-            out.append(fn(item))
-        return out
-    return run
-
-
 def bench(out: Path, vectors: int = 0, run=None) -> tuple[dict, list[str], bool]:
     """``nnaccel bench phantom``: the result (written as phantom.json by the caller), its
     summary lines, and whether every model met its 2 % target; the plot goes to
@@ -265,7 +256,7 @@ def bench(out: Path, vectors: int = 0, run=None) -> tuple[dict, list[str], bool]
             + [("mesh", msparse, mdense, vec) for vec in vecs]
             + [("density", sparse, dense, dens) for dens in DENSITIES]
             + [("check", i) for i in range(len(CHECK_LAYERS))])
-    results = (run or _serial(progress))(job, jobs, [_label(j) for j in jobs])
+    results = (run or serial(progress))(job, jobs, [_label(j) for j in jobs])
     by = {}
     for j, r in zip(jobs, results):
         by.setdefault(j[0], []).append(r)

@@ -18,7 +18,9 @@ import platform
 from pathlib import Path
 
 from cosim import runner
-from cosim.testbenches.winograd import demo_layers, run
+from cosim.testbenches.winograd import demo_layers
+from cosim.testbenches.winograd import run as run_plan
+from golden.jobs import serial
 from golden.layer import LayerVectors
 from rtl.export import generate
 from rtl.winograd.config import WinogradConfig
@@ -33,7 +35,7 @@ def bench_config(cfg: WinogradConfig, layers: list[LayerVectors], sim: str = "ve
     rows = []
     for vec in layers:
         ls = plan(vec, cfg)
-        r = run(design, ls, sim=sim, seed=1, idle=0.0, stall=0.0)
+        r = run_plan(design, ls, sim=sim, seed=1, idle=0.0, stall=0.0)
         rows.append({
             "layer": vec.name, "input_shape": list(vec.x.shape), "weight_shape": list(vec.w.shape),
             "padding": vec.layer.padding, "passed": r.passed, "mismatches": r.mismatches,
@@ -73,7 +75,7 @@ def bench(out: Path, vectors: int = 0, channels: int | None = None, run=None):
     layers = [v for v in demo_layers(IMAGES) if maps(v, base) is None]
     configs = [WinogradConfig(m=m, channels=base.channels, max_in_channels=base.max_in_channels) for m in (2, 4)]
     jobs = [(cfg, layers) for cfg in configs]
-    results = run(job, jobs, [f"F({c.m}x{c.m},3x3)" for c in configs]) if run else [job(j) for j in jobs]
+    results = (run or serial())(job, jobs, [f"F({c.m}x{c.m},3x3)" for c in configs])
     result = {"bench": "winograd", "simulator": runner.tool_version("verilator"), "images": IMAGES,
               "net": "digits int8 (3x3 stride-1 convolutions)", "python": platform.python_version(),
               "configs": results}
