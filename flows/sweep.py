@@ -49,7 +49,7 @@ import os
 import sys
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -436,7 +436,6 @@ def synthetic_layer(where: str, kind: str, *, in_channels: int, out_channels: in
 def evaluate(task: dict) -> dict:
     """Measure one point; a row of figures. Raises on a failure of the flow itself (the
     executor records it); a design that computes wrong outputs is a result (passed=False)."""
-    from golden.errors import NotMapped
     from rtl.engines import get_engine
     t_start = time.perf_counter()
     eng = get_engine(task["engine"])

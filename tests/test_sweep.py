@@ -15,7 +15,7 @@ import pytest
 
 from flows import sweep as sweep_mod
 from flows.cli import main
-from flows.sweep import load_spec, pareto_front, report, sweep
+from flows.sweep import load_spec, pareto_front, sweep
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
