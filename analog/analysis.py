@@ -186,7 +186,7 @@ def baseline_sweep(c: Circuit, p: ModelParams, swings, table: LevelTable | None 
 
 
 def monte_carlo(c: Circuit, p: ModelParams, dac, gain: float, n: int, seed: int = 0, chunk: int = 125,
-                a_vt: float = A_VT, sigma_c: float = SIGMA_C_REL) -> dict:
+                a_vt: float = A_VT, sigma_c: float = SIGMA_C_REL, dt: float = 2e-12) -> dict:
     """Pelgrom V_th mismatch (access and pull-down of the 4 compute cells) and bit-line C variation.
 
     sigma(V_th) = A_VT / sqrt(W L) per transistor; C_BL scaled by N(1, sigma_c).
@@ -205,7 +205,7 @@ def monte_carlo(c: Circuit, p: ModelParams, dac, gain: float, n: int, seed: int 
         dva = rng.normal(0, s_acc, (m, A_MAX + 1, B_MAX + 1, 4))
         dvp = rng.normal(0, s_pd, (m, A_MAX + 1, B_MAX + 1, 4))
         cs = rng.normal(1, sigma_c, (m, A_MAX + 1, B_MAX + 1))
-        y = simulate(c, p, v, B, dvth_access=dva, dvth_pulldown=dvp, c_scale=cs, dt=2e-12)
+        y = simulate(c, p, v, B, dvth_access=dva, dvth_pulldown=dvp, c_scale=cs, dt=dt)
         errs[start:start + m] = (gain * y - A * B) / FULL_SCALE
     sigma = errs.std(axis=0, ddof=1)
     return {"errors": errs, "sigma": sigma, "sigma_worst": float(sigma.max()),

@@ -21,6 +21,8 @@ import importlib
 import pkgutil
 from types import ModuleType
 
+import numpy as np
+
 from golden.errors import NotMapped  # noqa: F401  (re-exported)
 from rtl.engines import ENGINES, get_engine
 
@@ -36,7 +38,8 @@ def run_layer(design, layer, *, sim: str = "verilator", seed: int = 1, timeout_s
     """One layer (:class:`golden.layer.LayerVectors`) through the design's engine, in image
     batches that fit the harness (a batch that turns out not to fit is split in two);
     NotMapped when the engine cannot run it. ``options`` go to the engine's planner.
-    ``extra["model_cycles"]`` holds the cycle model's figure for the same batches."""
+    ``extra["model_cycles"]`` holds the cycle model's figure for the same batches and
+    ``extra["model_counters"]`` every figure it predicts (summed over the batches)."""
     engine = get_engine(design.engine)
     cfg = design.config
     tb = testbench(design.engine)
@@ -49,10 +52,22 @@ def run_layer(design, layer, *, sim: str = "verilator", seed: int = 1, timeout_s
         if tb.words(plan) > capacity and part.images > 1:
             return in_batches(part, -(-part.images // 2), run)
         r = tb.run(design, plan, sim=sim, seed=seed, timeout_s=timeout_s, verilog=verilog)
-        r.extra["model_cycles"] = int(engine.cycles(plan)["cycles"])
+        model = engine.cycles(plan)
+        r.extra["model_cycles"] = int(model["cycles"])
+        r.extra["model_counters"] = {k: int(v) for k, v in model.items()
+                                     if isinstance(v, (int, np.integer)) and not isinstance(v, bool)}
         return r
 
     return in_batches(layer, max(1, capacity // max(1, tb.words(one))), run)
+
+
+def energy_counters(r) -> dict:
+    """The counters an engine's energy table is given for a run (:func:`run_layer`'s
+    result): the RTL's stat_* counters and the run's cycles; what the RTL does not count
+    (a static dataflow's beats, say) from the model of the same batches."""
+    counters = {**r.extra.get("model_counters", {}), **r.extra.get("stats", {})}
+    counters.setdefault("cycles", r.cycles)
+    return counters
 
 
 def benches() -> dict[str, ModuleType]:

@@ -4,8 +4,10 @@ The harness owns the clock and reset, loads the input vectors (raw words, ``$fre
 static configuration (``$readmemh``), drives the design's input stream with
 pseudo-random idle cycles, applies pseudo-random back-pressure on its output
 stream, stores every output in memory and, when the expected number of outputs
-has arrived (or a cycle limit passes), writes them with ``$writememh`` and
-raises ``done``. The design runs on its own: no per-cycle Python.
+has arrived (or a cycle limit passes), stops counting cycles, writes the counters,
+keeps the output ready for a margin of cycles counting any output the design still
+emits (``extra_out``: a design that emits more than it should fails), then writes the
+outputs with ``$writememh`` and raises ``done``. The design runs on its own: no per-cycle Python.
 
 Run-time plusargs (no rebuild needed):
   +IN=<file> +OUT=<file> +CFG=<file>   vector (binary), output and config (hex) files
@@ -13,6 +15,8 @@ Run-time plusargs (no rebuild needed):
   +IDLE=<0..255> +STALL=<0..255>       probability x 256 of an idle input cycle
                                        and of a cycle with output not ready
   +MAX_CYCLES=<n>                      cycle limit (then ``timed_out``)
+  +MARGIN=<n>                          cycles watched for extra outputs after the last
+                                       expected one (default 64)
   +SEED=<n>                            seed of the LFSRs
   +STATS=<file>                        where the design's ``stat_*`` counters go
 """
@@ -108,6 +112,9 @@ module {HARNESS_TOP};
   reg [63:0] cycles /* verilator public_flat_rd */;
   reg done /* verilator public_flat_rd */;
   reg timed_out /* verilator public_flat_rd */;
+  reg [31:0] extra_out /* verilator public_flat_rd */;  // outputs after the last expected one
+  reg ended;  // the expected outputs are in (or the limit passed): the margin runs
+  reg [31:0] margin, margin_left;
   reg [31:0] in_ptr;
   reg [63:0] first_out_cycle;
   reg gate, o_ready;
@@ -146,6 +153,7 @@ module {HARNESS_TOP};
     if (!$value$plusargs("STALL=%d", stall)) stall = 0;
     if (!$value$plusargs("SEED=%d", seed)) seed = 1;
     if (!$value$plusargs("MAX_CYCLES=%d", max_cycles)) max_cycles = 64'd100000000;
+    if (!$value$plusargs("MARGIN=%d", margin)) margin = 64;
     if (n_in > DEPTH || n_out > DEPTH) begin
       $display("nnaccel_harness: at most %0d vectors per run", DEPTH);
       $finish;
@@ -163,7 +171,7 @@ module {HARNESS_TOP};
     lfsr_a = seed | 32'h1;
     lfsr_b = (seed * 32'h9E3779B9) | 32'h1;
     in_ptr = 0; out_ptr = 0; out_count = 0; cycles = 0; first_out_cycle = 0;
-    done = 0; timed_out = 0; gate = 0; o_ready = 0;
+    done = 0; timed_out = 0; gate = 0; o_ready = 0; extra_out = 0; ended = 0; margin_left = 0;
     repeat (3) @(posedge clk);
     rst <= 1'b0;
   end
@@ -174,27 +182,34 @@ module {HARNESS_TOP};
   endfunction
 
   always @(posedge clk) if (!rst && !done) begin
-    cycles <= cycles + 1;
+    if (!ended) cycles <= cycles + 1;
     lfsr_a <= step(lfsr_a);
     lfsr_b <= step(lfsr_b);
     // The input gate may change only when no vector is waiting to be taken,
     // so valid and payload hold until the handshake.
     if (!(i_valid && !i_ready)) gate <= ({{24'd0, lfsr_a[7:0]}} >= idle);
-    o_ready <= ({{24'd0, lfsr_b[7:0]}} >= stall);
+    o_ready <= ended || ({{24'd0, lfsr_b[7:0]}} >= stall);
     if (i_valid && i_ready) in_ptr <= in_ptr + 1;
-    if (o_valid && o_ready) begin
+    // an output once the expected ones are in is an extra one: counted, not stored
+    if (o_valid && o_ready && (ended || out_count >= n_out)) extra_out <= extra_out + ({count});
+    if (o_valid && o_ready && !ended && out_count < n_out) begin
       if (out_ptr == 0) first_out_cycle <= cycles;
       out_mem[out_ptr[{depth_log2 - 1}:0]] <= o_payload;
       out_ptr <= out_ptr + 1;
       out_count <= out_count + ({count});
     end
-    if (out_count >= n_out || cycles >= max_cycles) begin
+    if (!ended && (out_count >= n_out || cycles >= max_cycles)) begin
       if (out_count < n_out) timed_out <= 1'b1;
-      if (out_ptr > 0) $writememh(out_file, out_mem, 0, out_ptr - 1);
       if ({1 if stats else 0}) begin
         fd = $fopen(stats_file, "w");{stat_dump}
         $fclose(fd);
       end
+      ended <= 1'b1;
+      margin_left <= out_count < n_out ? 32'd0 : margin;
+    end
+    if (ended && margin_left != 0) margin_left <= margin_left - 1;
+    if (ended && margin_left == 0) begin
+      if (out_ptr > 0) $writememh(out_file, out_mem, 0, out_ptr - 1);
       done <= 1'b1;
 `ifdef NNACCEL_STANDALONE
       $display("nnaccel_harness: done outputs=%0d cycles=%0d", out_ptr, cycles);

@@ -126,12 +126,16 @@ def run_stream(design: Design, inputs: dict[str, np.ndarray], statics: dict[str,
     if not res_file.exists():
         raise runner.CosimError(f"{sim} simulation of {design.engine} ended without a result; log: {r.log}")
     res = json.loads(res_file.read_text())
+    extra = int(res.get("extra_outputs", 0))
     result = StreamResult(engine=design.engine, sim=sim, passed=r.passed and res["mismatches"] == 0
-                          and not res["timed_out"], vectors=n, outputs=res["outputs"], cycles=res["cycles"],
+                          and not res["timed_out"] and not extra, vectors=n, outputs=res["outputs"], cycles=res["cycles"],
                           mismatches=res["mismatches"], first_mismatch=res["first_mismatch"],
                           timed_out=res["timed_out"], build_reused=b.reused, wall_s=time.perf_counter() - t0,
                           sim_s=r.wall_s, waves=str(r.waves) if r.waves else None, log=str(r.log),
                           extra={k: res[k] for k in ("run_s", "check_s")})
+    if extra:
+        result.extra["extra_outputs"] = extra
+        result.extra["error"] = f"{extra} output(s) after the last expected one (the harness watches a margin)"
     stats_file = run_dir / "stats.txt"
     if stats_file.exists():
         result.extra["stats"] = {k: int(v) for k, v in (ln.split() for ln in stats_file.read_text().splitlines() if ln)}
@@ -168,7 +172,7 @@ def merge(total: StreamResult, r: StreamResult) -> StreamResult:
     return out
 
 
-SUMMED = ("stats", "model", "work", "model_cycles", "runs", "output_values", "equivalent_macs")
+SUMMED = ("stats", "model", "work", "model_cycles", "model_counters", "runs", "output_values", "equivalent_macs")
 NOT_SUMMED = ("error_chunk", "error_core", "k")  # indices and shapes, not counts
 
 

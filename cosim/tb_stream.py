@@ -104,14 +104,16 @@ async def stream_through_memory(dut):
     cycles = int(dut.cycles.value)
     timed_out = bool(int(dut.timed_out.value))
     n_got = int(dut.out_ptr.value)
+    extra = int(dut.extra_out.value)  # outputs the design emitted after the last expected one
     out = run_dir / "out.hex"
     got = out.read_bytes() if n_got and out.exists() else b""
     result = {"cycles": cycles, "timed_out": timed_out,
               **compare(got, (run_dir / "expected.hex").read_bytes(), spec, run_dir / "in.bin"),
-              "run_s": t1 - t0, "check_s": time.perf_counter() - t1}
+              "extra_outputs": extra, "run_s": t1 - t0, "check_s": time.perf_counter() - t1}
     Path(spec["result"]).write_text(json.dumps(result))
     assert not timed_out, (f"harness cycle limit reached after {cycles} cycles: {result['outputs']} of "
                            f"{spec['n_out']} outputs")
+    assert extra == 0, f"{extra} output(s) after the last expected one"
     first = result["first_mismatch"]
     assert result["mismatches"] == 0, (
         f"{result['mismatches']} mismatches; first at index {first['index']}: inputs {first['inputs']}, "

@@ -95,10 +95,11 @@ def cmd_verify(args) -> int:
             raise UsageError("--variant and --retrain are for the built-in digits nets, not with --model")
         return verify_model(args.model, args.data, sim=args.sim, out_dir=Path(args.output), seed=args.seed,
                             n_images=args.images, engine=args.engine, verilog=_params(args.verilog, "--verilog"),
-                            workers=args.workers, scheduler=args.scheduler)
+                            workers=args.workers, scheduler=args.scheduler, objective=args.objective)
     return verify(net=args.net, variants=args.variant, sim=args.sim, out_dir=Path(args.output), seed=args.seed,
                   n_images=args.images, engine=args.engine, retrain=args.retrain,
-                  verilog=_params(args.verilog, "--verilog"), workers=args.workers, scheduler=args.scheduler)
+                  verilog=_params(args.verilog, "--verilog"), workers=args.workers, scheduler=args.scheduler,
+                  objective=args.objective)
 
 
 def cmd_bench(args) -> int:
@@ -111,19 +112,32 @@ def cmd_synth(args) -> int:
     from flows.synth import SynthError, summary, synth
     try:
         r = synth(args.engine, target=args.target, params=_params(args.param), out_dir=Path(args.output),
-                  freq_mhz=args.freq, place=not args.no_place, timeout_s=args.timeout)
+                  freq_mhz=args.freq, place=not args.no_place, timeout_s=args.timeout, check=args.check,
+                  sim=args.sim)
     except SynthError as e:
         print(f"nnaccel: error: {e}", file=sys.stderr)
         return 1
     print("\n".join(summary(r)))
     print(f"wrote {Path(args.output) / f'{args.engine}-{args.target}.json'}")
-    return 0
+    return 0 if r.get("netlist_check", {"passed": True})["passed"] else 1
+
+
+def cmd_formal(args) -> int:
+    from flows.formal import failures, formal, summary
+    doc = formal(args.engine, Path(args.output), timeout_s=args.timeout, only=args.property)
+    print("\n".join(summary(doc)))
+    print(f"wrote {Path(args.output) / 'formal.json'}")
+    bad = failures(doc)
+    for line in bad:
+        print(f"nnaccel: {line}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def cmd_analog(args) -> int:
     from flows.analog import analog
     return analog(args.what, mc=args.mc, use_spice=args.spice, out_dir=Path(args.output), seed=args.seed,
-                  keep_spice=args.keep_spice, images=args.images, workers=args.workers, scheduler=args.scheduler)
+                  keep_spice=args.keep_spice, images=args.images, workers=args.workers, scheduler=args.scheduler,
+                  study=args.study)
 
 
 def cmd_cache(args) -> int:
@@ -231,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repeatable; default: all four")
     r.add_argument("--engine", default="auto", choices=["auto"] + engines,
                    help="auto (default): an engine per layer; or every layer one engine maps on it, the rest on the host")
+    r.add_argument("--objective", choices=["cycles", "energy"], default="cycles",
+                   help="what auto's models decide by: fewest model cycles (default) or least model energy per image")
     r.add_argument("--sim", choices=SIMULATORS, default="verilator")
     r.add_argument("--seed", type=_seed, default=0, help="training seed (shipped weights for seed 0)")
     r.add_argument("--retrain", action="store_true",
@@ -258,13 +274,27 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--freq", type=_positive, default=50.0, help="clock constraint for nextpnr, MHz")
     y.add_argument("--no-place", action="store_true", help="synthesis only, no place and route")
     y.add_argument("--timeout", type=_positive, default=3600, help="wall-clock limit per tool, seconds")
+    y.add_argument("--check", action="store_true",
+                   help="co-simulate the post-synthesis netlist against the golden model (generic target)")
+    y.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator of --check")
     y.add_argument("-o", "--output", default="out/synth")
     y.set_defaults(func=cmd_synth)
+
+    fo = sub.add_parser("formal", help="prove the engines' formal properties (SymbiYosys, k-induction or bmc): "
+                        "formal.json")
+    fo.add_argument("engine", choices=["all"] + engines)
+    fo.add_argument("--property", action="append", metavar="NAME", help="only this property; repeatable")
+    fo.add_argument("--timeout", type=_positive, default=300, help="wall-clock limit per property, seconds")
+    fo.add_argument("-o", "--output", default="out/formal")
+    fo.set_defaults(func=cmd_formal)
 
     an = sub.add_parser("analog", help="analog in-SRAM multiplier studies (AID): JSON + plots")
     an.add_argument("what", choices=["aid"])
     an.add_argument("--mc", type=int, default=1000, help="Monte Carlo samples (>= 2)")
     an.add_argument("--spice", action="store_true", help="refit the model and measure SNR/energy in ngspice")
+    an.add_argument("--study", action="store_true",
+                    help="design-space study (L, W, VDD, pulse unit, swing; energy with ADC/DAC; mismatch sizing): "
+                         "DIR/aid-study.json + plots; with --spice, ngspice spot checks at the key points")
     an.add_argument("--keep-spice", action="store_true", help="keep netlists, logs and raw files in DIR/spice")
     an.add_argument("--seed", type=_seed, default=0, help="Monte Carlo seed")
     an.add_argument("--images", type=int, default=None, help="digits test images for the network study "

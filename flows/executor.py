@@ -95,7 +95,7 @@ def check_scheduler(address: str) -> str:
 class Executor:
     """A context manager; see the module docstring."""
 
-    def __init__(self, workers: int | None = None, scheduler: str | None = None, *, connect_timeout_s: float = 20,
+    def __init__(self, workers: int | None = None, scheduler: str | None = None, *, connect_timeout_s: float = 60,
                  preload: tuple[str, ...] = ()):
         if workers is not None and workers < 0:
             raise ValueError(f"--workers must be >= 0, not {workers}")

@@ -12,8 +12,10 @@ first differing value.
 Engine choice (``auto``, :func:`choose`): the rule of issue 13 gives the default order
 -- ternary weights -> fat; weight density <= 50% -> phantom; dense 3x3 stride-1
 convolution -> winograd; depthwise -> phantom; any other convolution or linear layer ->
-phantom in dense mode -- and the engines' cycle models decide: when another engine that
-maps the layer predicts fewer cycles than the rule's pick, the faster one runs. With a
+phantom in dense mode -- and the engines' models decide: when another engine that maps
+the layer predicts fewer cycles than the rule's pick, the faster one runs (``objective
+="cycles"``, the default), or, with ``objective="energy"``, when another predicts less
+energy per image from its energy table, the thriftier one runs. With a
 named engine, every layer it maps runs on it and the others on the host.
 """
 
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cosim.engines import run_layer
+from cosim.engines import energy_counters, run_layer
 from golden.conv import conv2d_int, linear_int
 from golden.graph import Add, AveragePool, EngineNode, GlobalAveragePool, Graph, MaxPool
 from golden.graph import run as run_graph
@@ -74,39 +76,57 @@ class Choice:
     reason: str
     model_cycles: dict = field(default_factory=dict)  # label -> model cycles for one image (None: not mapped)
     refused: dict = field(default_factory=dict)  # label -> why not
+    model_energy: dict = field(default_factory=dict)  # label -> model energy, pJ for one image (None: no table)
 
 
-def choose(vec: LayerVectors, designs: dict[str, Design], engine: str = "auto") -> Choice:
-    """Pick the design that runs ``vec``: ``auto`` (rule, then the models decide) or the
-    one named (a layer it cannot map goes to the host)."""
+OBJECTIVES = ("cycles", "energy")
+
+
+def choose(vec: LayerVectors, designs: dict[str, Design], engine: str = "auto",
+           objective: str = "cycles") -> Choice:
+    """Pick the design that runs ``vec``: ``auto`` (rule, then the models decide: the
+    ``objective``, fewest model cycles or least model energy per image) or the one named
+    (a layer it cannot map goes to the host)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
     one = vec.select(0, 1)
-    models, refused = {}, {}
+    models, refused, energies = {}, {}, {}
     for label, design in designs.items():
         eng = get_engine(design.engine)
         why = eng.maps(vec, design.config)
         if why:
             refused[label] = why
-            models[label] = None
+            models[label] = energies[label] = None
         else:
-            models[label] = int(eng.cycles(eng.plan(one, design.config))["cycles"])
+            counters = eng.cycles(eng.plan(one, design.config))
+            models[label] = int(counters["cycles"])
+            energies[label] = round(eng.energy(counters, design.config)["total"], 3) if eng.has_energy else None
     mapped = [k for k, v in models.items() if v is not None]
     if engine != "auto":
         if not mapped:
-            return Choice("host", f"{engine} cannot map it: {refused[engine]}", models, refused)
-        return Choice(engine, f"--engine {engine}", models, refused)
+            return Choice("host", f"{engine} cannot map it: {refused[engine]}", models, refused, energies)
+        return Choice(engine, f"--engine {engine}", models, refused, energies)
     pick, why = rule(vec)
     if models.get(pick) is None:
         if not mapped:
             return Choice("host", "no engine maps it: " + "; ".join(f"{k}: {v}" for k, v in refused.items()),
-                          models, refused)
+                          models, refused, energies)
         fallback = next(k for k in designs if models[k] is not None)
         why = f"{why}, but {pick} cannot map it ({refused.get(pick, 'not configured')}) -> {fallback}"
         pick = fallback
-    fastest = min(mapped, key=lambda k: models[k])
-    if models[fastest] < models[pick]:
-        why = f"{why} -> {pick}, but {fastest}'s model is faster ({models[fastest]} vs {models[pick]} cycles/image)"
-        pick = fastest
-    return Choice(pick, why, models, refused)
+    if objective == "cycles":
+        best = min(mapped, key=lambda k: models[k])
+        if models[best] < models[pick]:
+            why = f"{why} -> {pick}, but {best}'s model is faster ({models[best]} vs {models[pick]} cycles/image)"
+            pick = best
+    else:
+        rated = [k for k in mapped if energies[k] is not None]
+        best = min(rated, key=lambda k: energies[k]) if rated else pick
+        if energies.get(pick) is None or energies[best] < energies[pick]:
+            was = "no energy table" if energies.get(pick) is None else f"{energies[pick]:.1f} pJ/image"
+            why = f"{why} -> {pick}, but {best}'s model takes less energy ({energies[best]:.1f} pJ vs {was})"
+            pick = best
+    return Choice(pick, why, models, refused, energies)
 
 
 def designs_for(engine: str) -> dict[str, Design]:
@@ -131,7 +151,7 @@ def useful_macs(vec: LayerVectors) -> int:
 
 
 def run_network(graph: Graph, x0: np.ndarray, designs: dict[str, Design], *, engine: str = "auto",
-                sim: str = "verilator", seed: int = 1, timeout_s: float = 300, progress=None,
+                objective: str = "cycles", sim: str = "verilator", seed: int = 1, timeout_s: float = 300, progress=None,
                 verilog: dict[str, str] | None = None, choices: dict[str, Choice] | None = None) -> dict:
     """Run ``graph`` on the int8 batch ``x0`` through the hardware path: engine nodes on
     the chosen designs, the other nodes on the host (golden integer code). ``verilog``
@@ -158,13 +178,14 @@ def run_network(graph: Graph, x0: np.ndarray, designs: dict[str, Design], *, eng
         vec = node.vectors(xs[0])
         if progress:
             progress.start(f"{node.name}: choose an engine and run")
-        choice = choices[node.name] if choices is not None else choose(vec, designs, engine)
+        choice = choices[node.name] if choices is not None else choose(vec, designs, engine, objective)
         row = {"layer": node.name, "kind": vec.kind.value, "engine": choice.label, "why": choice.reason,
                "input_shape": list(vec.x.shape), "output_shape": list(vec.y.shape),
                "macs": vec.layer.macs_per_image * vec.images, "useful_macs": useful_macs(vec),
                "weight_density": round(vec.weight_density, 4),
                "activation_density": round(vec.activation_density, 4),
-               "model_cycles_per_image": choice.model_cycles, "refused": choice.refused}
+               "model_cycles_per_image": choice.model_cycles,
+               "model_energy_pj_per_image": choice.model_energy, "refused": choice.refused}
         diverged = None
         if choice.label == "host":
             row.update(status="host", passed=True, host_ops=row["macs"], cycles=0, model_cycles=0)
@@ -178,7 +199,7 @@ def run_network(graph: Graph, x0: np.ndarray, designs: dict[str, Design], *, eng
                        model_cycles=int(r.extra.get("model_cycles", 0)), outputs=r.outputs, vectors=r.vectors,
                        mismatches=r.mismatches, first_mismatch=r.first_mismatch, batches=r.extra.get("batches", 1),
                        build_reused=r.build_reused, stats=stats,
-                       energy=eng.energy(stats, design.config) if eng.has_energy and stats else None,
+                       energy=eng.energy(energy_counters(r), design.config) if eng.has_energy else None,
                        error=r.extra.get("error"), log=r.log)
             if not r.passed:
                 diverged = {"layer": node.name, "engine": choice.label, **(r.first_mismatch or {}),
@@ -198,13 +219,14 @@ def run_network(graph: Graph, x0: np.ndarray, designs: dict[str, Design], *, eng
 # ----------------------------------------------------------------------------- image batches on workers
 
 
-def choose_all(graph: Graph, x0: np.ndarray, designs: dict[str, Design], engine: str = "auto") -> dict[str, Choice]:
+def choose_all(graph: Graph, x0: np.ndarray, designs: dict[str, Design], engine: str = "auto",
+               objective: str = "cycles") -> dict[str, Choice]:
     """The engine of every engine layer as :func:`run_network` would choose it on the
     whole batch ``x0``: :func:`choose` looks at the batch's first image only, and on the
     hardware path a layer's input is the golden one (an RTL output is passed on only
     when it equals the golden model's), so the golden tensors of image 0 decide."""
     values = run_graph(graph, np.asarray(x0)[:1], keep=True)
-    return {n.name: choose(n.vectors(values[n.input]), designs, engine) for n in graph.engine_nodes}
+    return {n.name: choose(n.vectors(values[n.input]), designs, engine, objective) for n in graph.engine_nodes}
 
 
 def batch_task(task: dict) -> dict:

@@ -471,8 +471,9 @@ def evaluate(task: dict) -> dict:
         row["model_cycles"] = int(model_counters.get("cycles", 0))
         row["model_counters"] = json.dumps(model_counters, sort_keys=True)
     counters: dict = {}
+    run_counters: dict = {}  # the RTL's counters and cycles, the model's where the RTL keeps none
     if mapped and "cosim" in measure:
-        from cosim.engines import run_layer
+        from cosim.engines import energy_counters, run_layer
         from rtl.export import generate
         t0 = time.perf_counter()
         design = generate(task["engine"], config=cfg)
@@ -497,17 +498,20 @@ def evaluate(task: dict) -> dict:
                                    default=str)
             for k, val in r.extra.get("stats", {}).items():
                 counters[k] = counters.get(k, 0) + val
+            for k, val in energy_counters(r).items():
+                run_counters[k] = run_counters.get(k, 0) + val
         row.update(cycles=cycles, mismatches=mism, outputs=outs, passed=passed, build_reused=reused,
                    first_mismatch=first, counters=json.dumps(counters, sort_keys=True))
         row.setdefault("model_cycles", model_cycles)
         if "model_cycles" in row and row["model_cycles"]:
             row["model_error_pct"] = round(100.0 * (row["model_cycles"] - cycles) / max(1, cycles), 3)
     if "energy" in measure and mapped:
-        source = dict(counters, cycles=row["cycles"]) if counters else model_counters
+        source = run_counters if "cosim" in measure else model_counters
         e = eng.energy(source, cfg)
         row["energy_pj"] = round(float(e["total"]), 4)
         row["energy"] = json.dumps({k: round(float(x), 4) for k, x in e.items()}, sort_keys=True)
-        row["energy_from"] = "rtl counters" if counters else "model counters"
+        row["energy_from"] = ("rtl counters" if counters else "model counters of the simulated batches") \
+            if "cosim" in measure else "model counters"
     if "synth" in measure and task.get("synth", True):
         t0 = time.perf_counter()
         s = synth_point(task["engine"], cfg, task["target"], task["freq_mhz"], task["timeout_s"],

@@ -14,6 +14,15 @@ engine's generated Verilog and writes ``DIR/ENGINE-TARGET.json``:
   MAC, steady state, from its config) times Fmax; per DSP and per multiplier;
 * ``comparison``: that figure next to Caffeinated FPGAs' 50 GFLOPS normalized per DSP.
 
+* ``netlist``: the post-synthesis netlist as Verilog, ``DIR/ENGINE-TARGET.netlist.v``
+  (Yosys ``write_verilog -noattr``). On the generic target it is self-contained (4-input
+  LUTs as shift expressions, flip-flops as always blocks) and simulates as it is: with
+  ``check`` (``nnaccel synth ... --check``) the engine's co-simulation runs it in place
+  of the RTL (``nnaccel cosim ENGINE --verilog NETLIST``), a gate-level check bit-exact
+  against the golden model on the same stimulus, recorded as ``netlist_check``. The
+  ECP5 / iCE40 netlists need the vendor cell models (Yosys's ``share/ecp5/cells_sim.v``;
+  its MULT18X18D is a black box there, so the gate-level check runs on the generic target).
+
 A design that does not fit the target device is synthesized but not placed; the
 JSON says so. Tools run under a wall-clock limit.
 """
@@ -27,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from flows.outdir import check_output_dir, write_json_atomic
+from flows.outdir import check_output_dir, write_atomic, write_json_atomic
 from rtl.export import generate
 
 TARGETS = ("ecp5", "ice40", "generic")
@@ -87,6 +96,7 @@ def yosys_script(top: str, target: str) -> str:
         "design -load source",
         mapping,
         "tee -q -o stat.json stat -json",
+        "write_verilog -noattr netlist.v",
         "",
     ])
 
@@ -104,10 +114,14 @@ def ops_per_cycle(config) -> int | None:
 
 
 def synth(engine: str, *, target: str, params: dict | None = None, out_dir: Path = Path("out/synth"),
-          freq_mhz: float = 50.0, place: bool = True, timeout_s: float = 3600) -> dict:
+          freq_mhz: float = 50.0, place: bool = True, timeout_s: float = 3600, check: bool = False,
+          sim: str = "verilator") -> dict:
     out_dir = check_output_dir(out_dir)
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r} (valid: {', '.join(TARGETS)})")
+    if check and target != "generic":
+        raise ValueError(f"--check simulates the generic netlist (the {target} DSP cells have no simulation "
+                         "model in Yosys): use --target generic")
     if not freq_mhz > 0 or freq_mhz == float("inf"):
         raise ValueError(f"--freq must be a positive number of MHz, not {freq_mhz}")
     if not timeout_s > 0:
@@ -154,6 +168,10 @@ def synth(engine: str, *, target: str, params: dict | None = None, out_dir: Path
             fmax = [v["achieved"] for v in rep.get("fmax", {}).values()]
             result["fmax_mhz"] = round(min(fmax), 2) if fmax else None
             result["utilization"] = rep.get("utilization")
+    netlist = write_atomic(out_dir / f"{engine}-{target}.netlist.v", (work / "netlist.v").read_text())
+    result["netlist"] = str(netlist)
+    if check:
+        result["netlist_check"] = check_netlist(design, netlist, sim=sim, timeout_s=timeout_s)
     ops = ops_per_cycle(design.config)
     result["ops_per_cycle"] = ops
     if ops and result["fmax_mhz"]:
@@ -162,6 +180,23 @@ def synth(engine: str, *, target: str, params: dict | None = None, out_dir: Path
         result["comparison"] = comparison(result, gops)
     write_json_atomic(out_dir / f"{engine}-{target}.json", result)
     return result
+
+
+def check_netlist(design, netlist: Path, *, sim: str = "verilator", timeout_s: float = 3600) -> dict:
+    """The engine's co-simulation scenarios run on the post-synthesis ``netlist`` in place
+    of the RTL: every output compared with the golden model's, as for the RTL."""
+    from cosim.engines import testbench
+    from flows.orchestrate import read_verilog
+    text = read_verilog(str(netlist), design.top)
+    t0 = time.perf_counter()
+    runs = testbench(design.engine).cosim(design, sim=sim, seed=1, vectors=2000, verilog=text, timeout_s=timeout_s)
+    first = next((r for r in runs if not r.passed), None)
+    return {"sim": sim, "passed": first is None, "scenarios": len(runs), "vectors": sum(r.vectors for r in runs),
+            "outputs": sum(r.outputs for r in runs), "mismatches": sum(r.mismatches for r in runs),
+            "cycles": sum(r.cycles for r in runs), "wall_s": round(time.perf_counter() - t0, 1),
+            "failed": None if first is None else {"scenario": first.extra.get("scenario"),
+                                                  "first_mismatch": first.first_mismatch,
+                                                  "error": first.extra.get("error")}}
 
 
 def comparison(result: dict, gops: float) -> list[dict]:
@@ -188,6 +223,13 @@ def summary(r: dict) -> list[str]:
         lines.append(r["note"])
     if r["fmax_mhz"]:
         lines.append(f"Fmax {r['fmax_mhz']} MHz on {r['device']} (place and route {r['pnr_s']} s)")
+    if r.get("netlist"):
+        lines.append(f"netlist: {r['netlist']}")
+    c = r.get("netlist_check")
+    if c:
+        lines.append(f"netlist check ({c['sim']}): {'PASS' if c['passed'] else 'FAIL'}, {c['vectors']} vectors, "
+                     f"{c['outputs']} outputs, {c['mismatches']} mismatches, {c['cycles']} cycles ({c['wall_s']} s)"
+                     + ("" if c["passed"] else f"; first failure: {c['failed']}"))
     if r.get("comparison"):
         lines.append("| design | GOPS | DSPs | GOPS per DSP |")
         lines.append("|---|---:|---:|---:|")

@@ -42,7 +42,8 @@ SOURCES = {"shipped": "shipped weights", "cache": "trained on this machine, from
 
 def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_dir: Path = Path("out/verify"),
            seed: int = 0, n_images: int = 32, engine: str = "auto", retrain: bool = False,
-           verilog: dict[str, str] | None = None, workers: int = 0, scheduler: str | None = None) -> int:
+           verilog: dict[str, str] | None = None, workers: int = 0, scheduler: str | None = None,
+           objective: str = "cycles") -> int:
     """``retrain``: train the nets from ``seed`` on this machine (cached) instead of loading
     the shipped weights; the accuracies then depend on the machine's CPU (see golden.nets.digits)."""
     t_start = time.perf_counter()
@@ -74,8 +75,8 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
         jobs.append({"graph": module.to_graph(qn), "x": x_q.numpy(), "labels": labels.numpy(), "label": v,
                      "source_accuracy": _float_accuracy(nets["float"], n_images)})
     runs = check_graphs(jobs, designs, engine=engine, sim=sim, seed=(seed + 1) % (SEED_MAX + 1), verilog=verilog,
-                        workers=workers, scheduler=scheduler)
-    results = _results(net, engine, sim, seed, n_images, designs, runs, t_start, variants=[
+                        workers=workers, scheduler=scheduler, objective=objective)
+    results = _results(net, engine, sim, seed, n_images, designs, runs, t_start, objective=objective, variants=[
         {"variant": v, "accuracy": nets[v].accuracy, "weight_sparsity": nets[v].sparsity,
          "integer_layers": len(nets[v].layers), "train_seconds": nets[v].train_seconds, "weights": nets[v].source}
         for v in variants])
@@ -84,7 +85,7 @@ def verify(*, net: str = "digits", variants=None, sim: str = "verilator", out_di
 
 def verify_model(model: str, data: str, *, sim: str = "verilator", out_dir: Path = Path("out/verify"),
                  seed: int = 0, n_images: int = 32, engine: str = "auto", verilog: dict[str, str] | None = None,
-                 workers: int = 0, scheduler: str | None = None) -> int:
+                 workers: int = 0, scheduler: str | None = None, objective: str = "cycles") -> int:
     """A user's model (``nnaccel import``'s formats) end to end on the first ``n_images`` of
     ``data`` (DATA.npz: ``x``, optionally ``y``)."""
     from flows.model_import import load_data
@@ -106,8 +107,9 @@ def verify_model(model: str, data: str, *, sim: str = "verilator", out_dir: Path
     x_q = graph.quantize_input(x)
     runs = check_graphs([{"graph": graph, "x": x_q, "labels": y, "label": graph.name, "source_accuracy": source}],
                         designs, engine=engine, sim=sim, seed=(seed + 1) % (SEED_MAX + 1), verilog=verilog,
-                        workers=workers, scheduler=scheduler)
-    results = _results(str(model), engine, sim, seed, len(x), designs, runs, t_start, variants=[
+                        workers=workers, scheduler=scheduler, objective=objective)
+    results = _results(str(model), engine, sim, seed, len(x), designs, runs, t_start, objective=objective,
+                       variants=[
         {"variant": graph.name, "accuracy": None, "weight_sparsity": _sparsity(graph),
          "integer_layers": len(graph.engine_nodes), "train_seconds": 0.0, "weights": str(model)}])
     results["notes"] = list(graph.notes)
@@ -156,18 +158,19 @@ def given_verilog(files: dict[str, str] | None, designs: dict) -> dict[str, str]
 
 
 def check_graph(graph, x, labels, designs, *, engine: str, sim: str, seed: int, label: str,
-                source_accuracy: float | None = None, verilog: dict | None = None) -> dict:
+                source_accuracy: float | None = None, verilog: dict | None = None, objective: str = "cycles") -> dict:
     """``graph`` on int8 inputs ``x`` through the hardware path (:func:`flows.network.run_network`),
     its final outputs compared with the golden integer graph's image by image; accuracies
     on ``labels`` (None: no accuracy claim)."""
     prog = Progress(len(graph.engine_nodes))
     print(f"{label}: {len(x)} images through {engine} on {sim}", flush=True)
-    res = run_network(graph, x, designs, engine=engine, sim=sim, seed=seed, progress=prog, verilog=verilog)
+    res = run_network(graph, x, designs, engine=engine, objective=objective, sim=sim, seed=seed, progress=prog,
+                      verilog=verilog)
     return _entry(graph, x, labels, res, label, source_accuracy)
 
 
 def check_graphs(jobs: list[dict], designs, *, engine: str, sim: str, seed: int, verilog: dict | None = None,
-                 workers: int = 0, scheduler: str | None = None) -> list[dict]:
+                 workers: int = 0, scheduler: str | None = None, objective: str = "cycles") -> list[dict]:
     """:func:`check_graph` for each job (``graph``, ``x``, ``labels``, ``label``,
     ``source_accuracy``): in this process one after another (``workers=0``, no
     scheduler), or on the executor (:mod:`flows.executor`): every job's images split into
@@ -178,7 +181,8 @@ def check_graphs(jobs: list[dict], designs, *, engine: str, sim: str, seed: int,
     sum (each batch's simulation fills and drains its pipeline once)."""
     if not workers and not scheduler:
         return [check_graph(j["graph"], j["x"], j["labels"], designs, engine=engine, sim=sim, seed=seed,
-                            label=j["label"], source_accuracy=j["source_accuracy"], verilog=verilog) for j in jobs]
+                            label=j["label"], source_accuracy=j["source_accuracy"], verilog=verilog,
+                            objective=objective) for j in jobs]
     from flows.executor import Executor
     from flows.network import batch_task, choose_all, merge_runs, split
     with Executor(workers, scheduler, preload=("flows.network", "cosim.engines")) as ex:
@@ -186,7 +190,7 @@ def check_graphs(jobs: list[dict], designs, *, engine: str, sim: str, seed: int,
         print(f"executor: {ex.describe()}", flush=True)
         tasks, keys = [], []
         for i, j in enumerate(jobs):
-            choices = choose_all(j["graph"], j["x"], designs, engine)
+            choices = choose_all(j["graph"], j["x"], designs, engine, objective)
             j["ranges"] = split(len(j["x"]), max(1, n))
             print(f"{j['label']}: {len(j['x'])} images through {engine} on {sim}, in {len(j['ranges'])} batches",
                   flush=True)
@@ -255,7 +259,8 @@ def _where(results) -> str:
     return f"{d['layer']} on {d['engine']}" if d else "the final comparison"
 
 
-def _results(net, engine, sim, seed, n_images, designs, runs, t_start, *, variants: list[dict]) -> dict:
+def _results(net, engine, sim, seed, n_images, designs, runs, t_start, *, variants: list[dict],
+             objective: str = "cycles") -> dict:
     layers = [l for r in runs for l in r["layers"] if l["engine"] != "host"]
     per_engine = {}
     for l in layers:
@@ -269,7 +274,7 @@ def _results(net, engine, sim, seed, n_images, designs, runs, t_start, *, varian
     host = [l for r in runs for l in r["layers"] if l["engine"] == "host"]
     return {
         "schema": SCHEMA, "passed": bool(runs) and all(r["passed"] for r in runs),
-        "net": net, "engine": engine, "simulator": sim, "seed": seed, "images": n_images,
+        "net": net, "engine": engine, "objective": objective, "simulator": sim, "seed": seed, "images": n_images,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tools": {"python": platform.python_version(), "simulator": tool_version(sim)},
         "designs": {label: {"engine": d.engine, "config": d.meta()["params"]} for label, d in designs.items()},
@@ -332,7 +337,9 @@ def report_markdown(r: dict, plots: list[str]) -> str:
     lines = [
         f"# nnaccel verify: {'PASS' if r['passed'] else 'FAIL'}",
         "",
-        f"Net `{r['net']}`, engine `{r['engine']}`, simulator {r['tools']['simulator']}, training seed {r['seed']}, "
+        f"Net `{r['net']}`, engine `{r['engine']}`"
+        + (f" (the models decide by {r.get('objective', 'cycles')})" if r["engine"] == "auto" else "")
+        + f", simulator {r['tools']['simulator']}, training seed {r['seed']}, "
         f"{r['images']} test images, {r['date']}. Wall time {r['wall_s']:.1f} s"
         + (f", image batches {r['runs'][0]['batches']} of each run on the executor ({r['runs'][0]['executor']}): "
            "cycles are the batches' sum, each batch filling and draining the pipelines once"
@@ -380,14 +387,19 @@ def report_markdown(r: dict, plots: list[str]) -> str:
             cyc, mod = l.get("cycles", 0), l.get("model_cycles", 0)
             diff = f"{100 * (mod - cyc) / cyc:+.2f}%" if cyc else ""
             mpc = f"{l['macs'] / cyc:.2f}" if cyc else ""
-            energy = f"{l['energy']['total']:.1f} pJ" if l.get("energy") and "total" in l["energy"] else ""
+            energy = f"{l['energy']['total'] / 1000:,.1f} nJ" if l.get("energy") and "total" in l["energy"] else ""
             lines.append(f"| {run['variant']} | {l['layer']} | {l['engine']} | {l['why']} | {shape} | {l['macs']:,} "
                          f"| {l['useful_macs']:,} | {cyc:,} | {mod:,} | {diff} | {mpc} | {energy} | {l['status']} |")
-    lines += ["", "## Per engine", "", "| engine | layers | RTL cycles | model cycles | MACs | useful MACs |",
-              "|---|---:|---:|---:|---:|---:|"]
+    lines += ["", "## Per engine", "",
+              "| engine | layers | RTL cycles | model cycles | MACs | useful MACs | energy (from the RTL's counters) |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     for k, e in t["per_engine"].items():
         lines.append(f"| {k} | {e['layers']} | {e['cycles']:,} | {e['model_cycles']:,} | {e['macs']:,} "
-                     f"| {e['useful_macs']:,} |")
+                     f"| {e['useful_macs']:,} | {e.get('energy_pj', 0) / 1000:,.1f} nJ |")
+    lines += ["", "Energy: each engine's own table (`rtl/<engine>/energy.py`: FAT at sense-amplifier level, "
+              "Phantom and Winograd from Horowitz's 45 nm operation energies, `rtl/common/energy.py`), the "
+              "requantizer left out of all of them; the `why` column gives each candidate's model figure "
+              "where the models changed the rule's pick."]
     lines += ["", "Configurations: " + "; ".join(f"`{k}` = {d['engine']} {d['config']}"
                                                  for k, d in r["designs"].items()), ""]
     lines += [f"![{p}]({p})" for p in plots] + [""]

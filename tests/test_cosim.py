@@ -80,6 +80,22 @@ def test_cycle_limit_ends_a_stuck_design(requant_design):
 
 
 @pytest.mark.verilator
+@pytest.mark.icarus
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_an_output_after_the_last_expected_one_fails(requant_design, sim):
+    """The harness watches a margin after the last expected output: a design that emits
+    more than expected fails (here: 50 inputs, 47 outputs expected), at the same cycles."""
+    sc = SCENARIOS[1]  # idle input and back-pressure
+    vec = random_vectors(np.random.default_rng(0), 50)
+    want = expected(vec, sc)
+    full = run_stream(requant_design, vec, sc.statics(), want, sim=sim)
+    short = run_stream(requant_design, vec, sc.statics(), want[:47], sim=sim)
+    assert full.passed and "extra_outputs" not in full.extra
+    assert not short.passed and short.mismatches == 0 and short.extra["extra_outputs"] == 3
+    assert short.extra["error"].startswith("3 output(s) after the last expected one")
+
+
+@pytest.mark.verilator
 def test_wall_clock_limit_ends_a_stuck_simulation(requant_design):
     sc = SCENARIOS[0]
     vec = random_vectors(np.random.default_rng(0), 50)

@@ -106,10 +106,30 @@ def test_run_is_bit_exact_and_near_the_model(name):
         model = engine.cycles(engine.plan(vec, design.config))["cycles"]
         assert abs(r.cycles - model) <= max(2, 0.02 * model) + 16 * r.extra.get("batches", 1), (name, key, r.cycles, model)
         if engine.has_energy:
-            e = engine.energy(r.extra["stats"], design.config)
+            e = engine.energy(cosim_engines.energy_counters(r), design.config)
             assert e and all(v >= 0 for v in e.values() if isinstance(v, (int, float))), (name, e)
 
 
 def test_only_the_aid_controller_runs_no_layers():
     from rtl.engines import ENGINES
     assert [n for n, e in ENGINES.items() if not e.runs_layers] == ["aid"]
+
+
+def test_energy_tables_add_up_and_follow_the_work():
+    """Phantom's and Winograd's energy tables: parts sum to the total, more work costs
+    more, and a missing counter is named."""
+    from rtl.phantom.config import PhantomConfig
+    from rtl.winograd.config import WinogradConfig
+    ph = get_engine("phantom")
+    e1 = ph.energy({"products": 100, "chunks": 10, "cycles": 30}, PhantomConfig())
+    e2 = ph.energy({"products": 200, "chunks": 10, "cycles": 30}, PhantomConfig())
+    assert e1["total"] == pytest.approx(sum(v for k, v in e1.items() if k != "total"))
+    assert e2["product"] == pytest.approx(2 * e1["product"]) and e2["buffer"] == e1["buffer"]
+    with pytest.raises(ValueError, match="chunks"):
+        ph.energy({"products": 1, "cycles": 1}, PhantomConfig())
+    wg = get_engine("winograd")
+    small, big = (wg.energy({"beats": 1, "groups": 1}, WinogradConfig(m=m)) for m in (2, 4))
+    assert small["total"] == pytest.approx(sum(v for k, v in small.items() if k != "total"))
+    # F(4x4) multiplies 36 elements per beat where F(2x2) multiplies 16, and wider ones
+    # (18 x 16 bits against 12 x 11): 4.9x the multiply energy per beat for 4x the outputs
+    assert big["multiply"] / small["multiply"] == pytest.approx(36 * 18 * 16 / (16 * 12 * 11))

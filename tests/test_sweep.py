@@ -65,7 +65,7 @@ BAD = {
     "demo layer": ('engine = "phantom"\n[[workload]]\ndemo = "int8"\nlayers = ["conv9"]\n', "no layer 'conv9'"),
     "pareto": ('engine = "phantom"\n[report]\npareto = "cycles"\n[[workload]]\nsynthetic = "conv"\n',
                "report.pareto"),
-    "energy table": ('engine = "winograd"\nmeasure = ["energy"]\n[[workload]]\nsynthetic = "conv"\n',
+    "energy table": ('engine = "phantom2d"\nmeasure = ["energy"]\n[[workload]]\nsynthetic = "conv"\n',
                      "no energy table"),
     "aid runs no layers": ('engine = "aid"\nmeasure = ["cosim"]\n', "synth"),
     "toml": ('engine = "phantom\n', "not valid TOML"),
@@ -292,7 +292,7 @@ def test_real_scheduler_two_workers_one_killed(tmp_path):
                                  "1", "--no-dashboard", "--host", "127.0.0.1", "--death-timeout", "60",
                                  "--name", f"w{i}"], tmp_path / f"worker{i}.log"))
         from distributed import Client
-        with Client(address, timeout="30s") as c:
+        with Client(address, timeout="60s") as c:
             c.wait_for_workers(2, timeout=60)
 
         # 1. the sweep over the scheduler equals the serial run

@@ -46,6 +46,28 @@ def test_auto_runs_every_variant_end_to_end_on_several_engines(tmp_path, capsys)
 
 @pytest.mark.verilator
 @pytest.mark.slow
+def test_energy_objective_puts_every_engine_to_work(tmp_path, capsys):
+    """By cycles FAT never wins a demo layer; by energy its ternary layers go to it, the
+    dense 3x3 ones to Winograd and the rest to Phantom: every engine in one run."""
+    out = tmp_path / "v"
+    assert main(["verify", "--images", "2", "--objective", "energy", "-o", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["passed"] and res["objective"] == "energy"
+    layers = [l for r in res["runs"] for l in r["layers"] if l["engine"] != "host"]
+    assert {l["engine"] for l in layers} == {"fat", "phantom", "winograd"}
+    for l in layers:  # the engine run is the one whose model predicts the least energy per image
+        rated = {k: v for k, v in l["model_energy_pj_per_image"].items() if v is not None}
+        assert l["engine"] == min(rated, key=rated.get), l["why"]
+        assert l["energy"]["total"] == pytest.approx(sum(v for k, v in l["energy"].items() if k != "total"))
+    ternary = [l for l in res["runs"][2]["layers"] if l["kind"] == "conv"]
+    assert [l["engine"] for l in ternary] == ["fat"] * 3
+    per = res["totals"]["per_engine"]
+    assert sum(e["energy_pj"] for e in per.values()) == pytest.approx(sum(l["energy"]["total"] for l in layers))
+    assert "decide by energy" in (out / "report.md").read_text()
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
 def test_a_broken_design_breaks_the_chain_at_its_layer(tmp_path, capsys):
     bad = tmp_path / "requant.v"
     bad.write_text(mutate(generate("requant").verilog, r"assign \\\$26  = \\\$22  > \\\$25 ;",
@@ -76,6 +98,17 @@ def test_rule_and_models_choose_the_engine(monkeypatch):
     assert fn.rule(int8)[0] == "winograd"
     only = fn.choose(int8.renamed("x"), {"fat": designs["fat"]})
     assert only.label == "host" and "{-1, 0, +1}" in only.reason
+
+
+def test_energy_objective_chooses_by_the_energy_tables():
+    vec = next(digits.layer_vectors(digits.build("ternary"), 1))
+    designs = {"fat": generate("fat"), "phantom": generate("phantom"), "winograd": generate("winograd")}
+    by_cycles, by_energy = fn.choose(vec, designs), fn.choose(vec, designs, objective="energy")
+    assert by_cycles.model_energy == by_energy.model_energy and all(by_energy.model_energy.values())
+    assert by_energy.label == min(by_energy.model_energy, key=by_energy.model_energy.get) == "fat"
+    assert by_cycles.label != "fat" and "faster" in by_cycles.reason  # FAT is slower and thriftier
+    with pytest.raises(ValueError, match="objective"):
+        fn.choose(vec, designs, objective="area")
 
 
 def test_interrupted_verify_leaves_no_output(tmp_path, monkeypatch, capsys):

@@ -18,6 +18,10 @@ MUTANTS = {
     # where the cleared accumulator is equivalent)
     "accumulate-first": (r"(= s3_first \? 32'd0 : macc_0_0_0;\n.*\n  assign \\\$\d+\s+= s3_first \? )32'd0( : macc_0_0_0;)",
                          r"\g<1>macc_0_0_0\g<2>"),
+    # the same register's first use: a one-channel beat (first and last at once) adds the stale
+    # sum; a fresh simulation hides it (the register is still zero), two layers chained in
+    # one run do not
+    "first-and-last": (r"(assign \\\$\d+\s+= s3_first \? )32'd0( : macc_0_0_0;)", r"\g<1>macc_0_0_0\g<2>"),
     # corner pixel adds the input zero point instead of subtracting it
     "zero-point": (r"(\$signed\(i__payload\[7:0\]\)) - (\$signed\(input_zero_point\))", r"\1 + \2"),
     # one accumulator register 16 bits narrower than the width analysis asks for
@@ -35,7 +39,8 @@ def test_both_simulators_bit_exact_random_and_demo_layers(params):
     for sim, rs in results.items():
         assert all(r.passed for r in rs), f"{sim}: {[(r.extra['scenario'], r.first_mismatch) for r in rs]}"
         names = [r.extra["scenario"] for r in rs]
-        assert "demo-int8-conv1" in names and "demo-int8-conv3" in names and len(names) == 6
+        assert "demo-int8-conv1" in names and "demo-int8-conv3" in names and len(names) == 8
+        assert {"extremes-max-in-channels", "two-layers-chained-in-one-run"} <= set(names)
         for r in rs:  # RTL cycles against the cycle model (pacing adds idle/stall cycles)
             assert r.cycles >= r.extra["model_cycles"] - 2
     # Same vectors and pacing: both simulators take the same cycles.

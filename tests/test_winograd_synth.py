@@ -1,24 +1,50 @@
-"""`nnaccel synth`: one fast smoke test (generic target, the small requantizer) in the
-default run; the figures for the Winograd engine come from the command (README)."""
+"""`nnaccel synth`: one fast smoke test (generic target, the small requantizer, its
+post-synthesis netlist co-simulated gate by gate) in the default run; the figures for
+the engines come from the command (README)."""
 
 import json
+from pathlib import Path
+
+import pytest
 
 from flows.cli import main
-from flows.synth import yosys_script
+from flows.synth import check_netlist, yosys_script
+from rtl.export import generate
 
 
-def test_synth_generic_smoke(tmp_path, capsys):
-    assert main(["synth", "requant", "--target", "generic", "-o", str(tmp_path)]) == 0
+@pytest.mark.verilator
+def test_synth_generic_smoke_and_its_netlist_passes_the_cosimulation(tmp_path, capsys):
+    assert main(["synth", "requant", "--target", "generic", "--check", "-o", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "requant-generic.json").read_text())
     assert r["target"] == "generic" and r["multipliers"] == 1  # the one 32 x 32 multiply
     assert r["luts"] > 1000 and r["ffs"] > 100 and r["fmax_mhz"] is None
-    assert "LUTs" in capsys.readouterr().out
+    netlist = Path(r["netlist"])
+    assert netlist.read_text().count(">> {") > 1000  # LUTs, not the RTL's operators
+    c = r["netlist_check"]
+    assert c["passed"] and c["mismatches"] == 0 and c["outputs"] == c["vectors"] > 3000
+    out = capsys.readouterr().out
+    assert "LUTs" in out and "netlist check (verilator): PASS" in out
+
+    # the check can fail: one output bit of the netlist stuck at 0
+    text = netlist.read_text()
+    bad = tmp_path / "stuck.v"
+    bad.write_text(text.replace("else if (i__ready) o__payload[0] <= ", "else if (i__ready) o__payload[0] <= 1'h0 & ", 1))
+    assert bad.read_text() != text
+    c = check_netlist(generate("requant"), bad)
+    assert not c["passed"] and c["mismatches"] > 0 and c["failed"]["first_mismatch"]
+
+
+def test_check_needs_the_generic_netlist(tmp_path, capsys):
+    assert main(["synth", "requant", "--target", "ecp5", "--check", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnaccel: error:") and "--target generic" in err and err.count("\n") == 1
 
 
 def test_synth_scripts_per_target():
     assert "synth_ecp5 -top winograd -json netlist.json" in yosys_script("winograd", "ecp5")
     assert "synth_ice40 -top winograd -dsp" in yosys_script("winograd", "ice40")
     assert "stat -json" in yosys_script("winograd", "generic")
+    assert all("write_verilog -noattr netlist.v" in yosys_script("winograd", t) for t in ("ecp5", "ice40", "generic"))
 
 
 def test_synth_bad_target_is_one_line(capsys):

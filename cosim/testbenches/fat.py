@@ -70,13 +70,16 @@ def capacity(design: Design) -> int:
 
 
 def random_layer(rng: np.random.Generator, *, kind="conv", n=1, c=3, h=6, w=6, o=5, k=3, stride=1, padding=1,
-                 sparsity=0.5, name="rand") -> LayerVectors:
-    """A random ternary layer with int8 activations and its golden outputs."""
-    zp_in = int(rng.integers(-128, 0))
-    x = rng.integers(zp_in, 128, size=(n, c, h, w) if kind == "conv" else (n, c))
+                 sparsity=0.5, name="rand", negative=False, bias_limit=2000) -> LayerVectors:
+    """A random ternary layer with int8 activations and its golden outputs. ``negative``:
+    activations over the whole int8 range with a zero point inside it, so that u = x -
+    zero_point takes negative values too (down to about -200); ``bias_limit``: biases
+    drawn from (-bias_limit, bias_limit)."""
+    zp_in = int(rng.integers(40, 90)) if negative else int(rng.integers(-128, 0))
+    x = rng.integers(-128 if negative else zp_in, 128, size=(n, c, h, w) if kind == "conv" else (n, c))
     shape = (o, c, k, k) if kind == "conv" else (o, c)
     wt = rng.choice([-1, 1], size=shape) * (rng.random(shape) >= sparsity)
-    bias = rng.integers(-2000, 2000, size=o)
+    bias = rng.integers(-bias_limit + 1, bias_limit, size=o)
     return layer_vectors_from(name=name, kind=kind, x=x, w=wt, bias=bias, input_zero_point=zp_in,
                               real_multipliers=rng.uniform(0.002, 0.05, size=o),
                               output_zero_point=int(rng.integers(-128, -100)), stride=stride, padding=padding)
@@ -88,6 +91,9 @@ RANDOM_LAYERS = (  # kernel 1 and 3, stride 1 and 2, odd channel counts, FC
     dict(kind="conv", c=7, h=5, w=5, o=9, k=1, stride=1, padding=0, sparsity=0.3),
     dict(kind="conv", c=3, h=6, w=6, o=4, k=1, stride=2, padding=0, sparsity=0.0),
     dict(kind="linear", c=37, o=11, n=3, sparsity=0.6),
+    # negative u = x - zero_point, and biases near the 20-bit accumulator's limit
+    dict(kind="conv", c=3, h=6, w=6, o=4, k=3, stride=1, padding=1, sparsity=0.4, negative=True,
+         bias_limit=(1 << 19) - 8192),
 )
 
 

@@ -14,7 +14,11 @@ layer's images so that this is rare.
 
 Scenarios (:func:`cosim`): random layers (odd sizes, padding 0 and 1, many input
 channels, output channels not a multiple of the engine's parallel channels,
-full-range extremes) and the dense int8 demo net's 3x3 stride-1 convolutions.
+full-range extremes, and extremes at the configuration's ``max_in_channels``, where
+the accumulators reach the widths the configuration was analysed for), two layers
+chained in one simulation (:func:`run_chained`: the second starts on a pipeline the
+first has used, so a beat that ignores ``first`` is caught) and the dense int8 demo
+net's 3x3 stride-1 convolutions.
 """
 
 from __future__ import annotations
@@ -164,11 +168,12 @@ RANDOM_LAYERS = (
     RandomLayer("odd-9x11-pad0-many-channels", 1, 37, 2, 9, 11, 0, False, 0.0, 0.1),
     RandomLayer("3x3-pad0-one-output", 3, 5, 0, 3, 3, 0, False, 0.1, 0.0),
     RandomLayer("extremes-6x13-pad1", 1, 64, 1, 6, 13, 1, True, 0.0, 0.0),
+    RandomLayer("extremes-max-in-channels", 1, 0, 0, 3, 4, 0, True, 0.0, 0.2),  # 0: config.max_in_channels
 )
 
 
 def random_layer(cfg: WinogradConfig, spec: RandomLayer, rng: np.random.Generator, images: int | None = None):
-    n, c, o = images or spec.images, spec.in_channels, cfg.channels + spec.out_channels
+    n, c, o = images or spec.images, spec.in_channels or cfg.max_in_channels, cfg.channels + spec.out_channels
     if spec.extremes:
         x = rng.choice(np.array([-128, 127, -127, 0], dtype=np.int64), size=(n, c, spec.height, spec.width))
         w = rng.choice(np.array([-128, 127, 0], dtype=np.int64), size=(o, c, 3, 3))
@@ -215,11 +220,60 @@ def cosim(design: Design, *, sim: str = "verilator", seed: int = 1, vectors: int
         for vec in demo_layers():
             if maps(vec, cfg) is None:
                 jobs.append((f"demo-int8-{vec.name}", lambda vec=vec: plan(vec, cfg), 0.1, 0.1))
+    jobs.append(("two-layers-chained-in-one-run", lambda: chained_layers(cfg, rng), 0.1, 0.2))
     for k, (name, make, idle, stall) in enumerate(jobs):
-        r = run(design, make(), sim=sim, verilog=verilog, seed=seed + k, idle=idle, stall=stall,
-                waves=waves, timeout_s=timeout_s)
+        made = make()
+        go = run_chained if isinstance(made, list) else run
+        r = go(design, made, sim=sim, verilog=verilog, seed=seed + k, idle=idle, stall=stall,
+               waves=waves, timeout_s=timeout_s)
         r.extra["scenario"] = name
         results.append(r)
         if not r.passed:
             break
     return results
+
+
+def chained_layers(cfg: WinogradConfig, rng: np.random.Generator) -> list[LayerStream]:
+    """Two random layers with the same static inputs (zero points, clamp), so they can
+    stream back to back through one simulation."""
+    zp, ozp = int(rng.integers(-128, 128)), int(rng.integers(-20, 20))
+    out = []
+    # the second has one input channel: its beats are first and last at once, on accumulators
+    # the first layer left full
+    for k, (c, h, w, pad) in enumerate(((5, 6, 7, 1), (1, 5, 4, 0))):
+        o = cfg.channels + k
+        out.append(map_layer(cfg, rng.integers(-128, 128, (1, c, h, w)), rng.integers(-127, 128, (o, c, 3, 3)),
+                             rng.integers(-(1 << 16), 1 << 16, o), zp, rng.integers(1 << 30, 1 << 31, o),
+                             rng.integers(-22, 2, o), ozp, -128, 127, pad, f"chained-{k}"))
+    return out
+
+
+def run_chained(design: Design, plans: list[LayerStream], *, sim: str = "verilator", seed: int = 1,
+                idle: float = 0.0, stall: float = 0.0, verilog: str | None = None, waves: bool = False,
+                timeout_s: float = 300) -> StreamResult:
+    """Several plans' beats back to back in one simulation (same static inputs), every
+    output beat checked exactly; a mismatch is named in the plan it belongs to."""
+    if len({tuple(sorted(p.statics.items())) for p in plans}) != 1:
+        raise ValueError("chained plans must share their static inputs")
+    fields = [beat_fields(p) for p in plans]
+    beats = {k: np.concatenate([f[k] for f in fields]) for k in fields[0]}
+    expected = np.concatenate([output_words(p.config, p.expected) for p in plans])
+    n_in, n_out = sum(p.n_beats for p in plans), sum(p.n_out for p in plans)
+    if max(n_in, n_out) > capacity(design):
+        raise ValueError(f"chained plans need {max(n_in, n_out)} beats, the harness holds {capacity(design)}")
+    r = run_stream(design, beats, plans[0].statics, expected, sim=sim, verilog=verilog, seed=seed, idle=idle,
+                   stall=stall, waves=waves, timeout_s=timeout_s, max_cycles=16 * (n_in + n_out) + 10_000,
+                   depth_log2=DEPTH_LOG2)
+    if r.first_mismatch:
+        olo = 0
+        for p in plans:
+            if r.first_mismatch["index"] < olo + p.n_out:
+                r.first_mismatch = name_mismatch(p, dict(r.first_mismatch, index=r.first_mismatch["index"] - olo),
+                                                 r.outputs - olo, 0)
+                break
+            olo += p.n_out
+    r.outputs = int(sum(p.useful.sum() for p in plans)) if r.passed else r.outputs
+    r.extra.update(runs=1, model_cycles=n_in + plans[0].config.latency + 1,
+                   equivalent_macs=sum(p.equivalent_macs for p in plans),
+                   output_values=sum(int(np.prod(p.out_shape)) for p in plans))
+    return r

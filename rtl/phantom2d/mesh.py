@@ -7,12 +7,13 @@ core takes its own column part (the other operand, its output's parameters). A c
 queues its chunks in a FIFO, so the cores of a row run apart by up to ``fifo``
 chunks; the mesh takes a word when every queue has room. The output word has a lane
 per core, tagged with its core (r * cols + c), so every core can deliver an output each
-cycle, in its own stream order; back-pressure stalls every core.
+cycle, in its own stream order; back-pressure stalls every core, and an offered word
+keeps its lanes until it is taken.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -98,12 +99,22 @@ class PhantomMesh(wiring.Component):
         m.d.comb += self.i.ready.eq(Cat(f.w_rdy for f in fifos).all())
 
         # ---- output collection: a lane per core, tagged; one handshake takes every valid lane --
+        # An offered word holds until it is taken (the stream rule): while it waits, a core
+        # whose output becomes valid is not added to it (it waits for the next word), so
+        # ``offered`` keeps the lanes of a word offered and not taken in the cycle before;
+        # a lane without an output reads 0.
+        # (Found by `nnaccel formal phantom2d`: a lane appeared in a stalled word.)
+        stalled = Signal()
+        offered = Signal(n)
+        lanes = Signal(n)
+        m.d.comb += lanes.eq(Cat(core.o.valid & (~stalled | offered[j]) for j, core in enumerate(cores)))
+        m.d.sync += [stalled.eq(self.o.valid & ~self.o.ready), offered.eq(lanes)]
         for j, core in enumerate(cores):
-            m.d.comb += [getattr(self.o.payload, f"lane{j}_value").eq(core.o.payload.lane0_value),
+            m.d.comb += [getattr(self.o.payload, f"lane{j}_value").eq(Mux(lanes[j], core.o.payload.lane0_value, 0)),
                          getattr(self.o.payload, f"lane{j}_core").eq(j),
-                         getattr(self.o.payload, f"lane{j}_valid").eq(core.o.valid),
-                         core.o.ready.eq(self.o.ready)]
-        m.d.comb += self.o.valid.eq(Cat(core.o.valid for core in cores).any())
+                         getattr(self.o.payload, f"lane{j}_valid").eq(lanes[j]),
+                         core.o.ready.eq(self.o.ready & lanes[j])]
+        m.d.comb += self.o.valid.eq(lanes.any())
 
         # ---- counters: sums over the cores; the first core with a bad chunk -----------------
         for name in ("busy", "products", "slots", "chunks", "errors"):

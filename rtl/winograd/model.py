@@ -15,6 +15,8 @@ from rtl.winograd.mapper import LayerStream
 
 
 def cycles(plan: LayerStream, runs: int = 1) -> dict:
-    """``{"cycles": ...}`` of ``plan`` streamed without idle input or back-pressure, in
-    ``runs`` harness runs (the engine reports no counters)."""
-    return {"cycles": plan.n_beats + runs * (plan.config.latency + 1)}
+    """``cycles`` of ``plan`` streamed without idle input or back-pressure, in ``runs``
+    harness runs, and the work the static dataflow does (the engine has no counters):
+    ``beats`` (input beats) and ``groups`` (output groups: beats marked ``last``)."""
+    return {"cycles": plan.n_beats + runs * (plan.config.latency + 1), "beats": plan.n_beats,
+            "groups": int(plan.beats["last"].sum())}

@@ -1,0 +1,117 @@
+"""Formal properties of the FAT engine (``rtl.fat.engine``); see rtl/common/formal.py
+for how a property is built and docs/formal.md for the results.
+
+Configuration (small, for the solver): 2 columns, 2-bit activations (3-bit
+operands), 4-bit accumulators, 16 rows, 4 weights per SACU word, mode "fat" (no bit
+skipping). Any command stream, any back-pressure.
+
+``fat.o_hold``
+    the stream rule on ``o``; k-induction.
+``fat.zero_free``
+    a zero weight never costs a cycle (ports only): after a WEIGHTS word with ``nnz``
+    non-zero weights among its ``cnt`` the engine is busy (``i.ready`` low) for
+    exactly ``1 + nnz * acc_bits`` cycles (0 when nnz = 0), whatever the number of
+    zero (or invalid) weights; k-induction, with the cycles left tied to the SACU's
+    state, mask and bit counter (white box) as strengthening.
+``fat.sacu_order``
+    the SACU issues the word's non-zero weights in order, each once (white box on its
+    ``mask`` of weights still to issue): a WEIGHTS word loads the mask with exactly
+    its non-zero weights below ``cnt``; afterwards the mask only loses bits, one
+    per issue and always the lowest; it is empty when the engine is back in IDLE;
+    k-induction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from amaranth.hdl import Cat, Signal
+
+from rtl.fat.config import Code, FatConfig, Op
+from rtl.fat.engine import FatEngine
+from rtl.common.formal import FormalTop, Property, StreamHoldTop, elaborated, state_codes
+
+CONFIG = FatConfig(rows=16, cols=2, act_bits=2, acc_bits=4, mode="fat", word_weights=4)
+
+
+class FatTop(FormalTop):
+    def __init__(self, check: str, config: FatConfig = CONFIG):
+        super().__init__()
+        self.check, self.cfg = check, config
+        self.dut = FatEngine(config)
+        d = self.dut
+        self.free(d.i.valid, d.i.payload, d.o.ready, d.zero_point, d.act_min, d.act_max)
+
+    def properties(self, m):
+        cfg, d = self.cfg, self.dut
+        frag, g = elaborated(d)
+        m.submodules.dut = frag
+        self.hold_static(m, d.zero_point, d.act_min, d.act_max)
+        W, B = cfg.word_weights, cfg.acc_bits
+        cmd = d.i.payload
+        weights = d.i.valid & d.i.ready & (cmd.op == Op.WEIGHTS)
+        codes = cmd.data[:2 * W]
+        live = Signal(W, name="live")  # the word's non-zero weights below cnt
+        m.d.comb += live.eq(Cat(((codes.word_select(k, 2) == Code.PLUS) | (codes.word_select(k, 2) == Code.MINUS))
+                                & (k < cmd.cnt) for k in range(W)))
+        nnz = Signal(range(W + 1), name="nnz")
+        m.d.comb += nnz.eq(sum(live[k] for k in range(W)))
+        if self.check == "zero_free":
+            left = Signal(range(1 + W * B + 2), name="busy_left")  # cycles still to be busy
+            watching = Signal(name="watching")
+            with m.If(weights):
+                m.d.sync += [left.eq(nnz * B + 1), watching.eq(nnz != 0)]
+            with m.Elif(watching):
+                m.d.sync += left.eq(left - 1)
+                with m.If(left == 1):
+                    m.d.sync += watching.eq(0)
+            with m.If(watching):
+                self.assert_(m, ~d.i.ready, "i.ready before the word's non-zero weights were done")
+            with m.If(self.started & self.past(m, watching & (left == 1))):
+                self.assert_(m, d.i.ready, "the word took longer than 1 + nnz * acc_bits cycles")
+            # strengthening (white box): the cycles left agree with the SACU's state
+            state, codes_ = g["fsm_state"], state_codes(g["fsm_state"])
+            issue, step = state == codes_["ISSUE"], state == codes_["STEP"]
+            pending = sum(g["mask"][k] for k in range(W)) * B
+            self.assert_(m, watching == (issue | step), "watching outside the SACU states")
+            with m.If(issue):
+                self.assert_(m, left == 1 + pending, "cycles left off in ISSUE")
+            with m.If(step):
+                self.assert_(m, (left == B - g["bit"] + pending) & (g["bit"] < B), "cycles left off in STEP")
+            return
+        mask = g["mask"]
+        was = self.past(m, mask, name="past_mask")
+        loaded = self.past(m, weights, name="past_weights")
+        loaded_live = self.past(m, live, name="past_live")
+        with m.If(self.started & loaded):
+            self.assert_(m, mask == loaded_live, "the SACU mask is not the word's non-zero weights")
+        gone = Signal(W, name="issued")
+        m.d.comb += gone.eq(was & ~mask)
+        with m.If(self.started & ~loaded):
+            self.assert_(m, (mask & ~was) == 0, "a weight came back into the SACU mask")
+            self.assert_(m, (gone & (gone - 1)) == 0, "more than one weight issued in a cycle")
+            self.assert_(m, (gone == 0) | (gone == (was & (~was + 1))[:W]),
+                         "a weight issued before a lower one")
+        with m.If(d.i.ready):
+            self.assert_(m, mask == 0, "back in IDLE with weights not issued")
+        # strengthening: the mask is empty outside the SACU's states, and only ever holds
+        # non-zero weights of the stored codes
+        states = state_codes(g["fsm_state"])
+        in_sacu = (g["fsm_state"] == states["ISSUE"]) | (g["fsm_state"] == states["STEP"])
+        self.assert_(m, in_sacu | (mask == 0), "weights left in the SACU mask outside ISSUE/STEP")
+        stored = g["codes"]
+        nz = Cat((stored.word_select(k, 2) == Code.PLUS) | (stored.word_select(k, 2) == Code.MINUS)
+                 for k in range(W))
+        self.assert_(m, (mask & ~nz) == 0, "a zero weight in the SACU mask")
+
+
+PROPERTIES = [
+    Property("fat.o_hold", "fat", "o: valid & ~ready holds valid and payload to the next cycle (any commands, "
+             "any back-pressure)", lambda: StreamHoldTop(lambda: FatEngine(CONFIG)), "prove", 2, asdict(CONFIG)),
+    Property("fat.zero_free", "fat", "a WEIGHTS word with nnz non-zero weights keeps the engine busy exactly "
+             "1 + nnz * acc_bits cycles (0 if nnz = 0), whatever its zero weights",
+             lambda: FatTop("zero_free"), "prove", 3, asdict(CONFIG)),
+    Property("fat.sacu_order", "fat", "the SACU mask gets exactly the word's non-zero weights, then loses one "
+             "bit per issue, always the lowest, and is empty back in IDLE",
+             lambda: FatTop("sacu_order"), "prove", 3, asdict(CONFIG)),
+]

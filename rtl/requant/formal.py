@@ -1,0 +1,217 @@
+"""Formal properties of the requantizer (the pieces every engine's properties share are
+in :mod:`rtl.common.formal`).
+
+A property is a wrapper ``Elaboratable`` around the unmodified component: the
+wrapper instantiates it, leaves its inputs free (top-level ports, any value in any
+cycle) except where an ``Assume`` restricts them, and states the property with
+``Assert`` on its outputs (and, for white-box properties, on internal signals read
+from the elaborated component by name). ``cosim.formal`` writes the wrapper as
+RTLIL and proves it with SymbiYosys; nothing here imports a tool.
+
+Properties of the requantizer (``PROPERTIES``), default configuration (32-bit):
+
+``requant.o_hold``
+    an offered output holds its payload until accepted (any back-pressure); k-induction.
+``requant.count``
+    every accepted input leaves exactly once, in order: a shadow delay line advanced
+    by the port handshakes says when an output is due, and ``o.valid`` equals it in
+    every cycle (nothing lost, nothing duplicated); the pipeline's own valid bits
+    equal the shadow line's (white box: the inductive strengthening); k-induction.
+``requant.stages``
+    full 32-bit width: every pipeline register equals its stage of the formal
+    reference (:func:`ref_stage1` .. :func:`ref_stage5`, whose composition is
+    :func:`reference`) applied to the previous stage's registers when the pipeline
+    advances, and keeps its value when it stalls; k-induction. With ``count`` this
+    makes every output the reference of its input, by composition. The 64-bit
+    product is the solver's bit-vector product of the same two registers.
+``requant.reference``
+    end to end: the output equals :func:`reference` of the accepted input under any
+    back-pressure, at reduced widths (accumulator 6 bits, output 4: the RTL is
+    generic in the width, its configuration insists on 32); bounded (bmc). At 8 bits
+    and more the solver does not finish the two multipliers' equivalence in minutes.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
+
+from golden.quant import SHIFT_MAX, SHIFT_MIN
+from rtl.common.formal import FormalTop, Property, elaborated, stream_out_checks
+from rtl.requant.config import RequantConfig
+from rtl.requant.requantizer import Requantizer
+
+# ---- the formal reference of the double rounding ------------------------------------
+
+def _sig(m: Module, shape, value, name: str) -> Signal:
+    s = Signal(shape, name=name)
+    m.d.comb += s.eq(value)
+    return s
+
+
+def ref_stage1(m: Module, acc, mult, shift, n: int):
+    """x = wrap_n(acc * 2**left) (the low n bits of acc shifted left), q, right."""
+    left = _sig(m, range(SHIFT_MAX + 2), Mux(shift > 0, shift, 0), "ref_left")
+    right = _sig(m, range(-SHIFT_MIN + 1), Mux(shift < 0, -shift, 0), "ref_right")
+    return _sig(m, signed(n), (acc << left)[:n], "ref_x"), mult, right
+
+
+def ref_stage2(m: Module, x, q, n: int):
+    """The exact (2n)-bit product x * q."""
+    return _sig(m, signed(2 * n), x * q, "ref_prod")
+
+
+def ref_stage3(m: Module, prod, x_q_min, n: int):
+    """SaturatingRoundingDoublingHighMul: INT_MAX when x == q == INT_MIN (``x_q_min``),
+    else trunc((prod + nudge) / 2**(n-1)), by sign and magnitude (nudge 2**(n-2) for
+    prod >= 0, 1 - 2**(n-2) otherwise)."""
+    int_max = (1 << (n - 1)) - 1
+    v = _sig(m, signed(2 * n + 1), prod + Mux(prod >= 0, 1 << (n - 2), 1 - (1 << (n - 2))), "ref_v")
+    mag = _sig(m, 2 * n + 1, Mux(v < 0, -v, v), "ref_mag")
+    quo = _sig(m, signed(2 * n + 2), Mux(v < 0, -(mag >> (n - 1)), mag >> (n - 1)), "ref_quo")
+    return _sig(m, signed(n), Mux(x_q_min, int_max, quo[:n]), "ref_h")
+
+
+def ref_stage4(m: Module, h, right, n: int):
+    """RoundingDivideByPOT, half away from zero, by sign and magnitude:
+    sign(h) * ((|h| + 2**(right-1)) >> right)."""
+    hmag = _sig(m, n + 1, Mux(h < 0, -h, h), "ref_hmag")
+    half = _sig(m, n + 1, (Const(1, n + 2) << right) >> 1, "ref_half")  # 0 when right == 0
+    rmag = _sig(m, n + 2, (hmag + half) >> right, "ref_rmag")
+    return _sig(m, signed(n + 3), Mux(h < 0, -rmag, rmag), "ref_r")
+
+
+def ref_stage5(m: Module, r, zero_point, act_min, act_max, out_bits: int):
+    """clamp(r + zero_point, act_min, act_max), act_min taking precedence."""
+    y = _sig(m, signed(len(r) + 2), r + zero_point, "ref_y")
+    return _sig(m, signed(out_bits), Mux(y < act_min, act_min, Mux(y > act_max, act_max, y)), "ref_out")
+
+
+def reference(m: Module, acc, mult, shift, zero_point, act_min, act_max, n: int, out_bits: int) -> Signal:
+    """TFLite's double-rounding requantization of ``acc`` at accumulator width ``n``,
+    written apart from the RTL from :mod:`golden.quant`'s description, as the
+    composition of the five stage functions ``ref_stage1`` .. ``ref_stage5`` (comb logic).
+    Checked against :func:`golden.quant.requantize` by simulation in tests/test_formal.py."""
+    int_min = -(1 << (n - 1))
+    x, q, right = ref_stage1(m, acc, mult, shift, n)
+    prod = ref_stage2(m, x, q, n)
+    h = ref_stage3(m, prod, (x == int_min) & (q == int_min), n)
+    r = ref_stage4(m, h, right, n)
+    return ref_stage5(m, r, zero_point, act_min, act_max, out_bits)
+
+
+def config_at_width(acc_bits: int, out_bits: int = 8) -> RequantConfig:
+    """A requantizer configuration at accumulator width ``acc_bits`` for formal work only:
+    the RTL is generic in the width, the configuration accepts only 32 (TFLite's)."""
+    cfg = RequantConfig(out_bits=out_bits)
+    if acc_bits != 32:
+        object.__setattr__(cfg, "acc_bits", acc_bits)
+    return cfg
+
+
+class RequantTop(FormalTop):
+    """The requantizer with a shadow copy of its accepted inputs.
+
+    ``check``: "hold" (stream rule on ``o``), "count" (``o.valid`` equals the shadow
+    line's valid: each accepted input leaves exactly once, after ``latency``
+    advancing cycles), "reference" (``o.payload`` equals :func:`reference` of the
+    shadow input whenever ``o.valid``). ``ready_always`` assumes ``o.ready`` high.
+    ``component`` replaces the requantizer (a broken design, for the tests)."""
+
+    def __init__(self, check: str, *, acc_bits: int = 32, out_bits: int = 8, ready_always: bool = False,
+                 component=None):
+        super().__init__()
+        self.check, self.ready_always = check, ready_always
+        self.cfg = config_at_width(acc_bits, out_bits)
+        self.dut = component if component is not None else Requantizer(self.cfg)
+        d = self.dut
+        self.free(d.i.valid, d.i.payload, d.o.ready, d.zero_point, d.act_min, d.act_max)
+
+    def properties(self, m):
+        d = self.dut
+        frag, self.internal = elaborated(d)
+        m.submodules.dut = frag
+        self.hold_static(m, d.zero_point, d.act_min, d.act_max)
+        # Shifts in the valid range (golden.quant: SHIFT_MIN..SHIFT_MAX); at a reduced width
+        # n the right shift stops at n - 1, as it stops at 31 for 32 bits.
+        shift = d.i.payload.shift
+        self.assume(m, (shift >= max(SHIFT_MIN, 1 - self.cfg.acc_bits)) & (shift <= SHIFT_MAX))
+        if self.ready_always:
+            self.assume(m, d.o.ready)
+        if self.check == "hold":
+            stream_out_checks(self, m, d.o)
+            return
+        if self.check == "stages":
+            self._stages(m, d)
+            return
+        # The shadow line: the accepted input and its valid bit, one stage per cycle
+        # of the pipeline's advance (which the ports show: i.ready).
+        lat = self.cfg.latency
+        adv = d.i.ready
+        stages = []
+        prev_valid, prev_payload = d.i.valid, Value.cast(d.i.payload)
+        for k in range(lat):
+            sv = Signal(name=f"shadow_valid{k}")
+            sp = Signal(prev_payload.shape(), name=f"shadow_in{k}")
+            with m.If(adv):
+                m.d.sync += [sv.eq(prev_valid), sp.eq(prev_payload)]
+            stages.append((sv, sp))
+            prev_valid, prev_payload = sv, sp
+        if self.check == "count":
+            self.assert_(m, d.o.valid == prev_valid, "o.valid differs from the accepted inputs due")
+            # The inductive strengthening (white box): the pipeline's own valid bits
+            # equal the shadow line's, stage by stage.
+            valid = self.internal["valid"]
+            for k, (sv, _) in enumerate(stages):
+                self.assert_(m, valid[k] == sv, "a stage's valid bit differs from the shadow line")
+            return
+        layout = self.cfg.in_layout()
+        p = layout(prev_payload)
+        ref = reference(m, p.acc, p.mult, p.shift, d.zero_point, d.act_min, d.act_max,
+                        self.cfg.acc_bits, self.cfg.out_bits)
+        with m.If(d.o.valid & prev_valid):
+            self.assert_(m, Value.cast(d.o.payload) == ref, "o.payload differs from the reference")
+
+
+    def _stages(self, m, d):
+        """Each pipeline register equals its stage of the reference applied to the
+        previous stage's registers (the ports for stage 1) when the pipeline advanced,
+        and keeps its value when it stalled: white box, one step per stage."""
+        n, g = self.cfg.acc_bits, self.internal
+        int_min = -(1 << (n - 1))
+        p = d.i.payload
+        x, q, right = ref_stage1(m, p.acc, p.mult, p.shift, n)
+        expect = {  # register -> its next value
+            "s1_x": x, "s1_q": q, "s1_right": right,
+            "s2_prod": ref_stage2(m, g["s1_x"], g["s1_q"], n),
+            "s2_sat": (g["s1_x"] == int_min) & (g["s1_q"] == int_min), "s2_right": g["s1_right"],
+            "s3_h": ref_stage3(m, g["s2_prod"], g["s2_sat"], n), "s3_right": g["s2_right"],
+            "s4_r": ref_stage4(m, g["s3_h"], g["s3_right"], n),
+        }
+        expect_out = ref_stage5(m, g["s4_r"], d.zero_point, d.act_min, d.act_max, self.cfg.out_bits)
+        advanced = self.past(m, d.i.ready, name="past_advance")
+        for name, value in list(expect.items()) + [("o_payload", expect_out)]:
+            reg = Value.cast(d.o.payload) if name == "o_payload" else g[name]
+            was = self.past(m, Value.cast(value), name=f"expect_{name}")
+            before = self.past(m, reg, name=f"before_{name}")
+            with m.If(self.started & advanced):
+                self.assert_(m, reg == was, f"{name} differs from its reference stage")
+            with m.If(self.started & ~advanced):
+                self.assert_(m, reg == before, f"{name} changed while the pipeline stalled")
+
+
+REDUCED = {"acc_bits": 6, "out_bits": 4}  # the end-to-end comparison's widths (see the module docstring)
+DEFAULT = {"acc_bits": 32, "out_bits": 8, "shift_bits": 6}
+
+PROPERTIES = [
+    Property("requant.o_hold", "requant", "o: valid & ~ready holds valid and payload to the next cycle",
+             lambda: RequantTop("hold"), "prove", 2, DEFAULT),
+    Property("requant.count", "requant", "each accepted input leaves o exactly once, in order, under any "
+             "back-pressure (o.valid == a shadow line's valid every cycle; stage valid bits as strengthening)",
+             lambda: RequantTop("count"), "prove", 2, DEFAULT),
+    Property("requant.stages", "requant", "full 32-bit width: every pipeline register == its stage of the formal "
+             "double-rounding reference applied to the previous stage (advance), unchanged (stall)",
+             lambda: RequantTop("stages"), "prove", 2, DEFAULT),
+    Property("requant.reference", "requant", "o.payload == the whole formal reference of the accepted input, any "
+             "back-pressure, at reduced widths acc_bits 6, out_bits 4",
+             lambda: RequantTop("reference", **REDUCED), "bmc", 8, {**DEFAULT, **REDUCED}),
+]
