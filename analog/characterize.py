@@ -27,11 +27,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from analog import spice
 from analog.circuit import B_MAX, Circuit
-from analog.fit import fit_stack, transient_samples
+from analog import fit
+from analog.fit import fit_stack
 from analog.model import ModelParams, simulate
 
 STUDY_FITS = Path(__file__).resolve().parent / "models" / "aid_study_fits.json"
@@ -75,24 +75,11 @@ def cal_levels(c: Circuit, p: ModelParams, n: int = 7) -> list[float]:
 
 
 def fit_column(c: Circuit, p: ModelParams, levels: list[float], work_dir=None) -> tuple[ModelParams, dict]:
+    """:func:`analog.fit.fit_column` at this sizing's calibration levels, started from the
+    nominal fit's bit-line capacitance."""
     pts = [spice.MacPoint(v, b) for v in levels for b in CAL_B]
-    out = spice.run(spice.mac_netlist(c, pts), work_dir=work_dir, name="cal")
-    times = np.linspace(c.t_start + c.t_edge, c.t_sample, 12)
-    ref = transient_samples(c, out, len(pts), times)
-    v = np.array([q.v_wl for q in pts])
-    b = np.array([q.b for q in pts])
-
-    def model_trace(x):
-        q = dataclasses.replace(p, c_bl=float(x[0]) * 1e-15, c_couple=float(x[1]) * 1e-15)
-        _, tt, tr = simulate(c, q, v, b, record=True, dt=2e-12)
-        return np.stack([np.interp(times, tt, tr[:, k]) for k in range(len(pts))])
-
-    def resid(x):
-        return (model_trace(x) - ref).ravel()
-
-    r = least_squares(resid, [p.c_bl * 1e15, 0.02], bounds=([2.0, 0.0], [1000.0, 5.0]), diff_step=1e-3)
-    q = dataclasses.replace(p, c_bl=float(r.x[0]) * 1e-15, c_couple=float(r.x[1]) * 1e-15)
-    return q, {"transient_rms_error_mV": float(np.sqrt(np.mean(resid(r.x) ** 2)) * 1e3), "cal_levels_V": levels}
+    q, info = fit.fit_column(c, p, work_dir, pts=pts, x0=(p.c_bl * 1e15, 0.02), bounds=((2.0, 0.0), (1000.0, 5.0)))
+    return q, dict(info, cal_levels_V=levels)
 
 
 def characterize(c: Circuit, work_dir: Path | None = None) -> dict:

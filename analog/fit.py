@@ -84,8 +84,11 @@ def transient_samples(c: Circuit, out: dict, n_points: int, times: np.ndarray) -
     return np.stack([np.interp(times, t, out[f"v(blb_{k})"]) for k in range(n_points)])
 
 
-def fit_column(c: Circuit, p: ModelParams, work_dir=None) -> tuple[ModelParams, dict]:
-    pts = cal_points()
+def fit_column(c: Circuit, p: ModelParams, work_dir=None, *, pts=None, x0=(50.0, 0.2),
+               bounds=((5.0, 0.0), (500.0, 5.0))) -> tuple[ModelParams, dict]:
+    """The column's bit-line and coupling capacitances (fF) fitted to ngspice transients
+    at ``pts`` (default :func:`cal_points`), from ``x0`` within ``bounds``."""
+    pts = cal_points() if pts is None else pts
     out = spice.run(spice.mac_netlist(c, pts), work_dir=work_dir, name="cal")
     times = np.linspace(c.t_start + c.t_edge, c.t_sample, 12)
     ref = transient_samples(c, out, len(pts), times)
@@ -100,7 +103,7 @@ def fit_column(c: Circuit, p: ModelParams, work_dir=None) -> tuple[ModelParams, 
     def resid(x):
         return (model_trace(x) - ref).ravel()
 
-    r = least_squares(resid, [50.0, 0.2], bounds=([5.0, 0.0], [500.0, 5.0]), diff_step=1e-3)
+    r = least_squares(resid, list(x0), bounds=tuple(map(list, bounds)), diff_step=1e-3)
     q = dataclasses.replace(p, c_bl=float(r.x[0]) * 1e-15, c_couple=float(r.x[1]) * 1e-15)
     return q, {"transient_rms_error_mV": float(np.sqrt(np.mean(resid(r.x) ** 2)) * 1e3)}
 
