@@ -9,12 +9,15 @@ as are its cycles when the run has no idle input and no back-pressure.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from cosim.stream import StreamResult, run_stream
 from golden.layer import LayerVectors, layer_vectors_from
 from rtl.export import Design
 from rtl.fat import mapper, model
+from rtl.fat.config import Code, Op
 
 DEPTH_LOG2 = 20  # harness memory depth (words, log2)
 HARNESS_CYCLES = 2  # the harness counts from reset to the last output: the model's cycles + 2
@@ -57,6 +60,22 @@ def _disagreement(r: StreamResult, predicted: dict, *, paced: bool) -> str | Non
         return (f"RTL took {r.cycles} cycles, the cycle model {predicted['cycles']} "
                 f"(+ {HARNESS_CYCLES} of harness start)")
     return None
+
+
+def invalid_codes(plan: mapper.Plan, rng: np.random.Generator, n: int = 5) -> mapper.Plan:
+    """``plan`` with ``n`` of its zero weight codes (in WEIGHTS words, within their
+    ``cnt``) replaced by the invalid code, which the engine must count in ``errors`` and
+    process as a zero weight: the outputs stay the plan's; the cycle model (a replay of
+    the changed commands) predicts every counter, ``errors`` among them."""
+    cmds = {k: v.copy() for k, v in plan.cmds.items()}
+    spots = [(i, j) for i in np.flatnonzero(cmds["op"] == Op.WEIGHTS.value) for j in range(int(cmds["cnt"][i]))
+             if (int(cmds["data"][i, 0]) >> (2 * j)) & 3 == Code.ZERO.value]
+    if not spots:
+        raise ValueError(f"{plan.name}: no zero weight to make invalid")
+    for k in rng.choice(len(spots), size=min(n, len(spots)), replace=False):
+        i, j = spots[k]
+        cmds["data"][i, 0] = np.uint64(int(cmds["data"][i, 0]) | (Code.INVALID.value << (2 * j)))
+    return dataclasses.replace(plan, cmds=cmds, model=model.replay(cmds, plan.config))
 
 
 def words(plan: mapper.Plan) -> int:
@@ -110,5 +129,12 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
         r.extra["scenario"] = vec.name + (f": {r.extra['error']}" if "error" in r.extra else "")
         results.append(r)
         if not r.passed:
-            break
+            return results
+    # the error path: invalid weight codes are counted (errors) and processed as zeros
+    vec = random_layer(np.random.default_rng(seed), name="invalid-codes", **RANDOM_LAYERS[0])
+    bad = invalid_codes(mapper.plan(vec, design.config), np.random.default_rng(seed))
+    r = run(design, bad, sim=sim, seed=seed + len(results), verilog=verilog, waves=waves, timeout_s=timeout_s)
+    r.extra["scenario"] = (f"invalid-codes ({bad.model['errors']} invalid weight codes: counted in errors, "
+                           "processed as zeros)" + (f": {r.extra['error']}" if "error" in r.extra else ""))
+    results.append(r)
     return results

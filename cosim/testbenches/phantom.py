@@ -13,6 +13,8 @@ with :func:`words` and :func:`capacity`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from cosim.harness import fit_depth_log2
@@ -82,10 +84,13 @@ def check_plan(plan, cfg) -> None:
         raise ValueError(f"{plan.layer.name}: planned for {plan.config}, not for the design's {cfg}")
 
 
-def stream_plan(design: Design, fields: dict, plan, model: dict, lanes: tuple[int, int], **options) -> StreamResult:
+def stream_plan(design: Design, fields: dict, plan, model: dict, lanes: tuple[int, int], *,
+                expect_errors: bool = False, **options) -> StreamResult:
     """A plan's input words through the design (core or mesh: ``lanes`` of its output
     word), checked against the plan's expected outputs; ``model`` is the plan's cycle
-    model. A raised mask error flag fails the run, naming the chunk (and the core of a mesh)."""
+    model. A raised mask error flag fails the run, naming the chunk (and the core of a
+    mesh), unless ``expect_errors`` (a plan with bad chunks on purpose, whose ``model``
+    says which: the counters check then holds the flag to it)."""
     L = plan.layer.layer
     statics = {"zero_point": L.output_zero_point, "act_min": L.act_min, "act_max": L.act_max}
     r = run_stream(design, fields, statics, plan.expected, depth_log2=depth_log2(design),
@@ -94,11 +99,46 @@ def stream_plan(design: Design, fields: dict, plan, model: dict, lanes: tuple[in
     r.extra["model"] = {k: v for k, v in model.items() if k != "core_busy"}
     r.extra["work"] = dict(plan.work)
     stats = r.extra.get("stats", {})
-    if stats.get("errors"):
+    if stats.get("errors") and not expect_errors:
         r.passed = False
         core = f" of core {stats['error_core'] - 1}" if "error_core" in stats else ""
         r.extra["error"] = (f"mask popcount disagrees with its packed count in chunk {stats['error_chunk'] - 1}"
                             f"{core} ({stats['errors']} bad chunk(s))")
+    return r
+
+
+def bad_chunks(plan, cfg, rng: np.random.Generator, n: int = 3):
+    """``plan`` with the packed counts of ``n`` random chunks made to disagree with their
+    masks (weight or activation count, at random), and the counters the core must then
+    report: ``errors`` (bad chunks) and ``error_chunk`` (the first, from 1). The counts
+    only feed the consistency check, so the outputs stay those of the plan."""
+    fields = dict(plan.fields)
+    chunks = len(fields["wcnt"])
+    picked = np.sort(rng.choice(chunks, size=min(n, chunks), replace=False))
+    for c in picked:
+        key = "wcnt" if rng.random() < 0.5 else "acnt"
+        fields[key] = fields[key].copy()
+        fields[key][c] = (fields[key][c] + int(rng.integers(1, cfg.values + 1))) % (cfg.values + 1)
+    bad = dataclasses.replace(plan, fields=fields)
+    return bad, {"errors": len(picked), "error_chunk": int(picked[0]) + 1}
+
+
+def run_bad_chunks(design: Design, plan: mapper.Plan, rng: np.random.Generator, *, sim="verilator", seed=1,
+                   verilog=None, waves=False, timeout_s=300) -> StreamResult:
+    """An error-path run: :func:`bad_chunks` of ``plan`` through the core, which must flag
+    exactly those chunks (``errors``, ``error_chunk``) while its outputs and every other
+    counter stay those of the good plan."""
+    cfg = design.config
+    check_plan(plan, cfg)
+    bad, want = bad_chunks(plan, cfg, rng)
+    model = dict(cycles(plan), **want)
+    r = stream_plan(design, mapper.word_fields(bad.fields, cfg.lanes), bad, model, (cfg.lanes, 9), sim=sim,
+                    seed=seed, verilog=verilog, waves=waves, timeout_s=timeout_s, expect_errors=True)
+    wrong = check_counters(r, paced=False)
+    if wrong and r.passed:
+        r.passed = False
+        r.extra["error"] = wrong
+    r.extra["expected_flags"] = want
     return r
 
 
@@ -154,7 +194,16 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
                 verilog=verilog, waves=waves, timeout_s=timeout_s)
         r.extra["scenario"] = vec.name + (" (idle + back-pressure)" if busy else "")
         if settle(r, None, results):
-            break
+            return results
+    # the error path: chunks whose packed counts disagree with their masks must raise the
+    # flag, each counted and the first named, while the outputs stay right
+    vec = random_layers(seed)[0]
+    r = run_bad_chunks(design, mapper.plan(vec, design.config), np.random.default_rng(seed), sim=sim,
+                       seed=seed + len(results), verilog=verilog, waves=waves, timeout_s=timeout_s)
+    want = r.extra["expected_flags"]
+    r.extra["scenario"] = (f"bad-chunks ({want['errors']} chunks with wrong counts, first {want['error_chunk'] - 1}: "
+                           "the error flag must name them)")
+    settle(r, None, results)
     return results
 
 
