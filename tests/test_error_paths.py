@@ -47,3 +47,24 @@ def test_phantom_flags_bad_chunks_and_names_the_first(monkeypatch):
     monkeypatch.setattr(phantom_tb, "bad_chunks", off_by_one)
     r = phantom_tb.run_bad_chunks(design, plan, np.random.default_rng(6))
     assert not r.passed and "counter error_chunk" in r.extra["error"], r.extra.get("error")
+
+
+@pytest.mark.verilator
+def test_phantom2d_flags_bad_chunks_naming_core_and_chunk(monkeypatch):
+    import cosim.testbenches.phantom2d as mesh_tb
+    from rtl.phantom2d import mapper as mesh_mapper
+    design = generate("phantom2d", {})
+    plan = mesh_mapper.plan(phantom_tb.random_layers(5)[0], design.config)
+    r = mesh_tb.run_bad_chunks(design, plan, np.random.default_rng(2))
+    want = r.extra["expected_flags"]
+    assert r.passed and r.mismatches == 0, (r.summary(), r.extra.get("error"))
+    assert {k: r.extra["stats"][k] for k in want} == want and want["errors"] == 3
+    real = mesh_tb.bad_chunks
+
+    def other_core(*args, **kw):
+        bad, w = real(*args, **kw)
+        return bad, dict(w, error_core=w["error_core"] + 1)
+
+    monkeypatch.setattr(mesh_tb, "bad_chunks", other_core)
+    r = mesh_tb.run_bad_chunks(design, plan, np.random.default_rng(2))
+    assert not r.passed and "error_core" in r.extra["error"], r.extra.get("error")

@@ -13,6 +13,10 @@ harness (:func:`cosim.engines.run_layer`, with :func:`words` and :func:`capacity
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+
 from cosim.stream import StreamResult
 from cosim.testbenches.phantom import check_plan, capacity, random_layers, settle, stream_plan, words
 from rtl.export import Design
@@ -48,6 +52,50 @@ def check_counters(r: StreamResult, model: dict) -> str | None:
     return None if got == want else f"counters {got} != cycle model {want}"
 
 
+def bad_chunks(plan: mapper.Plan, rng: np.random.Generator, n: int = 3):
+    """``plan`` with the packed count of ``n`` random cores' chunks (one each, picked among
+    the chunks the cores receive) made to disagree with its mask, and the flags the mesh
+    must then raise: ``errors`` (bad chunks, summed), ``error_core`` (the lowest such
+    core, from 1) and ``error_chunk`` (its first bad chunk in its own stream, from 1).
+    The counts only feed the consistency check, so the outputs stay those of the plan."""
+    cfg = plan.config
+    fields = dict(plan.fields)
+    cores = [j for j in range(cfg.rows * cfg.cols) if len(plan.sent[j])]
+    picked = sorted(rng.choice(cores, size=min(n, len(cores)), replace=False))
+    first = None
+    for j in picked:
+        r, c = divmod(int(j), cfg.cols)
+        k = int(rng.integers(len(plan.sent[j])))  # the core's k-th chunk
+        key = f"r{r}c{c}_cnt"
+        fields[key] = fields[key].copy()
+        w = plan.sent[j][k]
+        fields[key][w] = (fields[key][w] + int(rng.integers(1, cfg.values + 1))) % (cfg.values + 1)
+        first = first or (int(j) + 1, k + 1)
+    bad = dataclasses.replace(plan, fields=fields)
+    return bad, {"errors": len(picked), "error_core": first[0], "error_chunk": first[1]}
+
+
+def run_bad_chunks(design: Design, plan: mapper.Plan, rng: np.random.Generator, *, sim="verilator", seed=1,
+                   verilog=None, waves=False, timeout_s=300) -> StreamResult:
+    """An error-path run: :func:`bad_chunks` of ``plan`` through the mesh, which must flag
+    exactly those chunks (``errors``, ``error_core``, ``error_chunk``) while its outputs
+    and its products and chunks stay those of the good plan."""
+    cfg = design.config
+    check_plan(plan, cfg)
+    bad, want = bad_chunks(plan, rng)
+    model = dict(cycles(plan), **want)
+    r = stream_plan(design, bad.fields, bad, model, (cfg.cores, cfg.lane_bits), sim=sim, seed=seed,
+                    verilog=verilog, waves=waves, timeout_s=timeout_s, expect_errors=True)
+    stats = r.extra.get("stats", {})
+    keys = ("products", "chunks", "errors", "error_core", "error_chunk")
+    got, expect = {k: stats.get(k) for k in keys}, {k: model[k] for k in keys}
+    if got != expect and r.passed:
+        r.passed = False
+        r.extra["error"] = f"counters {got} != expected {expect}"
+    r.extra["expected_flags"] = want
+    return r
+
+
 def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, waves=False,
           timeout_s=300) -> list[StreamResult]:
     """The random sparse layers of the core's testbench (conv stride 1 / 2, FC, depthwise,
@@ -71,5 +119,14 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
             got = {"cycles": r.cycles, "busy": r.extra.get("stats", {}).get("busy")}
             bad = None if got == want else f"{got} != mesh model {want}"
         if settle(r, bad, results):
-            break
+            return results
+    # the error path: chunks whose packed counts disagree with their masks must raise the
+    # flag, counted over the cores, the lowest core and its first bad chunk named
+    plan = mapper.plan(random_layers(seed)[0], design.config)
+    r = run_bad_chunks(design, plan, np.random.default_rng(seed), sim=sim, seed=seed + len(results),
+                       verilog=verilog, waves=waves, timeout_s=timeout_s)
+    want = r.extra["expected_flags"]
+    r.extra["scenario"] = (f"bad-chunks ({want['errors']} cores with a wrong count, first core {want['error_core'] - 1} "
+                           f"chunk {want['error_chunk'] - 1}: the error flags must name them)")
+    settle(r, None, results)
     return results
