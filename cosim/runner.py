@@ -8,6 +8,10 @@
 * Each simulation runs under a wall-clock limit and ends in :class:`SimTimeout`
   rather than hanging.
 * Waveforms only on request: Verilator writes VCD, Icarus FST (``waves.fst``).
+* Coverage only on request: inside a :func:`coverage` block every Verilator build is
+  made with line and toggle coverage (:data:`COVERAGE_ARGS`, part of the build's key,
+  so coverage builds and plain builds never mix) and every run writes its
+  ``coverage.dat`` into the block's folder (:mod:`cosim.coverage` merges and sums them).
 * The cache (``$NNACCEL_CACHE``, default ``~/.cache/nnaccel``) stays tidy: a
   simulation's run folder (:func:`new_run_dir`, in ``runs/``) carries its process's
   PID until the run ends, so folders of killed runs are swept on the next run;
@@ -31,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SIMULATORS = ("verilator", "icarus")
@@ -47,6 +51,11 @@ VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--timing
 # run its `always @*` blocks once; in -g2012 mode such blocks (a ready that depends
 # only on an FSM state, say) stay x until an input changes, and the design deadlocks.
 ICARUS_ARGS = ("-g2005",)
+
+# Verilator's line coverage (every block and branch arm) and toggle coverage (every bit of
+# every signal up to --coverage-max-width bits, default 256); added to VERILATOR_ARGS in
+# a coverage build.
+COVERAGE_ARGS = ("--coverage-line", "--coverage-toggle")
 
 
 # Our checkers write explicit assertion messages, so cocotb need not set up pytest's
@@ -303,12 +312,45 @@ def tool_version(sim: str) -> str:
 
 
 @dataclass
+class CoverageSink:
+    """Where the runs of a :func:`coverage` block write their coverage data: ``files`` lists
+    each run's ``.dat`` file in ``directory``, in run order."""
+    directory: Path
+    files: list[Path] = field(default_factory=list)
+
+
+_COVERAGE: CoverageSink | None = None  # the open coverage block, if any (a harness setting, like waves)
+
+
+@contextlib.contextmanager
+def coverage(directory):
+    """Within the block every build is a Verilator coverage build (:data:`COVERAGE_ARGS`;
+    building for Icarus raises CosimError, it has no coverage) and every run writes its
+    coverage data to ``directory/NNN-TOP.dat``; yields the :class:`CoverageSink` that
+    lists them. Blocks do not nest; the setting is the process's (serial runs only).
+    (The harness's vector memories stay out of toggle coverage by themselves: Verilator
+    skips signals wider than ``--coverage-max-width``, 256 bits by default.)"""
+    global _COVERAGE
+    if _COVERAGE is not None:
+        raise RuntimeError("coverage blocks do not nest")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    sink = CoverageSink(d)
+    _COVERAGE = sink
+    try:
+        yield sink
+    finally:
+        _COVERAGE = None
+
+
+@dataclass
 class Build:
     sim: str
     top: str
     directory: Path
     reused: bool
     waves: bool
+    coverage: bool = False
 
     @property
     def build_dir(self) -> Path:
@@ -321,28 +363,34 @@ def build(sources: dict[str, str], top: str, sim: str = "verilator", *, defines:
     the cached build, touched so that it counts as recently used); after a compile the
     least recently used builds beyond the cache's cap are evicted."""
     _check_timeout(timeout_s)
+    sink = _COVERAGE
+    if sink is not None and sim != "verilator":
+        raise CosimError(f"coverage needs Verilator: {sim} has none")
     env = tool_env(sim)
     defines = dict(defines or {})
     h = hashlib.sha256()
+    cov = (repr(COVERAGE_ARGS),) if sink is not None else ()
     for part in (BUILD_RECIPE, sim, tool_version(sim), top, repr(sorted(defines.items())), repr(VERILATOR_ARGS), repr(ICARUS_ARGS),
-                 repr(TIMESCALE), str(waves), *(f"{n}\0{t}" for n, t in sorted(sources.items()))):
+                 repr(TIMESCALE), str(waves), *cov, *(f"{n}\0{t}" for n, t in sorted(sources.items()))):
         h.update(part.encode() + b"\0")
-    name = f"{tag or top}-{sim}{'-waves' if waves else ''}-{h.hexdigest()[:16]}"
+    name = f"{tag or top}-{sim}{'-waves' if waves else ''}{'-cov' if cov else ''}-{h.hexdigest()[:16]}"
     final = cache_root() / "builds" / name
     if (final / "COMPLETE").exists():
-        return _reused(Build(sim, top, final, True, waves))
+        return _reused(Build(sim, top, final, True, waves, bool(cov)))
     final.parent.mkdir(parents=True, exist_ok=True)
     with open(final.with_name(name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build per key, even across pytest workers
         if (final / "COMPLETE").exists():
-            return _reused(Build(sim, top, final, True, waves))
+            return _reused(Build(sim, top, final, True, waves, bool(cov)))
         import threading
+        # coverage passed only when asked for: _compile's plain signature stays as it was
+        more = {"coverage": True} if cov else {}
         if threading.current_thread() is threading.main_thread():
-            _compile(sources, top, sim, defines, waves, timeout_s, env, final)
+            _compile(sources, top, sim, defines, waves, timeout_s, env, final, **more)
         else:  # a Dask task's thread: no alarm here, so the build runs in a child that can be ended
-            _compile_in_child(sources, top, sim, defines, waves, timeout_s, env, final)
+            _compile_in_child(sources, top, sim, defines, waves, timeout_s, env, final, **more)
     evict_builds(keep=final)
-    return Build(sim, top, final, False, waves)
+    return Build(sim, top, final, False, waves, bool(cov))
 
 
 def _reused(b: Build) -> Build:
@@ -382,11 +430,11 @@ def _FastVerilator():
     return _fast_verilator_class()()
 
 
-def _compile(sources, top, sim, defines, waves, timeout_s, env, final: Path) -> None:
+def _compile(sources, top, sim, defines, waves, timeout_s, env, final: Path, coverage: bool = False) -> None:
     """Build in ``final`` (under the caller's lock); ``final/COMPLETE`` is written last, so a
     directory without it is an interrupted build and is rebuilt. (Building in place rather
     than renaming keeps absolute paths that simulators bake into a build valid, such as
-    Icarus's waveform dump file.)"""
+    Icarus's waveform dump file.) ``coverage`` (Verilator only): a coverage build."""
     from cocotb_tools.runner import get_runner
 
     shutil.rmtree(final, ignore_errors=True)
@@ -398,6 +446,8 @@ def _compile(sources, top, sim, defines, waves, timeout_s, env, final: Path) -> 
     log = final / "build.log"
     runner = _FastVerilator() if sim == "verilator" else get_runner(sim)
     args = list(VERILATOR_ARGS) if sim == "verilator" else list(ICARUS_ARGS)
+    if coverage:
+        args += COVERAGE_ARGS
     if sim == "icarus" and waves:
         # cocotb's Icarus dump module needs SystemVerilog; the harness dumps itself, and
         # cocotb runs vvp with -fst, so the file is FST (waves.fst).
@@ -413,7 +463,8 @@ def _compile(sources, top, sim, defines, waves, timeout_s, env, final: Path) -> 
     (final / "COMPLETE").write_text(f"{time.ctime()}\n")
 
 
-def _compile_in_child(sources, top, sim, defines, waves, timeout_s, env, final: Path) -> None:
+def _compile_in_child(sources, top, sim, defines, waves, timeout_s, env, final: Path,
+                      coverage: bool = False) -> None:
     """:func:`_compile` in a child process of its own session, ended (with everything it
     started) when it outlives ``timeout_s``: the wall-clock limit off the main thread,
     where no alarm can be set."""
@@ -423,7 +474,7 @@ def _compile_in_child(sources, top, sim, defines, waves, timeout_s, env, final: 
     os.close(fd)
     job = Path(name)
     job.write_text(json.dumps({"sources": sources, "top": top, "sim": sim, "defines": defines, "waves": waves,
-                               "timeout_s": timeout_s, "env": env, "final": str(final)}))
+                               "timeout_s": timeout_s, "env": env, "final": str(final), "coverage": coverage}))
     try:
         p = subprocess.Popen([sys.executable, "-m", "cosim.runner", "--compile", str(job)], start_new_session=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -448,7 +499,7 @@ def _compile_job(path: str) -> int:
     d = json.loads(Path(path).read_text())
     try:
         _compile(d["sources"], d["top"], d["sim"], d["defines"], d["waves"], d["timeout_s"], d["env"],
-                 Path(d["final"]))
+                 Path(d["final"]), coverage=bool(d.get("coverage")))
     except CosimError as e:
         print(e, file=sys.stderr)
         return 1
@@ -486,12 +537,15 @@ class RunResult:
     log: Path
     wall_s: float
     waves: Path | None
+    coverage: Path | None = None  # the run's coverage data (a coverage build)
 
 
 def run(b: Build, test_module: str, run_dir: Path, *, plusargs: list[str] = (), extra_env: dict | None = None,
         timeout_s: float = 300, seed: int = 1) -> RunResult:
     """Run the cocotb tests of ``test_module`` on build ``b`` in ``run_dir``.
 
+    A coverage build (made in a :func:`coverage` block) writes its coverage data into the
+    block's folder while the block is open, else to ``run_dir/coverage.dat``.
     ``run_dir`` carries this process's PID (:data:`RUN_MARK`) while the simulation runs,
     so that the folder of a killed run is swept later (:func:`sweep_runs`)."""
     _check_timeout(timeout_s)
@@ -512,6 +566,12 @@ def _run(b: Build, test_module: str, run_dir: Path, *, plusargs, extra_env, time
     xml = run_dir / "results.xml"
     runner = get_runner(b.sim)
     env = tool_env(b.sim)
+    cov = None
+    if b.coverage:
+        sink = _COVERAGE
+        cov = (sink.directory / f"{len(sink.files):03d}-{b.top}.dat") if sink is not None else run_dir / "coverage.dat"
+        cov.unlink(missing_ok=True)
+        plusargs = [*plusargs, f"+verilator+coverage+file+{cov}"]
     t0 = time.perf_counter()
     # coreutils timeout ends a simulator that runs past the wall-clock limit.
     # NNACCEL_SIM_PREFIX (harness setting, e.g. "perf record -g") wraps the simulator for profiling.
@@ -539,7 +599,12 @@ def _run(b: Build, test_module: str, run_dir: Path, *, plusargs, extra_env, time
     if b.waves:
         found = sorted(run_dir.glob("*.vcd")) + sorted(run_dir.glob("*.fst"))
         waves = found[0] if found else None
-    return RunResult(n_tests > 0 and n_failed == 0, xml, log, wall, waves)
+    if cov is not None:
+        if not cov.exists():
+            raise CosimError(f"{b.sim} simulation of {b.top} wrote no coverage data ({cov}); log: {log}")
+        if _COVERAGE is not None and cov.parent == _COVERAGE.directory:
+            _COVERAGE.files.append(cov)
+    return RunResult(n_tests > 0 and n_failed == 0, xml, log, wall, waves, cov)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--compile"]:

@@ -80,10 +80,18 @@ def cmd_verilog(args) -> int:
     return 0
 
 
+COVERAGE_DIR = "out/coverage"
+
+
 def cmd_cosim(args) -> int:
     from flows.orchestrate import run_cosim
+    if args.coverage_dir is not None and not args.coverage:
+        raise UsageError("cosim: -o/--coverage-dir is where --coverage writes: give --coverage too")
+    if args.coverage and args.sim != "verilator":
+        raise UsageError(f"cosim: --coverage needs --sim verilator ({args.sim} has no coverage)")
     return run_cosim(args.engine, sim=args.sim, seed=args.seed, vectors=args.vectors, params=_params(args.param),
-                     verilog=args.verilog, waves=args.waves, timeout_s=args.timeout, json_out=args.json)
+                     verilog=args.verilog, waves=args.waves, timeout_s=args.timeout, json_out=args.json,
+                     coverage_dir=(args.coverage_dir or COVERAGE_DIR) if args.coverage else None)
 
 
 def cmd_verify(args) -> int:
@@ -204,6 +212,20 @@ def cmd_sweep(args) -> int:
     return 0 if not s["failed"] and not s["mismatching_points"] else 1
 
 
+def cmd_mutate(args) -> int:
+    from flows.mutate import mutate, summary
+    doc = mutate(args.engine, n=args.n, out_dir=Path(args.output), workers=args.workers, scheduler=args.scheduler,
+                 sim=args.sim, vectors=args.vectors, seed=args.seed, timeout_s=args.timeout, equiv=args.equiv,
+                 equiv_timeout_s=args.equiv_timeout, params=_params(args.param),
+                 argv=["mutate", args.engine, "-n", str(args.n), "--sim", args.sim, "--vectors", str(args.vectors),
+                       "--seed", str(args.seed), *(f"--param={p}" for p in args.param or []),
+                       *(["--workers", str(args.workers)] if args.workers is not None else []),
+                       "-o", args.output])
+    print("\n".join(summary(doc)))
+    print(f"wrote {Path(args.output) / f'mutate-{args.engine}.json'} and .md")
+    return 0  # survivors are a finding, not a failure
+
+
 def build_parser() -> argparse.ArgumentParser:
     from flows.bench import table as bench_table
     from cosim.runner import SIMULATORS
@@ -233,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--waves", action="store_true", help="record waveforms (path printed)")
     c.add_argument("--timeout", type=_positive, default=300, help="wall-clock limit per simulation, seconds")
     c.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    c.add_argument("--coverage", action="store_true",
+                   help="also measure Verilator line and toggle coverage of the engine's RTL (Verilator only)")
+    c.add_argument("-o", "--coverage-dir", metavar="DIR",
+                   help=f"where --coverage writes coverage-ENGINE.json/.md/.dat/.v (default {COVERAGE_DIR})")
     c.set_defaults(func=cmd_cosim)
 
     r = sub.add_parser("verify", help="whole networks through the RTL, an engine per layer, chained (the main job)")
@@ -331,6 +357,30 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--images", type=int, default=32, help="inputs per layer vector file")
     im.add_argument("-o", "--output", default="out/import")
     im.set_defaults(func=cmd_import)
+
+    from flows.mutate import DEFAULT_SIM, DEFAULT_VECTORS, EQUIV_MODES, engines as mutate_engines
+    mu = sub.add_parser("mutate", help="mutation testing of an engine's co-simulation checker (Yosys mutate, "
+                        "MCY-like): score, survivors with their Amaranth source lines")
+    mu.add_argument("engine", choices=mutate_engines())
+    mu.add_argument("-n", type=_whole(1, None, "a whole number >= 1"), default=100,
+                    help="mutations to list (mutate -list N; fewer if the design has fewer)")
+    mu.add_argument("--workers", type=_count, default=None,
+                    help="local Dask worker processes (default: the cores; 0: in this process)")
+    mu.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the mutants on a running Dask scheduler")
+    mu.add_argument("--sim", choices=SIMULATORS, default=DEFAULT_SIM,
+                    help=f"simulator (default {DEFAULT_SIM}: a mutant is a new build, and Icarus compiles in "
+                         "a second where Verilator takes tens)")
+    mu.add_argument("--vectors", type=_count, default=DEFAULT_VECTORS,
+                    help=f"random vectors for suites that take them (requant, winograd; default {DEFAULT_VECTORS})")
+    mu.add_argument("--seed", type=_seed, default=1, help="mutation sampling and stimulus seed, 0..2**32-1")
+    mu.add_argument("--param", action="append", metavar="K=V", help="override a configuration field")
+    mu.add_argument("--timeout", type=_positive, default=120, help="wall-clock limit per simulation, seconds")
+    mu.add_argument("--equiv", choices=EQUIV_MODES, default="survivors",
+                    help="formal equivalence check: of the survivors (default), of every mutant before it is "
+                         "simulated (first), or none (off)")
+    mu.add_argument("--equiv-timeout", type=_positive, default=120, help="limit per equivalence check, seconds")
+    mu.add_argument("-o", "--output", default="out/mutate", help="writes DIR/mutate-ENGINE.json and .md")
+    mu.set_defaults(func=cmd_mutate)
     return p
 
 

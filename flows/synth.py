@@ -108,9 +108,69 @@ def _cells(stat_file: Path) -> dict[str, int]:
 
 
 def ops_per_cycle(config) -> int | None:
-    """Operations per cycle in steady state: 2 per direct-convolution MAC (engines that say)."""
+    """Peak operations per cycle: the configuration's ``ops_per_cycle`` where it states one,
+    else 2 per direct-convolution MAC of a tile (Winograd); None for an engine that says
+    neither."""
+    ops = getattr(config, "ops_per_cycle", None)
+    if ops is not None:
+        return int(ops)
     macs = getattr(config, "macs_per_tile", None)
     return None if macs is None else 2 * macs * getattr(config, "throughput", 1)
+
+
+# The digits net variant each engine's workload is measured on (the one that suits it).
+WORKLOAD_VARIANT = {"fat": "ternary", "phantom": "sparse", "phantom2d": "sparse", "winograd": "int8",
+                    "requant": "int8"}
+
+
+def workload(engine: str, config, images: int = 8) -> dict | None:
+    """Measured throughput on the digits net variant that suits ``engine`` (its cycle
+    model, which the RTL matches cycle for cycle): over the layers it maps, 2 x the
+    layers' dense MACs (the work a dense engine would do) per model cycle. None for an
+    engine that runs no layers or maps none of them."""
+    from golden.nets import digits
+    from rtl.engines import get_engine
+    e = get_engine(engine)
+    variant = WORKLOAD_VARIANT.get(engine)
+    if variant is None or not e.runs_layers or engine == "requant":
+        return None
+    net = digits.build(variant)
+    ops = cycles = 0
+    names = []
+    for vec in digits.layer_vectors(net, images):
+        if e.maps(vec, config):
+            continue
+        ops += 2 * vec.layer.macs_per_image * vec.images
+        cycles += int(e.cycles(e.plan(vec, config))["cycles"])
+        names.append(vec.name)
+    if not cycles:
+        return None
+    return {"net": f"digits-{variant}", "images": images, "layers": names, "dense_ops": ops, "model_cycles": cycles,
+            "ops_per_cycle": round(ops / cycles, 3)}
+
+
+def _register(cell: str) -> str:
+    """The RTL signal behind a mapped cell's name (``s4_r_TRELLIS_FF_Q_12`` -> ``s4_r``)."""
+    for mark in ("_TRELLIS_FF", "_SB_DFF", "_DFF", "$"):
+        cell = cell.split(mark)[0]
+    return cell
+
+
+def critical_path(report: dict) -> dict | None:
+    """nextpnr's worst path (``report.json``): the register it starts from (its first net)
+    and the one it ends in, its delay split into logic and routing, its logic levels."""
+    paths = report.get("critical_paths") or []
+    if not paths:
+        return None
+    segs = paths[0].get("path", [])
+    nets = [s["net"] for s in segs if s.get("type") == "routing" and s.get("net")]
+    logic = sum(s["delay"] for s in segs if s.get("type") in ("logic", "clk-to-q", "setup"))
+    routing = sum(s["delay"] for s in segs if s.get("type") == "routing")
+    end = next((s["to"]["cell"] for s in reversed(segs) if s.get("type") == "setup"), segs[-1]["to"]["cell"]
+               if segs else "")
+    return {"from": nets[0] if nets else _register(segs[0]["from"]["cell"]) if segs else None,
+            "to": _register(end), "delay_ns": round(logic + routing, 3), "logic_ns": round(logic, 3),
+            "routing_ns": round(routing, 3), "logic_levels": sum(1 for s in segs if s.get("type") == "logic")}
 
 
 def synth(engine: str, *, target: str, params: dict | None = None, out_dir: Path = Path("out/synth"),
@@ -168,15 +228,23 @@ def synth(engine: str, *, target: str, params: dict | None = None, out_dir: Path
             fmax = [v["achieved"] for v in rep.get("fmax", {}).values()]
             result["fmax_mhz"] = round(min(fmax), 2) if fmax else None
             result["utilization"] = rep.get("utilization")
+            result["critical_path"] = critical_path(rep)
     netlist = write_atomic(out_dir / f"{engine}-{target}.netlist.v", (work / "netlist.v").read_text())
     result["netlist"] = str(netlist)
     if check:
         result["netlist_check"] = check_netlist(design, netlist, sim=sim, timeout_s=timeout_s)
     ops = ops_per_cycle(design.config)
     result["ops_per_cycle"] = ops
+    result["workload"] = work = workload(engine, design.config)
+    if work and result["fmax_mhz"]:
+        work["gops_at_fmax"] = round(work["ops_per_cycle"] * result["fmax_mhz"] / 1000, 3)
+        work["gops_per_dsp"] = round(work["gops_at_fmax"] / result["dsps"], 4) if result["dsps"] else None
+        work["gops_per_klut"] = round(1000 * work["gops_at_fmax"] / result["luts"], 4) if result["luts"] else None
     if ops and result["fmax_mhz"]:
         gops = ops * result["fmax_mhz"] / 1000
         result["gops_at_fmax"] = round(gops, 3)
+        result["gops_per_dsp"] = round(gops / result["dsps"], 4) if result["dsps"] else None
+        result["gops_per_klut"] = round(1000 * gops / result["luts"], 4) if result["luts"] else None
         result["comparison"] = comparison(result, gops)
     write_json_atomic(out_dir / f"{engine}-{target}.json", result)
     return result
@@ -223,6 +291,14 @@ def summary(r: dict) -> list[str]:
         lines.append(r["note"])
     if r["fmax_mhz"]:
         lines.append(f"Fmax {r['fmax_mhz']} MHz on {r['device']} (place and route {r['pnr_s']} s)")
+    cp = r.get("critical_path")
+    if cp:
+        lines.append(f"critical path: {cp['from']} -> {cp['to']}, {cp['delay_ns']} ns ({cp['logic_levels']} logic "
+                     f"levels: logic {cp['logic_ns']} ns, routing {cp['routing_ns']} ns)")
+    if r.get("gops_at_fmax"):
+        lines.append(f"peak {r['ops_per_cycle']} ops/cycle: {r['gops_at_fmax']} GOPS at Fmax"
+                     + (f", {r['gops_per_dsp']} GOPS/DSP" if r.get("gops_per_dsp") else "")
+                     + (f", {r['gops_per_klut']} GOPS per 1000 LUTs" if r.get("gops_per_klut") else ""))
     if r.get("netlist"):
         lines.append(f"netlist: {r['netlist']}")
     c = r.get("netlist_check")
@@ -230,6 +306,11 @@ def summary(r: dict) -> list[str]:
         lines.append(f"netlist check ({c['sim']}): {'PASS' if c['passed'] else 'FAIL'}, {c['vectors']} vectors, "
                      f"{c['outputs']} outputs, {c['mismatches']} mismatches, {c['cycles']} cycles ({c['wall_s']} s)"
                      + ("" if c["passed"] else f"; first failure: {c['failed']}"))
+    w = r.get("workload")
+    if w:
+        lines.append(f"measured on {w['net']} ({len(w['layers'])} layers, {w['images']} images, cycle model): "
+                     f"{w['ops_per_cycle']} dense ops/cycle" + (f", {w['gops_at_fmax']} GOPS at Fmax" if
+                                                                 w.get("gops_at_fmax") else ""))
     if r.get("comparison"):
         lines.append("| design | GOPS | DSPs | GOPS per DSP |")
         lines.append("|---|---:|---:|---:|")

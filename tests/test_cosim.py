@@ -15,7 +15,7 @@ from rtl.requant.model import cycles
 
 # Mutants of the generated Verilog, each breaking one behaviour the golden model pins down.
 MUTANTS = {
-    "saturating-high-mul": (r"s2_sat \? 32'd2147483647", "s2_sat ? 32'd2147483648"),  # no saturation: wraps
+    "saturating-high-mul": (r"mul_sat \? 32'd2147483647", "mul_sat ? 32'd2147483648"),  # no saturation: wraps
     "rounding-ties": (r"assign \\\$26  = \\\$22  > \\\$25 ;", r"assign \\$26  = \\$22  >= \\$25 ;"),
     "left-shift-width": (r"i__payload\[68:64\] : 5'h00", "i__payload[67:64] : 4'h0"),
 }

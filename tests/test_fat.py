@@ -22,6 +22,7 @@ from tests.conftest import mutate
 
 SMALL = {"rows": "256", "cols": "16"}
 MODES = [{"mode": "fat"}, {"mode": "fat", "bitskip": "1"}, {"mode": "parapim"}, {"mode": "dense"}]
+FAST_RQ = {"mode": "fat", "requant_pipeline": "fast"}  # the 8-stage requantizer
 
 
 def layers(seed=0):
@@ -41,6 +42,16 @@ def test_model_accumulators_equal_golden(params):
         assert np.array_equal(got + vec.bias[o_idx], acc), vec.name
 
 
+def test_model_follows_the_requantizer_latency():
+    """The requantizer's pipeline moves only the last output: 3 cycles more with "fast"."""
+    compact = FatConfig(**{k: int(v) for k, v in SMALL.items()})
+    fast = dataclasses.replace(compact, requant_pipeline="fast")
+    assert (compact.requant.latency, fast.requant.latency) == (5, 8)
+    for vec in layers():
+        a, b = model.cycles(plan(vec, compact)), model.cycles(plan(vec, fast))
+        assert b["cycles"] - a["cycles"] == 3 and {**a, "cycles": 0} == {**b, "cycles": 0}, vec.name
+
+
 def _channel_of(vec, flat):
     y = vec.y
     hw = int(np.prod(y.shape[2:])) if y.ndim > 2 else 1
@@ -48,7 +59,8 @@ def _channel_of(vec, flat):
 
 
 @pytest.mark.verilator
-@pytest.mark.parametrize("params", MODES, ids=lambda p: "+".join(p.values()))
+@pytest.mark.parametrize("params", MODES + [pytest.param(FAST_RQ, marks=pytest.mark.slow)],
+                         ids=lambda p: "+".join(p.values()))
 def test_rtl_bit_exact_and_counters_match_model(params):
     """Outputs exact, every counter equal to the cycle model, cycles equal up to the harness offset."""
     design = generate("fat", {**SMALL, **params})
@@ -191,7 +203,8 @@ def test_smallest_subarray_still_maps_by_tiling():
     assert np.array_equal(got + vec.bias[_channel_of(vec, p.out_index)], acc)
 
 
-@pytest.mark.parametrize("kw, msg", [({"mode": "magic"}, "mode must be one of"),
+@pytest.mark.parametrize("kw, msg", [({"requant_pipeline": "slow"}, "requant_pipeline must be one of compact, fast"),
+                                     ({"mode": "magic"}, "mode must be one of"),
                                      ({"mode": "parapim", "bitskip": True}, "bitskip needs mode 'fat'"),
                                      ({"acc_bits": 8}, "acc_bits must lie in"), ({"cols": 0}, "cols must be")])
 def test_config_validation(kw, msg):

@@ -18,6 +18,7 @@ from rtl.phantom.model import cycles
 from tests.conftest import mutate
 
 ODD = {"threads": "3", "chunk": "12", "values": "5", "window": "3", "lanes": "2"}  # a second, odd-sized core
+ODD_FAST = {**ODD, "requant_pipeline": "fast"}  # the same core with the 8-stage requantizers
 
 
 def _unpack(limbs: np.ndarray, bits: int, count: int) -> list[int]:
@@ -61,8 +62,23 @@ def test_model_bounds():
         assert cycles(sp)["busy"] <= cycles(de)["busy"], vec.name
 
 
+def test_model_follows_the_requantizer_latency():
+    """The requantizers' pipeline moves only the tail: 3 cycles more with "fast", in the
+    exact model and the fast layer model alike."""
+    from rtl.phantom.model import core_layer, masks_from_vectors
+    compact = PhantomConfig(threads=3, chunk=12, values=5, window=3, lanes=2)
+    fast = PhantomConfig(threads=3, chunk=12, values=5, window=3, lanes=2, requant_pipeline="fast")
+    assert (compact.tail, fast.tail) == (7, 10)
+    for vec in random_layers(5)[:3]:
+        a, b = cycles(mapper.plan(vec, compact)), cycles(mapper.plan(vec, fast))
+        assert b["cycles"] - a["cycles"] == 3 and {**a, "cycles": 0} == {**b, "cycles": 0}, vec.name
+        la, lb = core_layer(masks_from_vectors(vec), compact), core_layer(masks_from_vectors(vec), fast)
+        assert lb["cycles"] - la["cycles"] == 3 and lb["dense_cycles"] - la["dense_cycles"] == 3, vec.name
+
+
 @pytest.mark.verilator
-@pytest.mark.parametrize("params", [{}, ODD, {"dense": "1"}], ids=["default", "T3-CH8-L3", "dense"])
+@pytest.mark.parametrize("params", [{}, ODD, {"dense": "1"}, pytest.param(ODD_FAST, marks=pytest.mark.slow)],
+                         ids=["default", "T3-CH8-L3", "dense", "T3-CH8-L3-fast-requant"])
 def test_rtl_bit_exact_and_counters_equal_model(params):
     """Outputs exact; every counter equal to the cycle model; cycles equal up to the harness offset."""
     design = generate("phantom", params)

@@ -506,3 +506,33 @@ def test_run_layer_splits_batches_that_do_not_fit(design, monkeypatch):
     assert r.passed and r.extra["batches"] >= 2, (r.summary(), r.extra.get("batches"))
     assert r.outputs == vec.y.size
     assert r.extra["stats"]["products"] == mapper.plan(vec, design.config).work["useful_macs"]
+
+
+# ---- 7. the requantizers' pipeline ---------------------------------------------------------------
+
+FAST_MESH = Phantom2DConfig(rows=1, cols=2, threads=2, chunk=12, values=5, requant_pipeline="fast")
+
+
+def test_mesh_model_follows_the_requantizer_latency():
+    """Every core's requantizers set the mesh's tail: 3 cycles more with "fast"."""
+    compact = dataclasses.replace(FAST_MESH, requant_pipeline="compact")
+    assert FAST_MESH.core.requant_pipeline == "fast" and FAST_MESH.core.tail - compact.core.tail == 3
+    for vec in random_layers(2)[2:6]:
+        a, b = cycles(mapper.plan(vec, compact)), cycles(mapper.plan(vec, FAST_MESH))
+        assert b["cycles"] - a["cycles"] == 3 and b["busy"] == a["busy"], vec.name
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+def test_fast_requantizer_mesh_is_exact_on_verilator():
+    """A 1x2 mesh whose cores have the 8-stage requantizers: bit-exact, cycles and busy
+    counts equal to the mesh model's (free-running), counters equal to the model's."""
+    mesh = generate("phantom2d", config=FAST_MESH)
+    layers = random_layers(2)
+    for k, vec in enumerate([layers[2], layers[7]]):  # conv, FC
+        plan = mapper.plan(vec, FAST_MESH)
+        model = cycles(plan)
+        r = run(mesh, plan, sim="verilator", seed=k)
+        assert r.passed, (vec.name, r.summary(), r.first_mismatch)
+        assert check_counters(r, model) is None and r.cycles == model["cycles"], (vec.name, r.cycles, model["cycles"])
+        assert r.extra["stats"]["busy"] == model["busy"]

@@ -10,15 +10,15 @@ from cosim.testbenches.requant import SCENARIOS, edge_vectors, expected, random_
 from golden.errors import NotMapped
 from golden.layer import layer_vectors_from
 from golden.quant import requantize
-from rtl.requant.config import RequantConfig
+from rtl.requant.config import PIPELINES, RequantConfig
 from rtl.requant.mapper import maps, plan
 from rtl.requant.model import cycles
 from rtl.requant.requantizer import Requantizer
 from rtl.common.simtools import stream_get, stream_put
 
 
-def simulate(vec, sc, *, idle=0.0, stall=0.0, seed=0):
-    dut = Requantizer()
+def simulate(vec, sc, *, idle=0.0, stall=0.0, seed=0, cfg=None):
+    dut = Requantizer(cfg)
     n = len(vec["acc"])
     got = []
     rng = random.Random(seed)
@@ -45,20 +45,23 @@ def simulate(vec, sc, *, idle=0.0, stall=0.0, seed=0):
     return np.array(got, dtype=np.int64)
 
 
+@pytest.mark.parametrize("pipeline", PIPELINES)
 @pytest.mark.parametrize("sc", SCENARIOS, ids=lambda s: s.name)
-def test_requantizer_matches_golden(sc):
+def test_requantizer_matches_golden(sc, pipeline):
     rng = np.random.default_rng(3)
     vec = {k: np.concatenate([edge_vectors(rng)[k], random_vectors(rng, 300)[k]]) for k in ("acc", "mult", "shift")}
     exp = expected(vec, sc)
-    got = simulate(vec, sc, idle=sc.idle, stall=sc.stall)
+    got = simulate(vec, sc, idle=sc.idle, stall=sc.stall, cfg=RequantConfig(pipeline=pipeline))
     bad = np.flatnonzero(got != exp)
     assert bad.size == 0, (f"index {bad[0]}: inputs {({k: int(v[bad[0]]) for k, v in vec.items()})}, "
                            f"expected {exp[bad[0]]}, got {got[bad[0]]}")
 
 
-def test_latency_and_throughput():
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_latency_and_throughput(pipeline):
     """One result per cycle after config.latency cycles with no back-pressure."""
-    dut = Requantizer()
+    cfg = RequantConfig(pipeline=pipeline)
+    dut = Requantizer(cfg)
     seen = []
 
     async def bench(ctx):
@@ -76,7 +79,8 @@ def test_latency_and_throughput():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    lat = RequantConfig().latency
+    lat = cfg.latency
+    assert lat == {"compact": 5, "fast": 8}[pipeline]
     assert seen[0][0] == lat - 1, f"first output after {seen[0][0] + 1} cycles, expected {lat}"
     assert [c for c, _ in seen] == list(range(lat - 1, 20)), "not one result per cycle"
     assert [v for _, v in seen] == [int(requantize(4 * k, 1 << 30, -1, 0)) for k in range(len(seen))]
@@ -87,6 +91,8 @@ def test_config_rejects_bad_values():
         RequantConfig(acc_bits=16)
     with pytest.raises(ValueError, match="out_bits"):
         RequantConfig(out_bits=1)
+    with pytest.raises(ValueError, match="pipeline must be one of compact, fast .*not 'deep'"):
+        RequantConfig(pipeline="deep")
 
 
 def test_plan_streams_each_accumulator_with_its_channels_multiplier():
@@ -109,3 +115,20 @@ def test_plan_streams_each_accumulator_with_its_channels_multiplier():
     assert why == "fc: output range [-100, 127] and zero point -100 need more than the requantizer's 4 output bits"
     with pytest.raises(NotMapped, match="fc: output range"):
         plan(vec, RequantConfig(out_bits=4))
+
+
+@pytest.mark.verilator
+def test_fast_pipeline_cosim_bit_exact_and_cycle_exact():
+    """The fast pipeline through the co-simulation testbench (Verilator): every scenario
+    bit-exact; the unpaced one takes exactly the model's cycles, 3 more than compact's."""
+    from cosim.testbenches.requant import cosim
+    from rtl.export import generate
+    from rtl.requant.model import stream_cycles
+
+    design = generate("requant", {"pipeline": "fast"})
+    assert design.config.latency == 8
+    runs = cosim(design, vectors=400)
+    assert runs and all(r.passed for r in runs), [(r.summary(), r.extra.get("error")) for r in runs if not r.passed]
+    assert SCENARIOS[0].idle == SCENARIOS[0].stall == 0  # the unpaced scenario: held to the model (testbench)
+    assert runs[0].cycles == stream_cycles(runs[0].vectors, design.config), (runs[0].cycles, runs[0].vectors)
+    assert stream_cycles(10, design.config) - stream_cycles(10, RequantConfig()) == 3

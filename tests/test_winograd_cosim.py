@@ -97,14 +97,18 @@ def test_verify_flow_maps_3x3_stride1_convs_and_reports_the_rest(tmp_path, capsy
 
 
 @pytest.mark.verilator
-def test_unstalled_cycles_match_the_cycle_model():
-    """One input beat per cycle: measured cycles = beats + latency + harness start, within 2."""
+@pytest.mark.parametrize("params", [{}, pytest.param({"channels": "1", "requant_pipeline": "fast"}, marks=pytest.mark.slow)],
+                         ids=["default", "fast-requant"])
+def test_unstalled_cycles_match_the_cycle_model(params):
+    """One input beat per cycle: measured cycles = beats + latency + harness start, within 2;
+    the latency follows the requantizer's pipeline (8 + 5, or 8 + 8 with "fast")."""
     import numpy as np
     from cosim.testbenches.winograd import RANDOM_LAYERS, random_layer, run
 
-    design = generate("winograd")
+    design = generate("winograd", params)
+    assert design.config.latency == 8 + design.config.requant.latency == (16 if params else 13)
     ls = random_layer(design.config, RANDOM_LAYERS[1], np.random.default_rng(0), images=2)
     r = run(design, ls, idle=0.0, stall=0.0)
-    assert r.passed
+    assert r.passed, (r.summary(), r.first_mismatch)
     assert abs(r.cycles - r.extra["model_cycles"]) <= 2, (r.cycles, r.extra["model_cycles"])
     assert ls.n_beats / r.cycles > 0.99

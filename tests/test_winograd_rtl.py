@@ -204,9 +204,9 @@ def test_plan_keeps_layer_and_config_and_the_model_counts_its_beats():
     assert ls.layer == vec.layer and ls.config == cfg
     assert ls.n_beats == 2 * 2 * 4 * 3 * 3  # N, groups, tile rows, tile columns, input channels
     assert np.array_equal(ls.y_ext[:, :3, :7, :5], vec.y)
-    assert model.cycles(ls)["cycles"] == ls.n_beats + cfg.latency + 1
+    assert model.cycles(ls)["cycles"] == ls.n_beats + cfg.latency + 2
     assert model.cycles(ls)["beats"] == ls.n_beats and 0 < model.cycles(ls)["groups"] <= ls.n_beats
-    assert model.cycles(ls, runs=3)["cycles"] == ls.n_beats + 3 * (cfg.latency + 1)
+    assert model.cycles(ls, runs=3)["cycles"] == ls.n_beats + 3 * (cfg.latency + 2)
     assert get_engine("winograd").cycles(ls) == model.cycles(ls)
 
 

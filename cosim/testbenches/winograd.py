@@ -138,12 +138,22 @@ def run(design: Design, plan: LayerStream, *, sim: str = "verilator", seed: int 
             log = r.log
             first = name_mismatch(ls, r.first_mismatch, r.outputs, olo)
             break
-    return StreamResult(engine=design.engine, sim=sim, passed=passed, vectors=ls.n_beats, outputs=outputs,
-                        cycles=cycles, mismatches=mismatches, first_mismatch=first, timed_out=timed_out,
-                        build_reused=bool(reused), wall_s=time.perf_counter() - t0, sim_s=sim_s, waves=wave,
-                        log=log, extra={"runs": len(chunks), "output_values": int(np.prod(ls.out_shape)),
-                                        "equivalent_macs": ls.equivalent_macs,
-                                        "model_cycles": model.cycles(ls, len(chunks))["cycles"]})
+    r = StreamResult(engine=design.engine, sim=sim, passed=passed, vectors=ls.n_beats, outputs=outputs,
+                     cycles=cycles, mismatches=mismatches, first_mismatch=first, timed_out=timed_out,
+                     build_reused=bool(reused), wall_s=time.perf_counter() - t0, sim_s=sim_s, waves=wave,
+                     log=log, extra={"runs": len(chunks), "output_values": int(np.prod(ls.out_shape)),
+                                     "equivalent_macs": ls.equivalent_macs,
+                                     "model_cycles": model.cycles(ls, len(chunks))["cycles"]})
+    return check_cycles(r, paced=bool(idle or stall))
+
+
+def check_cycles(r: StreamResult, *, paced: bool) -> StreamResult:
+    """A run without idle input or back-pressure fails when its cycles differ from the
+    cycle model's (the engine has no counters of its own: its cycles are its counter)."""
+    if r.passed and not paced and r.cycles != r.extra["model_cycles"]:
+        r.passed = False
+        r.extra["error"] = f"counter cycles: RTL {r.cycles}, cycle model {r.extra['model_cycles']}"
+    return r
 
 
 # ----------------------------------------------------------------------------- scenarios
@@ -226,7 +236,7 @@ def cosim(design: Design, *, sim: str = "verilator", seed: int = 1, vectors: int
         go = run_chained if isinstance(made, list) else run
         r = go(design, made, sim=sim, verilog=verilog, seed=seed + k, idle=idle, stall=stall,
                waves=waves, timeout_s=timeout_s)
-        r.extra["scenario"] = name
+        r.extra["scenario"] = name + (f": {r.extra['error']}" if "error" in r.extra else "")
         results.append(r)
         if not r.passed:
             break
@@ -273,7 +283,7 @@ def run_chained(design: Design, plans: list[LayerStream], *, sim: str = "verilat
                 break
             olo += p.n_out
     r.outputs = int(sum(p.useful.sum() for p in plans)) if r.passed else r.outputs
-    r.extra.update(runs=1, model_cycles=n_in + plans[0].config.latency + 1,
+    r.extra.update(runs=1, model_cycles=n_in + plans[0].config.latency + model.HARNESS_CYCLES,
                    equivalent_macs=sum(p.equivalent_macs for p in plans),
                    output_values=sum(int(np.prod(p.out_shape)) for p in plans))
-    return r
+    return check_cycles(r, paced=bool(idle or stall))

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
+from rtl.requant.config import RequantConfig, check_pipeline
+
 MODES = ("fat", "parapim", "dense")
 
 
@@ -48,6 +50,8 @@ class FatConfig:
                   sign-extension planes once every column's carry equals its operand
                   sign) -- exact
     word_weights  ternary weights per SACU word (2 bits each)
+    requant_pipeline  the requantizer's pipeline (:data:`rtl.requant.config.PIPELINES`):
+                  "compact" (5 stages) or "fast" (8); the cycle model follows its latency
     """
 
     rows: int = 1024
@@ -57,8 +61,10 @@ class FatConfig:
     mode: str = "fat"
     bitskip: bool = False
     word_weights: int = 16
+    requant_pipeline: str = "compact"
 
     def __post_init__(self):
+        check_pipeline(self.requant_pipeline, "requant_pipeline")
         for name in ("rows", "cols", "act_bits", "acc_bits", "word_weights"):
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
@@ -96,6 +102,11 @@ class FatConfig:
     @property
     def data_bits(self) -> int:
         return max(self.cols, 2 * self.word_weights, 70)
+
+    @property
+    def requant(self) -> RequantConfig:
+        """The configuration of the engine's requantizer."""
+        return RequantConfig(pipeline=self.requant_pipeline)
 
     @property
     def latency(self) -> str:

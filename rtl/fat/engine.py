@@ -65,7 +65,7 @@ class FatEngine(wiring.Component):
         wr = mem.write_port()
         nz = Signal(cfg.rows)  # per row: some column holds a 1 (set when the row is loaded)
 
-        m.submodules.rq = rq = Requantizer()
+        m.submodules.rq = rq = Requantizer(cfg.requant)
         wiring.connect(m, rq.o, wiring.flipped(self.o))
         m.d.comb += [rq.zero_point.eq(self.zero_point), rq.act_min.eq(self.act_min), rq.act_max.eq(self.act_max)]
 

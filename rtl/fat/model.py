@@ -11,7 +11,6 @@ view of a plan (:mod:`rtl.engines`).
 from __future__ import annotations
 
 from rtl.fat.config import STATS, Code, FatConfig, Op
-from rtl.requant.config import RequantConfig
 
 
 def cycles(plan) -> dict:
@@ -29,6 +28,7 @@ def replay(cmds: dict, cfg: FatConfig) -> dict:
     accumulators read (column values of each READ, for checking the model itself).
     """
     B, C = cfg.acc_bits, cfg.cols
+    lat = cfg.requant.latency
     ones = (1 << C) - 1
     rows = [0] * cfg.rows
     st = dict.fromkeys(STATS, 0)
@@ -82,7 +82,7 @@ def replay(cmds: dict, cfg: FatConfig) -> dict:
             start = max(t, emit_free)  # HANDOFF waits for the emitter
             t = start + 1
             emit_free = start + 1 + aux
-            last_out = emit_free + RequantConfig.LATENCY  # through the engine's requantizer
+            last_out = emit_free + lat  # through the engine's requantizer
     st["cycles"] = max(t, last_out)
     st["accumulators"] = reads
     return st

@@ -8,6 +8,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from rtl.common.params import check_ints
+from rtl.requant.config import RequantConfig, check_pipeline
 
 W_BITS = 8  # int8 weights
 A_BITS = 9  # activations as u = x - zero_point: 9-bit signed
@@ -30,6 +31,8 @@ class PhantomConfig:
              output word (1 to 4): short dot products (K = 9) close several outputs a cycle
     dense    the baseline: the mapper sends every element (masks all ones, zeros
              packed and multiplied, V positions per chunk); the core is the same hardware
+    requant_pipeline  the requantizers' pipeline (:data:`rtl.requant.config.PIPELINES`):
+             "compact" (5 stages) or "fast" (8); the cycle models follow its latency
     """
 
     threads: int = 4
@@ -38,8 +41,10 @@ class PhantomConfig:
     window: int = 6
     lanes: int = 4
     dense: bool = False
+    requant_pipeline: str = "compact"
 
     def __post_init__(self):
+        check_pipeline(self.requant_pipeline, "requant_pipeline")
         check_ints(self, {name: (1, None) for name in ("threads", "chunk", "values", "window", "lanes")})
         if not 1 <= self.threads <= 16:
             raise ValueError(f"threads must lie in [1, 16], not {self.threads}")
@@ -54,6 +59,17 @@ class PhantomConfig:
         if self.in_bits > MAX_IN_BITS:
             raise ValueError(f"chunk {self.chunk} with {self.values} values makes a {self.in_bits}-bit input "
                              f"word (at most {MAX_IN_BITS})")
+
+    @property
+    def requant(self) -> RequantConfig:
+        """The configuration of the core's requantizers."""
+        return RequantConfig(pipeline=self.requant_pipeline)
+
+    @property
+    def tail(self) -> int:
+        """Cycle-model cycles after an output's last issue: its output register, the window
+        slot it frees, and the requantizer's latency."""
+        return 1 + 1 + self.requant.latency
 
     @property
     def cnt_bits(self) -> int:

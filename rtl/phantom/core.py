@@ -20,7 +20,6 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Out
 
 from rtl.common.ports import int8_engine_ports
-from rtl.requant.config import RequantConfig
 from rtl.requant.requantizer import Requantizer
 from rtl.phantom.config import A_BITS, ACC_BITS, W_BITS, PhantomConfig
 
@@ -83,8 +82,9 @@ class PhantomCore(wiring.Component):
     stat_error_chunk  index + 1 of the first such chunk (0: none); the bad chunk is
                    computed with its masks as given (the flag is sticky)
 
-    Latency: an output leaves its requantizer 1 + 5 cycles after its last products
-    issue. Throughput: T products per cycle, shared by at most lanes + 1 outputs (the
+    Latency: an output leaves its requantizer 1 + ``config.requant.latency`` cycles
+    after its last products issue (1 + 5 with the compact requantizer, 1 + 8 with the
+    fast one). Throughput: T products per cycle, shared by at most lanes + 1 outputs (the
     older ones close, the youngest starts); at most ``lanes`` chunks in and ``lanes``
     outputs closed per cycle.
     """
@@ -107,7 +107,7 @@ class PhantomCore(wiring.Component):
 
         rqs = []
         for lane in range(NL):
-            rq = Requantizer()
+            rq = Requantizer(cfg.requant)
             m.submodules[f"rq{lane}"] = rq
             m.d.comb += [rq.zero_point.eq(self.zero_point), rq.act_min.eq(self.act_min),
                          rq.act_max.eq(self.act_max), rq.o.ready.eq(self.o.ready)]
@@ -242,7 +242,7 @@ class PhantomCore(wiring.Component):
         # which lanes hold an output, through a shift register that moves with the pipelines
         advance = Signal()
         m.d.comb += advance.eq(~rqs[0].o.valid | self.o.ready)
-        lane_pipe = [Signal(NL, name=f"lanes_s{k}") for k in range(RequantConfig.LATENCY)]
+        lane_pipe = [Signal(NL, name=f"lanes_s{k}") for k in range(cfg.requant.latency)]
         with m.If(advance):
             m.d.sync += lane_pipe[0].eq(Cat((out_n > j) for j in range(NL)))
             m.d.sync += [lane_pipe[k].eq(lane_pipe[k - 1]) for k in range(1, len(lane_pipe))]

@@ -34,8 +34,9 @@ from golden.layer import LayerVectors
 from rtl.phantom.config import PhantomConfig
 from rtl.phantom.mapper import Plan, closes, cut_chunks, operands
 
-TAIL = 1 + 1 + 5  # model cycles after the last close: output register + requantizer
-# (and one more before the first: a chunk enters the window the cycle before it issues)
+# After the last close the model counts ``cfg.tail`` cycles (output register, freed slot,
+# requantizer latency: PhantomConfig.tail), and one more before the first issue: a chunk
+# enters the window the cycle before it issues.
 
 
 def cycles(plan: Plan) -> dict:
@@ -86,7 +87,7 @@ def cycle_model(useful, last, cfg: PhantomConfig) -> dict:
                 slots.append([u[i], la[i]])
                 i += 1
         t += 1
-    return {"cycles": last_fin + TAIL, "busy": busy, "products": products, "slots": T * busy, "chunks": n,
+    return {"cycles": last_fin + cfg.tail, "busy": busy, "products": products, "slots": T * busy, "chunks": n,
             "errors": 0, "error_chunk": 0}
 
 
@@ -126,7 +127,7 @@ def stream_cycles(wmask: np.ndarray, amask: np.ndarray, cfg: PhantomConfig) -> d
     useful = cum[rows, e] - cum[rows, s0]
     m = cycle_model(useful, closes(rows), cfg)
     chunks = np.bincount(rows, minlength=wmask.shape[0])
-    return {"cycles": m["cycles"] - TAIL - 1, "products": m["products"], "slots": m["slots"],
+    return {"cycles": m["cycles"] - cfg.tail - 1, "products": m["products"], "slots": m["slots"],
             "static": static_cycles(both, chunks, cfg.threads)}
 
 
@@ -203,8 +204,9 @@ def core_layer(lm: LayerMasks, cfg: PhantomConfig, *, seed: int = 0, budget: int
     sampled cycles, static-thread cycles and dense cycles of the whole layer."""
     r = core_rate(lm, np.arange(lm.filters), cfg, np.random.default_rng(seed), budget)
     dense = dense_rate(lm.filters, lm.wmask.shape[1], cfg)
-    return {"cycles": r["cycles"] * lm.positions + TAIL + 1, "static_cycles": r["static"] * lm.positions + TAIL + 1,
-            "dense_cycles": dense * lm.positions + TAIL + 1,
+    fill = cfg.tail + 1
+    return {"cycles": r["cycles"] * lm.positions + fill, "static_cycles": r["static"] * lm.positions + fill,
+            "dense_cycles": dense * lm.positions + fill,
             "thread_utilization": r["products"] / max(1e-9, r["slots"])}
 
 

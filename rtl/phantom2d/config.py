@@ -9,6 +9,7 @@ from amaranth.lib import data
 
 from rtl.common.params import check_ints
 from rtl.phantom.config import A_BITS, PhantomConfig
+from rtl.requant.config import check_pipeline
 
 V_BITS = A_BITS  # a packed value in a mesh word: either operand (int8 weights sign-extended to 9 bits)
 
@@ -29,6 +30,8 @@ class Phantom2DConfig:
     rows, cols   the mesh
     threads, chunk, values, window, dense   every core (see :class:`PhantomConfig`; one lane)
     fifo         chunk words queued per core (decouples the cores of a row)
+    requant_pipeline  every core's requantizer pipeline (:data:`rtl.requant.config.PIPELINES`):
+                 "compact" (5 stages) or "fast" (8); the mesh model follows its latency
     """
 
     rows: int = 2
@@ -39,15 +42,17 @@ class Phantom2DConfig:
     window: int = 3
     fifo: int = 4
     dense: bool = False
+    requant_pipeline: str = "compact"
 
     def __post_init__(self):
+        check_pipeline(self.requant_pipeline, "requant_pipeline")
         check_ints(self, {"rows": (1, 8), "cols": (1, 8), "fifo": (2, 16)})
         self.core  # validates the core parameters
 
     @property
     def core(self) -> PhantomConfig:
         return PhantomConfig(threads=self.threads, chunk=self.chunk, values=self.values, window=self.window,
-                             lanes=1, dense=self.dense)
+                             lanes=1, dense=self.dense, requant_pipeline=self.requant_pipeline)
 
     @property
     def cores(self) -> int:

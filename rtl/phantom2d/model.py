@@ -21,8 +21,7 @@ import numpy as np
 
 from rtl.phantom2d.config import Phantom2DConfig
 from rtl.phantom2d.mapper import Plan, assign, blocks, core_streams, row_chunks
-from rtl.phantom.model import TAIL, LayerMasks, cycle_model, dense_rate, schedule, static_cycles
-from rtl.requant.config import RequantConfig
+from rtl.phantom.model import LayerMasks, cycle_model, dense_rate, schedule, static_cycles
 
 FIFO_DELAY = 1  # a word reaches its core one cycle after the mesh takes it
 HARNESS_CYCLES = 2  # harness cycles outside the mesh model (calibrated against the RTL)
@@ -49,7 +48,7 @@ def mesh_sim(words: int, sent: list, useful: list, last: list, cfg: Phantom2DCon
     ``cycles`` matches the harness's count, the counters the RTL's stat_* sums."""
     T, L, D = cfg.threads, cfg.window, cfg.fifo
     n_c = cfg.rows * cfg.cols
-    lat = RequantConfig.LATENCY
+    lat = cfg.core.requant.latency
     feeds = [list(zip(np.asarray(s).tolist(), np.asarray(u).tolist(), np.asarray(la).tolist()))
              for s, u, la in zip(sent, useful, last)]
     nxt = [0] * n_c  # next feed item per core
@@ -112,7 +111,9 @@ def _sample(lm: LayerMasks, cfg: Phantom2DConfig, budget: int, rng) -> np.ndarra
     return np.floor((np.arange(n) + rng.random(n)) * (lm.positions / n)).astype(np.int64)
 
 
-FILL = TAIL + 1 + FIFO_DELAY + HARNESS_CYCLES  # cycles of a mesh run outside the steady state
+def fill(cfg: Phantom2DConfig) -> int:
+    """Cycles of a mesh run outside the steady state."""
+    return cfg.core.tail + 1 + FIFO_DELAY + HARNESS_CYCLES
 
 
 def mesh_layer(lm: LayerMasks, cfg: Phantom2DConfig, *, level2: bool = True, seed: int = 0,
@@ -157,11 +158,11 @@ def mesh_layer(lm: LayerMasks, cfg: Phantom2DConfig, *, level2: bool = True, see
                 alone[r * C + c] = cycle_model(u[sel, c], lst[sel, c], core)["cycles"]
                 outs = live[:, c]
                 chunks = np.bincount(rws[sel], minlength=len(live))[outs]
-                static[r * C + c] = static_cycles(shared[outs] & colm[outs, c], chunks, cfg.threads) + TAIL + 1
+                static[r * C + c] = static_cycles(shared[outs] & colm[outs, c], chunks, cfg.threads) + core.tail + 1
     words, _, _, _, sent, useful, last = core_streams(row_work, cfg)
     m = mesh_sim(words, sent, useful, last, cfg)
     # pipeline fill and drain once; the rest grows with the positions
-    total = FILL + (m["cycles"] - FILL) * scale
+    total = fill(cfg) + (m["cycles"] - fill(cfg)) * scale
     busy = np.array(m["core_busy"], dtype=float)
     return {"cycles": total, "static_cycles": total + max(0.0, static.max() - alone.max()) * scale,
             "imbalance": m["imbalance"], "thread_utilization": m["products"] / max(1, m["slots"]),
@@ -181,4 +182,4 @@ def dense_layer(lm: LayerMasks, cfg: Phantom2DConfig) -> float:
     else:  # depthwise: rows take channels, columns positions
         per = [(np.sum(blocks(p_n, C) == c), np.sum(blocks(f_n, R) == r)) for r in range(R) for c in range(C)]
     cyc = max(groups * dense_rate(int(outs), k, core) for groups, outs in per)
-    return float(cyc) + FILL
+    return float(cyc) + fill(cfg)

@@ -9,16 +9,49 @@ from amaranth.lib import data
 
 from golden.quant import SHIFT_MAX, SHIFT_MIN
 
+# The requantizer's pipelines, by name: its registered stages from the input handshake
+# to the output, in order; the latency is their number (rtl/requant/requantizer.py).
+#   shift    left shift with int32 wrap-around; the shift split into left and right
+#   mul      (compact) the whole 2n-bit product x * q: one 32 x 32 multiply, 4 ECP5
+#            MULT18X18D and the carry chains that add their outputs, in one stage
+#   high     the rounding doubling high half and its one saturating case
+#   round    rounding divide by 2**right, ties away from zero (compact: with the
+#            increment; fast: barrel shift and rounding bit side by side)
+#   pp       (fast) four partial products of the n/2-bit halves, registered: each at
+#            most 17 x 17 bits signed, one 18 x 18 DSP and nothing after it
+#   sum      (fast) their middle and outer sums, side by side (one carry chain each)
+#   add      (fast) the rounding bit and the output zero point, one carry chain
+#   compare  (fast) the comparisons with the clamp bounds, on out_bits bits
+#   clamp    the output register (compact: zero point, comparisons and clamp)
+PIPELINES: dict[str, tuple[str, ...]] = {
+    "compact": ("shift", "mul", "high", "round", "clamp"),
+    "fast": ("shift", "pp", "sum", "high", "round", "add", "compare", "clamp"),
+}
+
+
+def check_pipeline(value, name: str = "pipeline") -> str:
+    """``value`` when it names a requantizer pipeline, else ValueError naming ``name``."""
+    if value not in PIPELINES:
+        raise ValueError(f"{name} must be one of {', '.join(PIPELINES)} (the requantizer's pipelines), "
+                         f"not {value!r}")
+    return value
+
 
 @dataclass(frozen=True)
 class RequantConfig:
-    """The requantizer's parameters: the single source for RTL, testbench and report."""
+    """The requantizer's parameters: the single source for RTL, testbench and report.
+
+    pipeline  its registered stages (:data:`PIPELINES`): "compact" (5 stages, the fewest
+              registers; about 70 MHz on an ECP5-85F) or "fast" (8 stages: the 32 x 32
+              multiply as four registered 18 x 18-DSP partial products and their sums,
+              the rounding shift, the zero-point add and the clamp comparisons each in a
+              stage of their own; about 138 MHz). The results are the same, bit for bit.
+    """
 
     acc_bits: int = 32  # accumulator and multiplier width (TFLite: 32)
     out_bits: int = 8  # output width (int8)
     shift_bits: int = 6  # signed shift field; valid values SHIFT_MIN..SHIFT_MAX
-
-    LATENCY = 5  # pipeline stages from input handshake to output valid
+    pipeline: str = "compact"
 
     def __post_init__(self):
         if self.acc_bits != 32:
@@ -27,10 +60,17 @@ class RequantConfig:
             raise ValueError(f"out_bits must lie in [2, 16], not {self.out_bits}")
         if self.shift_bits != 6:
             raise ValueError(f"shift_bits must be 6 (shifts {SHIFT_MIN}..{SHIFT_MAX}), not {self.shift_bits}")
+        check_pipeline(self.pipeline)
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The pipeline's registered stages, in order (:data:`PIPELINES`)."""
+        return PIPELINES[self.pipeline]
 
     @property
     def latency(self) -> int:
-        return self.LATENCY
+        """Cycles from an input handshake to its output valid (one register per stage)."""
+        return len(self.stages)
 
     def in_layout(self) -> data.StructLayout:
         return data.StructLayout({

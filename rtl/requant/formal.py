@@ -29,6 +29,13 @@ Properties of the requantizer (``PROPERTIES``), default configuration (32-bit):
     back-pressure, at reduced widths (accumulator 6 bits, output 4: the RTL is
     generic in the width, its configuration insists on 32); bounded (bmc). At 8 bits
     and more the solver does not finish the two multipliers' equivalence in minutes.
+
+The same four for the ``fast`` pipeline (``*_fast``). Its stages property checks the
+partial products as the solver's products of the register halves, the sums, and the
+high half against :func:`ref_stage3` of the product the sum registers hold, whenever
+that lies in the range of an n x n product; that the sums always hold x * q is the
+multiplier identity, proved end to end at 6 bits (``requant.reference_fast``, bmc 11 =
+latency 8 + 3) and simulated at 32.
 """
 
 from __future__ import annotations
@@ -99,10 +106,10 @@ def reference(m: Module, acc, mult, shift, zero_point, act_min, act_max, n: int,
     return ref_stage5(m, r, zero_point, act_min, act_max, out_bits)
 
 
-def config_at_width(acc_bits: int, out_bits: int = 8) -> RequantConfig:
+def config_at_width(acc_bits: int, out_bits: int = 8, pipeline: str = "compact") -> RequantConfig:
     """A requantizer configuration at accumulator width ``acc_bits`` for formal work only:
     the RTL is generic in the width, the configuration accepts only 32 (TFLite's)."""
-    cfg = RequantConfig(out_bits=out_bits)
+    cfg = RequantConfig(out_bits=out_bits, pipeline=pipeline)
     if acc_bits != 32:
         object.__setattr__(cfg, "acc_bits", acc_bits)
     return cfg
@@ -117,11 +124,11 @@ class RequantTop(FormalTop):
     shadow input whenever ``o.valid``). ``ready_always`` assumes ``o.ready`` high.
     ``component`` replaces the requantizer (a broken design, for the tests)."""
 
-    def __init__(self, check: str, *, acc_bits: int = 32, out_bits: int = 8, ready_always: bool = False,
-                 component=None):
+    def __init__(self, check: str, *, acc_bits: int = 32, out_bits: int = 8, pipeline: str = "compact",
+                 ready_always: bool = False, component=None):
         super().__init__()
         self.check, self.ready_always = check, ready_always
-        self.cfg = config_at_width(acc_bits, out_bits)
+        self.cfg = config_at_width(acc_bits, out_bits, pipeline)
         self.dut = component if component is not None else Requantizer(self.cfg)
         d = self.dut
         self.free(d.i.valid, d.i.payload, d.o.ready, d.zero_point, d.act_min, d.act_max)
@@ -174,33 +181,83 @@ class RequantTop(FormalTop):
 
     def _stages(self, m, d):
         """Each pipeline register equals its stage of the reference applied to the
-        previous stage's registers (the ports for stage 1) when the pipeline advanced,
-        and keeps its value when it stalled: white box, one step per stage."""
+        previous stage's registers (the ports for the shift stage) when the pipeline
+        advanced, and keeps its value when it stalled: white box, one step per stage."""
         n, g = self.cfg.acc_bits, self.internal
         int_min = -(1 << (n - 1))
         p = d.i.payload
         x, q, right = ref_stage1(m, p.acc, p.mult, p.shift, n)
-        expect = {  # register -> its next value
-            "s1_x": x, "s1_q": q, "s1_right": right,
-            "s2_prod": ref_stage2(m, g["s1_x"], g["s1_q"], n),
-            "s2_sat": (g["s1_x"] == int_min) & (g["s1_q"] == int_min), "s2_right": g["s1_right"],
-            "s3_h": ref_stage3(m, g["s2_prod"], g["s2_sat"], n), "s3_right": g["s2_right"],
-            "s4_r": ref_stage4(m, g["s3_h"], g["s3_right"], n),
-        }
-        expect_out = ref_stage5(m, g["s4_r"], d.zero_point, d.act_min, d.act_max, self.cfg.out_bits)
+        out = Value.cast(d.o.payload)
+        if self.cfg.pipeline == "compact":
+            checks = [  # (what, its value now, its reference one advance earlier)
+                ("shift_x", g["shift_x"], x), ("shift_q", g["shift_q"], q), ("shift_right", g["shift_right"], right),
+                ("mul_prod", g["mul_prod"], ref_stage2(m, g["shift_x"], g["shift_q"], n)),
+                ("mul_sat", g["mul_sat"], (g["shift_x"] == int_min) & (g["shift_q"] == int_min)),
+                ("mul_right", g["mul_right"], g["shift_right"]),
+                ("high_h", g["high_h"], ref_stage3(m, g["mul_prod"], g["mul_sat"], n)),
+                ("high_right", g["high_right"], g["mul_right"]),
+                ("round_r", g["round_r"], ref_stage4(m, g["high_h"], g["high_right"], n)),
+                ("o_payload", out, ref_stage5(m, g["round_r"], d.zero_point, d.act_min, d.act_max,
+                                              self.cfg.out_bits)),
+            ]
+        else:
+            checks = self._fast_checks(m, d, x, q, right)
         advanced = self.past(m, d.i.ready, name="past_advance")
-        for name, value in list(expect.items()) + [("o_payload", expect_out)]:
-            reg = Value.cast(d.o.payload) if name == "o_payload" else g[name]
+        for name, now, value, *when in checks:
             was = self.past(m, Value.cast(value), name=f"expect_{name}")
+            applies = self.past(m, when[0], name=f"applies_{name}") if when else 1
+            with m.If(self.started & advanced & applies):
+                self.assert_(m, now == was, f"{name} differs from its reference stage")
+        regs = [(name, g[name]) for name in g if name.split("_")[0] in self.cfg.stages and "$" not in name]
+        for name, reg in regs + [("o_payload", out)]:
             before = self.past(m, reg, name=f"before_{name}")
-            with m.If(self.started & advanced):
-                self.assert_(m, reg == was, f"{name} differs from its reference stage")
             with m.If(self.started & ~advanced):
                 self.assert_(m, reg == before, f"{name} changed while the pipeline stalled")
+
+    def _fast_checks(self, m, d, x, q, right):
+        """The fast pipeline's stages against the reference. The partial products are
+        the solver's products of the halves of the same registers; the sums are taken at
+        their registers' widths. The high half is the reference's of the product the sum
+        registers hold (outer + mid 2**k - 2**(n-2)), checked whenever that lies where
+        products of two n-bit numbers lie: |p| <= 2**(n-1) (2**(n-1) - 1), or p = 2**(2n-2)
+        (INT_MIN squared, the saturating case). That the sum registers always
+        hold one -- the identity x q = hh 2**2k + (hl + lh) 2**k + ll -- is the
+        multiplier equivalence the solver does not finish at 32 bits; it is proved end to
+        end at 6 bits (``requant.reference_fast``) and simulated at 32."""
+        n, g, ob = self.cfg.acc_bits, self.internal, self.cfg.out_bits
+        k = n // 2
+        sx, sq = g["shift_x"], g["shift_q"]
+        xl, xh, ql, qh = sx[:k], sx[k:].as_signed(), sq[:k], sq[k:].as_signed()
+        prod = _sig(m, signed(2 * n + 2), g["sum_outer"] + g["sum_mid"] * (1 << k) - (1 << (n - 2)), "ref_sum_prod")
+        big = (1 << (n - 1)) * ((1 << (n - 1)) - 1)  # the largest |x q| but INT_MIN squared
+        a_product = (prod >= -big) & ((prod <= big) | (prod == 1 << (2 * n - 2)))
+        r = _sig(m, signed(n + 2), g["round_q"] + g["round_up"], "rtl_round_r")
+        ref_y = _sig(m, signed(n + 3), r + d.zero_point, "ref_add_y")
+        # the value the compare registers select (the clamp stage is that selection)
+        clamped = _sig(m, signed(ob), Mux(g["compare_below"], d.act_min,
+                                          Mux(g["compare_above"], d.act_max, g["compare_low"])), "rtl_clamped")
+        return [
+            ("shift_x", sx, x), ("shift_q", sq, q), ("shift_right", g["shift_right"], right),
+            ("pp_hh", g["pp_hh"], xh * qh), ("pp_hl", g["pp_hl"], xh * ql),
+            ("pp_lh", g["pp_lh"], xl * qh), ("pp_ll", g["pp_ll"], xl * ql),
+            ("pp_right", g["pp_right"], g["shift_right"]),
+            ("sum_mid", g["sum_mid"], _sig(m, signed(n + 1), g["pp_hl"] + g["pp_lh"], "ref_sum_mid")),
+            ("sum_outer", g["sum_outer"], _sig(m, signed(2 * n), g["pp_hh"] * (1 << (2 * k)) + g["pp_ll"]
+                                               + (1 << (n - 2)), "ref_sum_outer")),
+            ("sum_right", g["sum_right"], g["pp_right"]),
+            ("high_h", g["high_h"], ref_stage3(m, prod, prod == (1 << (2 * n - 2)), n), a_product),
+            ("high_right", g["high_right"], g["sum_right"]),
+            ("round", r, ref_stage4(m, g["high_h"], g["high_right"], n)),
+            ("add_y", g["add_y"], ref_y),
+            ("compare", clamped, ref_stage5(m, g["add_y"], 0, d.act_min, d.act_max, ob)),
+            ("o_payload", Value.cast(d.o.payload), clamped),
+        ]
 
 
 REDUCED = {"acc_bits": 6, "out_bits": 4}  # the end-to-end comparison's widths (see the module docstring)
 DEFAULT = {"acc_bits": 32, "out_bits": 8, "shift_bits": 6}
+
+FAST = {"pipeline": "fast"}
 
 PROPERTIES = [
     Property("requant.o_hold", "requant", "o: valid & ~ready holds valid and payload to the next cycle",
@@ -214,4 +271,16 @@ PROPERTIES = [
     Property("requant.reference", "requant", "o.payload == the whole formal reference of the accepted input, any "
              "back-pressure, at reduced widths acc_bits 6, out_bits 4",
              lambda: RequantTop("reference", **REDUCED), "bmc", 8, {**DEFAULT, **REDUCED}),
+    Property("requant.o_hold_fast", "requant", "pipeline fast: o holds valid and payload until accepted",
+             lambda: RequantTop("hold", **FAST), "prove", 2, {**DEFAULT, **FAST}),
+    Property("requant.count_fast", "requant", "pipeline fast: each accepted input leaves o exactly once, in order, "
+             "under any back-pressure (8 stages)",
+             lambda: RequantTop("count", **FAST), "prove", 2, {**DEFAULT, **FAST}),
+    Property("requant.stages_fast", "requant", "pipeline fast, full 32-bit width: the shift registers, the four "
+             "partial products of their halves, their sums, the high half (of the sums as the product), rounding "
+             "shift + rounding bit, zero point and clamp == the formal reference of the previous stage; unchanged "
+             "under a stall", lambda: RequantTop("stages", **FAST), "prove", 2, {**DEFAULT, **FAST}),
+    Property("requant.reference_fast", "requant", "pipeline fast: o.payload == the whole formal reference of the "
+             "accepted input (the partial-product split included), any back-pressure, at acc_bits 6, out_bits 4",
+             lambda: RequantTop("reference", **REDUCED, **FAST), "bmc", 11, {**DEFAULT, **REDUCED, **FAST}),
 ]

@@ -1,7 +1,8 @@
 """Streaming int32 -> int8 requantizer, shared by every engine.
 
 Bit-exact with :func:`golden.quant.requantize` (TFLite's double-rounding
-``MultiplyByQuantizedMultiplier``, then output zero point and clamp).
+``MultiplyByQuantizedMultiplier``, then output zero point and clamp), in every
+pipeline of :data:`rtl.requant.config.PIPELINES`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ class Requantizer(wiring.Component):
     Parameters
     ----------
     config : RequantConfig
+        ``config.pipeline`` chooses the registered stages (:data:`rtl.requant.config.PIPELINES`):
+
+        * ``"compact"``, 5 stages: shift | 64-bit product | doubling high half |
+          rounding shift | zero point and clamp;
+        * ``"fast"``, 8 stages: shift | four partial products of the 16-bit halves (one
+          18 x 18 DSP each, registered) | their middle and outer sums | high half |
+          rounding shift and rounding bit | rounding bit and zero point added |
+          clamp comparisons on out_bits bits | clamp.
 
     Ports
     -----
@@ -29,16 +38,20 @@ class Requantizer(wiring.Component):
     zero_point : In(signed(out_bits))  output zero point, held static during a run.
     act_min, act_max : In(signed(out_bits))  clamp range, held static during a run.
 
-    Latency ``config.latency`` cycles; throughput one result per cycle. The whole
-    pipeline stalls while ``o.valid & ~o.ready`` (back-pressure); ``i.ready`` is
-    high otherwise.
+    Latency ``config.latency`` cycles (one per stage); throughput one result per cycle.
+    The whole pipeline stalls while ``o.valid & ~o.ready`` (back-pressure); ``i.ready``
+    is high otherwise. Registers are named ``<stage>_<value>``, as the formal
+    properties (:mod:`rtl.requant.formal`) read them.
     """
 
     def __init__(self, config: RequantConfig | None = None):
-        self._config = config or RequantConfig()
-        ob = self._config.out_bits
+        config = RequantConfig() if config is None else config
+        if not isinstance(config, RequantConfig):
+            raise TypeError(f"config must be a RequantConfig, not {config!r}")
+        self._config = config
+        ob = config.out_bits
         super().__init__({
-            "i": In(stream.Signature(self._config.in_layout())),
+            "i": In(stream.Signature(config.in_layout())),
             "o": Out(stream.Signature(signed(ob))),
             "zero_point": In(signed(ob)),
             "act_min": In(signed(ob)),
@@ -51,74 +64,124 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n = self._config.acc_bits
-        int_min = -(1 << (n - 1))
-        int_max = (1 << (n - 1)) - 1
+        cfg = self._config
+        n = cfg.acc_bits
 
         en = Signal()  # the pipeline advances
         m.d.comb += en.eq(~self.o.valid | self.o.ready)
         m.d.comb += self.i.ready.eq(en)
 
-        valid = Signal(self._config.LATENCY)  # valid bit of each stage
+        valid = Signal(cfg.latency)  # valid bit of each stage
         with m.If(en):
             m.d.sync += valid.eq(Cat(self.i.valid, valid[:-1]))
         m.d.comb += self.o.valid.eq(valid[-1])
 
-        # Stage 1: left shift with int32 wrap-around; split the shift.
+        def reg(stage: str, name: str, value, shape):
+            """The register ``<stage>_<name>``, loaded with ``value`` when the pipeline advances."""
+            s = Signal(shape, name=f"{stage}_{name}")
+            with m.If(en):
+                m.d.sync += s.eq(value)
+            return s
+
+        # shift: left shift with int32 wrap-around; split the shift.
         p = self.i.payload
-        s1_x = Signal(signed(n))
-        s1_q = Signal(signed(n))
-        s1_right = Signal(range(-SHIFT_MIN + 1))
         left = Mux(p.shift > 0, p.shift.as_unsigned()[:5], 0)
-        with m.If(en):
-            m.d.sync += [
-                s1_x.eq((p.acc << left)[:n].as_signed()),
-                s1_q.eq(p.mult),
-                s1_right.eq(Mux(p.shift < 0, -p.shift, 0)),
-            ]
+        x = reg("shift", "x", (p.acc << left)[:n].as_signed(), signed(n))
+        q = reg("shift", "q", p.mult, signed(n))
+        right = reg("shift", "right", Mux(p.shift < 0, -p.shift, 0), range(-SHIFT_MIN + 1))
 
-        # Stage 2: full 64-bit product; flag the one saturating case.
-        s2_prod = Signal(signed(2 * n))
-        s2_sat = Signal()
-        s2_right = Signal.like(s1_right)
-        with m.If(en):
-            m.d.sync += [
-                s2_prod.eq(s1_x * s1_q),
-                s2_sat.eq((s1_x == int_min) & (s1_q == int_min)),
-                s2_right.eq(s1_right),
-            ]
+        if cfg.pipeline == "compact":
+            y = self._compact(m, reg, x, q, right)
+            below, above, low = y < self.act_min, y > self.act_max, y
+        else:
+            below, above, low = self._fast(m, reg, x, q, right)
 
-        # Stage 3: rounding doubling high half: (prod + nudge) / 2**31, truncating.
-        nudge = Mux(s2_prod >= 0, Const(1 << (n - 2), signed(n + 1)), Const(1 - (1 << (n - 2)), signed(n + 1)))
-        v = Signal(signed(2 * n + 1))
-        m.d.comb += v.eq(s2_prod + nudge)
-        toward_zero = Mux(v < 0, Const((1 << (n - 1)) - 1, unsigned(n)), 0)
-        s3_h = Signal(signed(n))
-        s3_right = Signal.like(s1_right)
+        # clamp (the output register): act_min first, as golden.quant.requantize.
         with m.If(en):
-            m.d.sync += [
-                s3_h.eq(Mux(s2_sat, int_max, ((v + toward_zero) >> (n - 1))[:n].as_signed())),
-                s3_right.eq(s2_right),
-            ]
-
-        # Stage 4: rounding divide by 2**right, ties away from zero.
-        mask = Signal(unsigned(n))
-        m.d.comb += mask.eq((Const(1, unsigned(n + 1)) << s3_right) - 1)
-        remainder = s3_h.as_unsigned() & mask
-        threshold = (mask >> 1) + (s3_h < 0)
-        s4_r = Signal(signed(n))
-        with m.If(en):
-            m.d.sync += s4_r.eq((s3_h >> s3_right) + (remainder > threshold))
-
-        # Stage 5: output zero point and clamp.
-        y = Signal(signed(n + 1))
-        m.d.comb += y.eq(s4_r + self.zero_point)
-        with m.If(en):
-            with m.If(y < self.act_min):
+            with m.If(below):
                 m.d.sync += self.o.payload.eq(self.act_min)
-            with m.Elif(y > self.act_max):
+            with m.Elif(above):
                 m.d.sync += self.o.payload.eq(self.act_max)
             with m.Else():
-                m.d.sync += self.o.payload.eq(y)
-
+                m.d.sync += self.o.payload.eq(low)
         return m
+
+    def _compact(self, m, reg, x, q, right):
+        """Stages mul, high, round of the compact pipeline; returns the clamp stage's y."""
+        n = self._config.acc_bits
+        int_min, int_max = -(1 << (n - 1)), (1 << (n - 1)) - 1
+        # mul: the full 2n-bit product (Yosys maps it to 4 MULT18X18D and adds their
+        # outputs in the same stage); flag the one saturating case.
+        prod = reg("mul", "prod", x * q, signed(2 * n))
+        sat = reg("mul", "sat", (x == int_min) & (q == int_min), 1)
+        right = reg("mul", "right", right, right.shape())
+        # high: rounding doubling high half: (prod + nudge) / 2**31, truncating.
+        nudge = Mux(prod >= 0, Const(1 << (n - 2), signed(n + 1)), Const(1 - (1 << (n - 2)), signed(n + 1)))
+        v = Signal(signed(2 * n + 1))
+        m.d.comb += v.eq(prod + nudge)
+        toward_zero = Mux(v < 0, Const((1 << (n - 1)) - 1, unsigned(n)), 0)
+        h = reg("high", "h", Mux(sat, int_max, ((v + toward_zero) >> (n - 1))[:n].as_signed()), signed(n))
+        right = reg("high", "right", right, right.shape())
+        # round: rounding divide by 2**right, ties away from zero.
+        mask = Signal(unsigned(n))
+        m.d.comb += mask.eq((Const(1, unsigned(n + 1)) << right) - 1)
+        remainder = h.as_unsigned() & mask
+        threshold = (mask >> 1) + (h < 0)
+        r = reg("round", "r", (h >> right) + (remainder > threshold), signed(n))
+        # clamp: output zero point (then the comparisons and the clamp).
+        y = Signal(signed(n + 1))
+        m.d.comb += y.eq(r + self.zero_point)
+        return y
+
+    def _fast(self, m, reg, x, q, right):
+        """Stages pp .. compare of the fast pipeline; returns the clamp stage's
+        (below act_min, above act_max, value) registers."""
+        cfg = self._config
+        n, ob = cfg.acc_bits, cfg.out_bits
+        k = n // 2  # x = xh 2**k + xl with xl unsigned, the same for q
+        int_max = (1 << (n - 1)) - 1
+        # pp: x * q = hh 2**2k + (hl + lh) 2**k + ll; each partial product at most
+        # 17 x 17 bits signed, one 18 x 18 DSP with its output registered. The x and q
+        # registers drive the DSPs and nothing else.
+        xl, xh, ql, qh = x[:k], x[k:].as_signed(), q[:k], q[k:].as_signed()
+        hh = reg("pp", "hh", xh * qh, signed(2 * (n - k)))
+        hl = reg("pp", "hl", xh * ql, signed(n + 1))
+        lh = reg("pp", "lh", xl * qh, signed(n + 1))
+        ll = reg("pp", "ll", xl * ql, unsigned(2 * k))
+        right = reg("pp", "right", right, right.shape())
+        # sum: the middle terms, and the outer ones (side by side: a concatenation) with
+        # the rounding nudge 2**(n-2) folded in. Neither overflows its register:
+        # |hl + lh| < 2**n, |hh 2**2k + ll + 2**(n-2)| < 2**(2n-1).
+        mid = reg("sum", "mid", hl + lh, signed(n + 1))
+        outer = reg("sum", "outer", (Cat(ll, hh).as_signed() + (1 << (n - 2)))[:2 * n].as_signed(), signed(2 * n))
+        right = reg("sum", "right", right, right.shape())
+        # high: TFLite's nudge (2**(n-2), or 1 - 2**(n-2) for a negative product) and its
+        # truncating division by 2**(n-1) are, for either sign, floor((prod + 2**(n-2)) /
+        # 2**(n-1)): bits n-1 .. 2n-2 of t = prod + 2**(n-2) = outer + mid 2**k. They fit
+        # n bits except in the saturating case x == q == INT_MIN, the only product as
+        # large as 2**(2n-2): there t lies in [2**(2n-2), 2**(2n-1)) (bit 2n-2 set, bit
+        # 2n-1 clear) and the result is INT_MAX.
+        t = Signal(signed(2 * n))
+        m.d.comb += t.eq(outer + (mid << k))
+        sat = t[2 * n - 2] & ~t[2 * n - 1]
+        h = reg("high", "h", Mux(sat, int_max, t[n - 1:2 * n - 1].as_signed()), signed(n))
+        right = reg("high", "right", right, right.shape())
+        # round: h >> right and the rounding bit, side by side (no carry chain). Ties
+        # away from zero: up when bit right-1 of h is set and h >= 0 or a bit below it
+        # is set (the remainder exceeds half when h < 0: TFLite's threshold + 1).
+        below_half = Cat(right > j + 1 for j in range(n))  # the bits under bit right-1
+        half = Cat(Const(0, 1), h).bit_select(right, 1)  # bit right-1 (0 when right == 0)
+        up = half & (~h[-1] | (h.as_unsigned() & below_half).any())
+        r = reg("round", "q", h >> right, signed(n))
+        up = reg("round", "up", up, 1)
+        # add: r + up + zero point in one carry chain, (2r + up) + (2 zp + up) = 2 (r + up + zp).
+        total = Cat(up, r).as_signed() + Cat(up, self.zero_point).as_signed()
+        y = reg("add", "y", total[1:n + 2].as_signed(), signed(n + 1))
+        # compare: only the low out_bits bits meet a carry chain; a y outside the
+        # out_bits range (its top bits not all equal) lies beyond one bound, by its sign.
+        outside = ~(y[ob - 1:].all() | ~y[ob - 1:].any())
+        low = y[:ob].as_signed()
+        below = reg("compare", "below", Mux(outside, y[-1], low < self.act_min), 1)
+        above = reg("compare", "above", Mux(outside, ~y[-1], low > self.act_max), 1)
+        low = reg("compare", "low", low, signed(ob))
+        return below, above, low

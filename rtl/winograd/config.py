@@ -19,7 +19,7 @@ from amaranth.lib import data
 
 from golden.winograd import integer_transforms, winograd_widths
 from rtl.common.params import check_ints
-from rtl.requant.config import RequantConfig
+from rtl.requant.config import RequantConfig, check_pipeline
 
 ACT_BITS = 8  # int8 activations and zero point
 BIAS_BITS = 32  # int32 bias and accumulator (TFLite)
@@ -32,17 +32,21 @@ class WinogradConfig:
     m : output tile size, F(m x m, 3 x 3); 2 or 4. The input tile is ``a = m + 2``.
     channels : output channels computed in parallel (``channels * a * a`` multipliers).
     max_in_channels : largest number of input channels the accumulators are sized for.
+    requant_pipeline : the requantizers' pipeline (:data:`rtl.requant.config.PIPELINES`):
+        "compact" (5 stages) or "fast" (8); ``latency`` follows it.
     """
 
     m: int = 2
     channels: int = 2
     max_in_channels: int = 1024
+    requant_pipeline: str = "compact"
 
     TRANSFORM_STAGES = 8  # BTd, V, U*V, accumulate, ATM, ATMA, divide, + bias
 
     def __post_init__(self):
         if self.m not in (2, 4):
             raise ValueError(f"m must be 2 or 4 (F(2x2,3x3) or F(4x4,3x3)), not {self.m!r}")
+        check_pipeline(self.requant_pipeline, "requant_pipeline")
         check_ints(self, {"channels": (1, 64), "max_in_channels": (1, 1 << 16)})
 
     # --- transforms and widths -------------------------------------------------------
@@ -105,7 +109,12 @@ class WinogradConfig:
     @property
     def latency(self) -> int:
         """Cycles from the handshake of a group's last input beat to its output valid."""
-        return self.TRANSFORM_STAGES + RequantConfig.LATENCY
+        return self.TRANSFORM_STAGES + self.requant.latency
+
+    @property
+    def requant(self) -> RequantConfig:
+        """The configuration of the engine's requantizers."""
+        return RequantConfig(pipeline=self.requant_pipeline)
 
     @property
     def throughput(self) -> int:
@@ -125,7 +134,7 @@ class WinogradConfig:
             "u": data.ArrayLayout(data.ArrayLayout(signed(self.bits("U")), n), p),
             "bias": data.ArrayLayout(signed(BIAS_BITS), p),
             "mult": data.ArrayLayout(signed(BIAS_BITS), p),
-            "shift": data.ArrayLayout(signed(RequantConfig().shift_bits), p),
+            "shift": data.ArrayLayout(signed(self.requant.shift_bits), p),
             "first": unsigned(1),
             "last": unsigned(1),
         })
@@ -141,7 +150,7 @@ class WinogradConfig:
         out = [("x", (k,), lay["x"].offset + k * ACT_BITS, ACT_BITS) for k in range(n)]
         ub = self.bits("U")
         out += [("u", (q, k), lay["u"].offset + (q * n + k) * ub, ub) for q in range(p) for k in range(n)]
-        for name, w in (("bias", BIAS_BITS), ("mult", BIAS_BITS), ("shift", RequantConfig().shift_bits)):
+        for name, w in (("bias", BIAS_BITS), ("mult", BIAS_BITS), ("shift", self.requant.shift_bits)):
             out += [(name, (q,), lay[name].offset + q * w, w) for q in range(p)]
         out += [("first", (), lay["first"].offset, 1), ("last", (), lay["last"].offset, 1)]
         return out

@@ -6,7 +6,6 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.requant.config import RequantConfig
 from rtl.requant.requantizer import Requantizer
 from rtl.winograd import transforms as tf
 from rtl.winograd.config import ACT_BITS, BIAS_BITS, WinogradConfig
@@ -47,7 +46,8 @@ class WinogradEngine(wiring.Component):
     zero_point, act_min, act_max : In(signed(8))  requantizer output zero point and clamp.
     The four static inputs are held during a run.
 
-    Latency ``config.latency`` cycles (8 transform stages + 5 requantizer stages) from
+    Latency ``config.latency`` cycles (8 transform stages + the requantizer's
+    ``config.requant.latency``: 5 compact, 8 fast) from
     the handshake of a ``last`` beat to its output beat. Throughput one input beat per
     cycle: ``channels * m * m * 9`` direct-convolution MACs per cycle with
     ``channels * a * a`` multipliers. The whole pipeline advances together and stalls
@@ -79,7 +79,7 @@ class WinogradEngine(wiring.Component):
         a, mo, P = cfg.a, cfg.m, cfg.channels
         bits = cfg.bits
 
-        lanes = [[Requantizer(RequantConfig()) for _ in range(mo * mo)] for _ in range(P)]
+        lanes = [[Requantizer(cfg.requant) for _ in range(mo * mo)] for _ in range(P)]
         for p in range(P):
             for k, r in enumerate(lanes[p]):
                 m.submodules[f"requant_{p}_{k}"] = r
