@@ -42,18 +42,16 @@ Nothing here imports ``flows``.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cosim import runner
 from golden.errors import CosimError, SimTimeout, ToolMissing
 
 ROOT = Path(__file__).resolve().parent.parent  # the project's root: locations are given relative to it
@@ -87,19 +85,12 @@ def run_yosys(script: str, files: dict[str, str], *, timeout_s: float = 300, out
         for name, text in files.items():
             (d / name).write_text(text)
         (d / "script.ys").write_text(script)
-        p = subprocess.Popen([yosys_path(), "-q", "-l", "yosys.log", "script.ys"], cwd=d, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        try:
-            out, _ = p.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.communicate()
-            raise SimTimeout(f"yosys exceeded its {timeout_s:g} s wall-clock limit") from None
+        returncode, out = runner.run_group([yosys_path(), "-q", "-l", "yosys.log", "script.ys"], timeout_s, "yosys",
+                                           cwd=d)
         log = (d / "yosys.log").read_text(errors="replace") if (d / "yosys.log").exists() else out
-        if p.returncode:
+        if returncode:
             errors = [ln.strip() for ln in (log + "\n" + out).splitlines() if "ERROR" in ln]
-            raise YosysError(errors[-1] if errors else f"yosys failed (exit {p.returncode})")
+            raise YosysError(errors[-1] if errors else f"yosys failed (exit {returncode})")
         return log, {name: (d / name).read_text() for name in outputs}
 
 

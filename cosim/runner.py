@@ -469,28 +469,39 @@ def _compile_in_child(sources, top, sim, defines, waves, timeout_s, env, final: 
     started) when it outlives ``timeout_s``: the wall-clock limit off the main thread,
     where no alarm can be set."""
     import json
-    import signal
     fd, name = tempfile.mkstemp(prefix="nnaccel-build-", suffix=".json")
     os.close(fd)
     job = Path(name)
     job.write_text(json.dumps({"sources": sources, "top": top, "sim": sim, "defines": defines, "waves": waves,
                                "timeout_s": timeout_s, "env": env, "final": str(final), "coverage": coverage}))
     try:
-        p = subprocess.Popen([sys.executable, "-m", "cosim.runner", "--compile", str(job)], start_new_session=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            out, _ = p.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-            shutil.rmtree(final, ignore_errors=True)
-            raise SimTimeout(f"building {top} with {sim} exceeded its {timeout_s:g} s wall-clock limit") from None
+        returncode, out = run_group([sys.executable, "-m", "cosim.runner", "--compile", str(job)], timeout_s,
+                                    f"building {top} with {sim}")
+    except SimTimeout:
+        shutil.rmtree(final, ignore_errors=True)
+        raise
     finally:
         job.unlink(missing_ok=True)
-    if p.returncode != 0:
+    if returncode != 0:
         lines = [line for line in out.strip().splitlines() if line.strip()]
         raise CosimError(lines[-1] if lines else f"{sim} build of {top} failed (exit {p.returncode})")
+
+
+def run_group(cmd: list[str], timeout_s: float, what: str, cwd: Path | None = None) -> tuple[int, str]:
+    """Run ``cmd`` in a process group of its own (stdout and stderr together); when it
+    outlives ``timeout_s`` the whole group is killed and SimTimeout names ``what``.
+    Returns (exit code, output)."""
+    import signal
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise SimTimeout(f"{what} exceeded its {timeout_s:g} s wall-clock limit") from None
+    return p.returncode, out
 
 
 def _compile_job(path: str) -> int:

@@ -10,7 +10,6 @@ import cosim.testbenches.phantom as phantom_tb
 from cosim.testbenches import fat as fat_tb
 from rtl.export import generate
 from rtl.fat import mapper as fat_mapper
-from rtl.phantom import mapper as phantom_mapper
 
 
 @pytest.mark.verilator
@@ -29,42 +28,25 @@ def test_fat_counts_invalid_codes_and_treats_them_as_zeros():
 
 
 @pytest.mark.verilator
-def test_phantom_flags_bad_chunks_and_names_the_first(monkeypatch):
-    design = generate("phantom", {})
-    plan = phantom_mapper.plan(phantom_tb.random_layers(5)[0], design.config)
-    r = phantom_tb.run_bad_chunks(design, plan, np.random.default_rng(6))
+@pytest.mark.parametrize("engine, rng_seed, wrong", [("phantom", 6, "error_chunk"), ("phantom2d", 2, "error_core")])
+def test_phantom_engines_flag_bad_chunks_and_name_the_first(monkeypatch, engine, rng_seed, wrong):
+    import importlib
+    tb = importlib.import_module(f"cosim.testbenches.{engine}")
+    mapper = importlib.import_module(f"rtl.{engine}.mapper")
+    design = generate(engine, {})
+    plan = mapper.plan(phantom_tb.random_layers(5)[0], design.config)
+    r = tb.run_bad_chunks(design, plan, np.random.default_rng(rng_seed))
     want = r.extra["expected_flags"]
     assert want["errors"] == 3
     assert r.passed and r.mismatches == 0, (r.summary(), r.extra.get("error"))
     assert {k: r.extra["stats"][k] for k in want} == want
-    # the checker fails when the flag names another chunk than the first bad one
-    real = phantom_tb.bad_chunks
+    # the checker fails when the flags name another chunk (core) than the first bad one
+    real = tb.bad_chunks
 
     def off_by_one(*args, **kw):
         bad, w = real(*args, **kw)
-        return bad, dict(w, error_chunk=w["error_chunk"] + 1)
+        return bad, dict(w, **{wrong: w[wrong] + 1})
 
-    monkeypatch.setattr(phantom_tb, "bad_chunks", off_by_one)
-    r = phantom_tb.run_bad_chunks(design, plan, np.random.default_rng(6))
-    assert not r.passed and "counter error_chunk" in r.extra["error"], r.extra.get("error")
-
-
-@pytest.mark.verilator
-def test_phantom2d_flags_bad_chunks_naming_core_and_chunk(monkeypatch):
-    import cosim.testbenches.phantom2d as mesh_tb
-    from rtl.phantom2d import mapper as mesh_mapper
-    design = generate("phantom2d", {})
-    plan = mesh_mapper.plan(phantom_tb.random_layers(5)[0], design.config)
-    r = mesh_tb.run_bad_chunks(design, plan, np.random.default_rng(2))
-    want = r.extra["expected_flags"]
-    assert r.passed and r.mismatches == 0, (r.summary(), r.extra.get("error"))
-    assert {k: r.extra["stats"][k] for k in want} == want and want["errors"] == 3
-    real = mesh_tb.bad_chunks
-
-    def other_core(*args, **kw):
-        bad, w = real(*args, **kw)
-        return bad, dict(w, error_core=w["error_core"] + 1)
-
-    monkeypatch.setattr(mesh_tb, "bad_chunks", other_core)
-    r = mesh_tb.run_bad_chunks(design, plan, np.random.default_rng(2))
-    assert not r.passed and "error_core" in r.extra["error"], r.extra.get("error")
+    monkeypatch.setattr(tb, "bad_chunks", off_by_one)
+    r = tb.run_bad_chunks(design, plan, np.random.default_rng(rng_seed))
+    assert not r.passed and wrong in r.extra["error"], r.extra.get("error")
