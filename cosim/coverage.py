@@ -132,7 +132,7 @@ def _short_src(src: str) -> str:
 
 @dataclass
 class SourceMap:
-    """Lines of a Verilog file, and the ``src`` attribute of each line and declaration.
+    r"""Lines of a Verilog file, and the ``src`` attribute of each line and declaration.
     Signals are keyed by (module, name): Yosys's ``\$N`` names repeat from module to module."""
     lines: list[str]
     module: list[str]  # the module each line lies in (index: line - 1)
@@ -274,6 +274,39 @@ def _artifact(p: Point, src: SourceMap | None) -> bool:
     return src is not None and p.page == "v_branch" and YOSYS_TRIGGER in src.text(p.line)
 
 
+def structural_constants(verilog: str, *, timeout_s: float = 600) -> dict[tuple[str, str], set[int]]:
+    """{(module, signal): bits} of the signals in ``verilog`` whose bits are constant in
+    the design's structure, so no stimulus can toggle them: the literal padding of a
+    concatenation (``{ 3'h0, x }``), an operand Yosys folds to a constant, a register whose
+    next value is always its reset value. Found by Yosys (``read_verilog; proc`` with every
+    wire kept, ``opt -fast``): a bit of a kept wire that maps to a constant ``"0"``/``"1"``
+    in the netlist. Yosys's own process wires (``$``-names it makes in ``proc``) are not
+    Verilog signals and never match a toggle point."""
+    import json
+
+    from cosim.mutate import run_yosys
+    script = "read_verilog design.v\nproc\nsetattr -set keep 1 w:*\nopt -fast\nwrite_json design.json\n"
+    _, out = run_yosys(script, {"design.v": verilog}, timeout_s=timeout_s, outputs=("design.json",))
+    found: dict[tuple[str, str], set[int]] = {}
+    for module, mod in json.loads(out["design.json"])["modules"].items():
+        for name, net in mod["netnames"].items():
+            offset = int(net.get("offset", 0))
+            bits = {offset + i for i, b in enumerate(net["bits"]) if b in ("0", "1")}
+            if bits:
+                found[(module.lstrip("\\"), name.lstrip("\\"))] = bits
+    return found
+
+
+def _constant_point(p: Point, constants: dict[tuple[str, str], set[int]]) -> bool:
+    if p.kind != "toggle":
+        return False
+    m = _TOGGLE.match(p.comment)
+    if not m:
+        return False
+    bits = constants.get((p.module, m["signal"].lstrip("\\")))
+    return bits is not None and (int(m["bit"]) if m["bit"] is not None else 0) in bits
+
+
 def _ratio(covered: int, total: int) -> float | None:
     return round(covered / total, 4) if total else None
 
@@ -362,18 +395,24 @@ def _line_misses(pts: list[Point], src: SourceMap | None) -> list[dict]:
     return out
 
 
-def summarize(merged: dict[str, int], engine_file: str, verilog: str | None = None) -> dict:
+def summarize(merged: dict[str, int], engine_file: str, verilog: str | None = None,
+              constants: dict[tuple[str, str], set[int]] | None = None) -> dict:
     """Per-module line and toggle figures, the engine's totals (modules of ``engine_file``,
     the engine's Verilog file name) apart from the harness's (every other file), and the
     engine's uncovered points; ``verilog``: the text of ``engine_file`` (line texts and
-    Amaranth sources)."""
+    Amaranth sources); ``constants``: :func:`structural_constants` of it, whose toggle
+    points leave the engine's figures (counted under ``structural_constants``; ``engine_raw`` keeps
+    the figures with them)."""
     src = SourceMap.of(verilog) if verilog is not None else None
+    constants = constants or {}
     all_pts = points(merged)
-    engine, harness, excluded = [], [], []
+    engine, harness, excluded, constant = [], [], [], []
     for p in all_pts:
         mine = os.path.basename(p.file) == engine_file
         if mine and _artifact(p, src):
             excluded.append(p)
+        elif mine and _constant_point(p, constants):
+            constant.append(p)
         elif p.kind != "other":
             (engine if mine else harness).append(p)
     modules = {}
@@ -400,6 +439,7 @@ def summarize(merged: dict[str, int], engine_file: str, verilog: str | None = No
         "engine_file": engine_file,
         "modules": modules,
         "engine": _figures(engine),
+        "engine_raw": _figures(engine + constant),
         "engine_by_source": sources,
         "harness": _figures(harness),
         "not_measured": {"signals": len(unmeasured), "bits": sum(w for _, w in unmeasured),
@@ -410,6 +450,10 @@ def summarize(merged: dict[str, int], engine_file: str, verilog: str | None = No
         "excluded": {"points": len(excluded),
                      "why": "Yosys's time-zero trigger in every always @* block (an if never taken) "
                             "and its constant register"},
+        "structural_constants": {"points": len(constant), "covered": sum(1 for p in constant if p.count),
+                                 "why": "toggle points of bits constant in the design's structure (literal "
+                                        "padding, folded operands, registers that never leave their reset "
+                                        "value; found by Yosys): no stimulus can toggle them"},
         "uncovered_lines": _line_misses(line_pts, src),
         "uncovered_toggles": _toggle_misses(toggle_pts, src),
     }
@@ -425,6 +469,10 @@ def summary_lines(doc: dict, max_items: int = 10) -> list[str]:
     e = doc["engine"]
     out = [f"coverage of {doc['engine_name']} (engine's own logic, {doc['runs']} runs merged): "
            f"line {percent(e['line'])}, toggle {percent(e['toggle'])}"]
+    sc = doc.get("structural_constants")
+    if sc and sc["points"]:
+        out.append(f"  toggle with the {sc['points']} points of structurally constant bits counted: "
+                   f"{percent(doc['engine_raw']['toggle'])}")
     for mod, m in doc["modules"].items():
         if m["part"] == "engine" and len([k for k, v in doc["modules"].items() if v["part"] == "engine"]) > 1:
             out.append(f"  {mod}: line {percent(m['line'])}, toggle {percent(m['toggle'])}")
@@ -475,6 +523,10 @@ def report_md(doc: dict) -> str:
         out.append(f"| {m['part']} | `{mod}` | {percent(m['line'])} | {percent(m['toggle'])} |")
     ex = doc["excluded"]
     out += ["", f"Excluded: {ex['points']} points ({ex['why']}).", ""]
+    sc = doc.get("structural_constants")
+    if sc and sc["points"]:
+        out[-1:] = [f"Structurally constant: {sc['points']} toggle points ({sc['why']}), left out of the "
+                    f"engine's toggle figure; counted, it is {percent(doc['engine_raw']['toggle'])}.", ""]
     lines = doc["uncovered_lines"]
     out += [f"## Uncovered line points ({len(lines)})", ""]
     if lines:

