@@ -19,7 +19,7 @@ import numpy as np
 
 from cosim import hexio, runner
 from cosim.harness import DEPTH_LOG2, HARNESS_TOP, static_ports, stream_harness
-from rtl.export import Design
+from rtl.export import Design, sim_models
 
 TEST_MODULE = "cosim.tb_stream"
 
@@ -54,8 +54,10 @@ class StreamResult:
 def build_stream(design: Design, sim: str, *, verilog: str | None = None, waves: bool = False,
                  depth_log2: int = DEPTH_LOG2, lanes: tuple[int, int] | None = None) -> runner.Build:
     """Build the design (or a given Verilog text for it) inside the stream harness
-    (``depth_log2``: harness memory depth, see :func:`cosim.harness.fit_depth_log2`)."""
-    sources = {f"{design.top}.v": verilog if verilog is not None else design.verilog,
+    (``depth_log2``: harness memory depth, see :func:`cosim.harness.fit_depth_log2`),
+    with our models of the vendor primitives it instantiates (:func:`rtl.export.sim_models`)."""
+    text = verilog if verilog is not None else design.verilog
+    sources = {f"{design.top}.v": text, **sim_models(text),
                "nnaccel_harness.v": stream_harness(design, depth_log2=depth_log2, visible_clock=waves,
                                                          lanes=lanes)}
     return runner.build(sources, HARNESS_TOP, sim, waves=waves, tag=design.engine)

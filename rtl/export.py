@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,24 @@ from amaranth.lib import data, wiring
 from rtl.engines import get_engine
 
 VERSION = "0.1.0"
+
+# Our behavioural simulation models of the vendor primitives a design may instantiate
+# (RequantConfig.dsp="ecp5": the ECP5 MULT18X18D), by primitive. Simulation only: the
+# co-simulation adds a model to the sources when the Verilog instantiates the primitive
+# (:func:`sim_models`); synthesis for the vendor's device maps the instance to the
+# primitive itself.
+SIM_MODELS = {"MULT18X18D": Path(__file__).resolve().parent / "requant" / "ecp5_mult18x18d.v"}
+
+
+def sim_models(verilog_text: str) -> dict[str, str]:
+    """{file name: Verilog} of the :data:`SIM_MODELS` that ``verilog_text`` instantiates
+    and does not define itself."""
+    out = {}
+    for prim, path in SIM_MODELS.items():
+        used = re.search(rf"^\s*{prim}\s*(#|\\?[A-Za-z_])", verilog_text, re.M)
+        if used and not re.search(rf"\bmodule\s+{prim}\b", verilog_text):
+            out[path.name] = path.read_text()
+    return out
 
 
 @dataclass(frozen=True)

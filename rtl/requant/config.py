@@ -29,10 +29,29 @@ PIPELINES: dict[str, tuple[str, ...]] = {
 }
 
 
+# How the fast pipeline's four partial products reach the DSPs:
+#   inferred  ``*`` in Amaranth, mapped by the synthesis tool (Yosys maps each to an ECP5
+#             MULT18X18D with its registers unused: fabric flip-flop -> DSP -> flip-flop)
+#   ecp5      each an instantiated ECP5 MULT18X18D (the vendor primitive) whose own input
+#             registers are the shift stage's x and q and whose output registers are the
+#             pp stage's products; same stages, same latency. Simulated with our model
+#             rtl/requant/ecp5_mult18x18d.v; ``fast`` pipeline only.
+DSPS = ("inferred", "ecp5")
+
+
 def check_pipeline(value, name: str = "pipeline") -> str:
     """``value`` when it names a requantizer pipeline, else ValueError naming ``name``."""
     if value not in PIPELINES:
         raise ValueError(f"{name} must be one of {', '.join(PIPELINES)} (the requantizer's pipelines), "
+                         f"not {value!r}")
+    return value
+
+
+def check_dsp(value, name: str = "dsp") -> str:
+    """``value`` when it names a way to build the partial products (:data:`DSPS`), else
+    ValueError naming ``name``."""
+    if value not in DSPS:
+        raise ValueError(f"{name} must be one of {', '.join(DSPS)} (how the multiplies reach the DSPs), "
                          f"not {value!r}")
     return value
 
@@ -46,12 +65,18 @@ class RequantConfig:
               multiply as four registered 18 x 18-DSP partial products and their sums,
               the rounding shift, the zero-point add and the clamp comparisons each in a
               stage of their own; about 138 MHz). The results are the same, bit for bit.
+    dsp       how the fast pipeline's partial products reach the DSPs (:data:`DSPS`):
+              "inferred" (Amaranth ``*``, the synthesis tool's mapping) or "ecp5" (four
+              instantiated ECP5 MULT18X18D with their input and output registers in use,
+              the same 8 stages; Verilog only, simulated with our model of the primitive,
+              synthesized for ECP5).
     """
 
     acc_bits: int = 32  # accumulator and multiplier width (TFLite: 32)
     out_bits: int = 8  # output width (int8)
     shift_bits: int = 6  # signed shift field; valid values SHIFT_MIN..SHIFT_MAX
     pipeline: str = "compact"
+    dsp: str = "inferred"
 
     def __post_init__(self):
         if self.acc_bits != 32:
@@ -61,6 +86,10 @@ class RequantConfig:
         if self.shift_bits != 6:
             raise ValueError(f"shift_bits must be 6 (shifts {SHIFT_MIN}..{SHIFT_MAX}), not {self.shift_bits}")
         check_pipeline(self.pipeline)
+        check_dsp(self.dsp)
+        if self.dsp != "inferred" and self.pipeline != "fast":
+            raise ValueError(f"dsp={self.dsp} registers the fast pipeline's partial products in the DSPs: "
+                             f"it needs pipeline=fast, not {self.pipeline!r}")
 
     @property
     def stages(self) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ pipeline of :data:`rtl.requant.config.PIPELINES`.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -83,18 +83,21 @@ class Requantizer(wiring.Component):
                 m.d.sync += s.eq(value)
             return s
 
-        # shift: left shift with int32 wrap-around; split the shift.
+        # shift: left shift with int32 wrap-around; split the shift. With dsp="ecp5" the
+        # x and q registers are the DSPs' own input registers (in _fast).
         p = self.i.payload
         left = Mux(p.shift > 0, p.shift.as_unsigned()[:5], 0)
-        x = reg("shift", "x", (p.acc << left)[:n].as_signed(), signed(n))
-        q = reg("shift", "q", p.mult, signed(n))
+        x, q = (p.acc << left)[:n].as_signed(), p.mult
+        if cfg.dsp == "inferred":
+            x = reg("shift", "x", x, signed(n))
+            q = reg("shift", "q", q, signed(n))
         right = reg("shift", "right", Mux(p.shift < 0, -p.shift, 0), range(-SHIFT_MIN + 1))
 
         if cfg.pipeline == "compact":
             y = self._compact(m, reg, x, q, right)
             below, above, low = y < self.act_min, y > self.act_max, y
         else:
-            below, above, low = self._fast(m, reg, x, q, right)
+            below, above, low = self._fast(m, reg, x, q, right, en)
 
         # clamp (the output register): act_min first, as golden.quant.requantize.
         with m.If(en):
@@ -133,9 +136,10 @@ class Requantizer(wiring.Component):
         m.d.comb += y.eq(r + self.zero_point)
         return y
 
-    def _fast(self, m, reg, x, q, right):
+    def _fast(self, m, reg, x, q, right, en):
         """Stages pp .. compare of the fast pipeline; returns the clamp stage's
-        (below act_min, above act_max, value) registers."""
+        (below act_min, above act_max, value) registers. ``x`` and ``q`` are the shift
+        stage's registers, or (dsp="ecp5") the values the DSPs' input registers load."""
         cfg = self._config
         n, ob = cfg.acc_bits, cfg.out_bits
         k = n // 2  # x = xh 2**k + xl with xl unsigned, the same for q
@@ -144,10 +148,16 @@ class Requantizer(wiring.Component):
         # 17 x 17 bits signed, one 18 x 18 DSP with its output registered. The x and q
         # registers drive the DSPs and nothing else.
         xl, xh, ql, qh = x[:k], x[k:].as_signed(), q[:k], q[k:].as_signed()
-        hh = reg("pp", "hh", xh * qh, signed(2 * (n - k)))
-        hl = reg("pp", "hl", xh * ql, signed(n + 1))
-        lh = reg("pp", "lh", xl * qh, signed(n + 1))
-        ll = reg("pp", "ll", xl * ql, unsigned(2 * k))
+        shapes = {"hh": signed(2 * (n - k)), "hl": signed(n + 1), "lh": signed(n + 1), "ll": unsigned(2 * k)}
+        factors = {"hh": (xh, qh), "hl": (xh, ql), "lh": (xl, qh), "ll": (xl, ql)}
+        pp = {}
+        for name, (a, b) in factors.items():
+            if cfg.dsp == "ecp5":  # the DSP's own registers: x, q in, the product out
+                prod = _mult18x18d(m, f"pp_{name}", a, b, en)[:shapes[name].width]
+                pp[name] = prod.as_signed() if shapes[name].signed else prod
+            else:
+                pp[name] = reg("pp", name, a * b, shapes[name])
+        hh, hl, lh, ll = pp["hh"], pp["hl"], pp["lh"], pp["ll"]
         right = reg("pp", "right", right, right.shape())
         # sum: the middle terms, and the outer ones (side by side: a concatenation) with
         # the rounding nudge 2**(n-2) folded in. Neither overflows its register:
@@ -185,3 +195,36 @@ class Requantizer(wiring.Component):
         above = reg("compare", "above", Mux(outside, ~y[-1], low > self.act_max), 1)
         low = reg("compare", "low", low, signed(ob))
         return below, above, low
+
+
+# The ECP5 MULT18X18D configuration of dsp="ecp5": A and B registered on the way in, the
+# 36-bit product P registered on the way out (no pipeline register: two cycles from A, B
+# to P), all on CLK0, enabled by CE0, cleared by the synchronous RST0 (the domain's reset,
+# as the fabric registers it stands for). Lattice TN1267 (ECP5 sysDSP usage guide); the
+# parameter names and defaults as Yosys's share/ecp5/cells_bb.v declares them. nextpnr
+# times such a DSP as registers at both ends (its MULT18X18D_REGS_ALL timing class).
+MULT18X18D_PARAMS = {
+    "REG_INPUTA_CLK": "CLK0", "REG_INPUTA_CE": "CE0", "REG_INPUTA_RST": "RST0",
+    "REG_INPUTB_CLK": "CLK0", "REG_INPUTB_CE": "CE0", "REG_INPUTB_RST": "RST0",
+    "REG_PIPELINE_CLK": "NONE",
+    "REG_OUTPUT_CLK": "CLK0", "REG_OUTPUT_CE": "CE0", "REG_OUTPUT_RST": "RST0",
+    "GSR": "DISABLED", "RESETMODE": "SYNC", "MULT_BYPASS": "DISABLED",
+}
+
+
+def _mult18x18d(m: Module, name: str, a, b, en) -> Signal:
+    """An instantiated MULT18X18D named ``name`` (:data:`MULT18X18D_PARAMS`): ``a`` and
+    ``b`` (each at most 18 bits signed, or 17 unsigned) extended to 18-bit signed
+    operands; returns its registered 36-bit product, the signal ``name``."""
+    a18, b18 = Signal(signed(18), name=f"{name}_a"), Signal(signed(18), name=f"{name}_b")
+    m.d.comb += [a18.eq(a), b18.eq(b)]
+    p = Signal(signed(36), name=name)
+    ports = {"i_CLK0": ClockSignal(), "i_CE0": en, "i_RST0": ResetSignal(),
+             "i_SIGNEDA": Const(1), "i_SIGNEDB": Const(1), "i_SOURCEA": Const(0), "i_SOURCEB": Const(0)}
+    ports.update({f"i_A{j}": a18[j] for j in range(18)})
+    ports.update({f"i_B{j}": b18[j] for j in range(18)})
+    ports.update({f"i_C{j}": Const(0) for j in range(18)})
+    ports.update({f"o_P{j}": p[j] for j in range(36)})
+    m.submodules[f"{name}_dsp"] = Instance("MULT18X18D", **{f"p_{k}": v for k, v in MULT18X18D_PARAMS.items()},
+                                           **ports)
+    return p
