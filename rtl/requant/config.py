@@ -14,7 +14,8 @@ from golden.quant import SHIFT_MAX, SHIFT_MIN
 #   shift    left shift with int32 wrap-around; the shift split into left and right
 #   mul      (compact) the whole 2n-bit product x * q: one 32 x 32 multiply, 4 ECP5
 #            MULT18X18D and the carry chains that add their outputs, in one stage
-#   high     the rounding doubling high half and its one saturating case
+#   high     the rounding doubling high half and its one saturating case (fast: with
+#            the masks of the rounding half and the bits under it, from the shift)
 #   round    rounding divide by 2**right, ties away from zero (compact: with the
 #            increment; fast: barrel shift and rounding bit side by side)
 #   pp       (fast) four partial products of the n/2-bit halves, registered: each at

@@ -33,14 +33,15 @@ Properties of the requantizer (``PROPERTIES``), default configuration (32-bit):
 The same four for the ``fast`` pipeline (``*_fast``). Its stages property checks the
 partial products as the solver's products of the register halves, the sums, and the
 high half against :func:`ref_stage3` of the product the sum registers hold, whenever
-that lies in the range of an n x n product; that the sums always hold x * q is the
+that lies in the range of an n x n product, and the high stage's two rounding masks as a
+function of its shift in every cycle; that the sums always hold x * q is the
 multiplier identity, proved end to end at 6 bits (``requant.reference_fast``, bmc 11 =
 latency 8 + 3) and simulated at 32.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 
 from golden.quant import SHIFT_MAX, SHIFT_MIN
 from rtl.common.formal import FormalTop, Property, elaborated, stream_out_checks
@@ -200,14 +201,26 @@ class RequantTop(FormalTop):
                 ("o_payload", out, ref_stage5(m, g["round_r"], d.zero_point, d.act_min, d.act_max,
                                               self.cfg.out_bits)),
             ]
+            invariants = []
         else:
             checks = self._fast_checks(m, d, x, q, right)
+            # the rounding masks the high stage keeps beside its shift: a function of it,
+            # in every cycle (the round stage's check reads the shift alone)
+            hr = g["high_right"]
+            invariants = [
+                ("high_half_at", g["high_half_at"], _sig(m, n, Cat(hr == j + 1 for j in range(n)), "ref_half_at")),
+                ("high_below_half", g["high_below_half"], _sig(m, n, Cat(hr > j + 1 for j in range(n)),
+                                                               "ref_below_half")),
+            ]
         advanced = self.past(m, d.i.ready, name="past_advance")
         for name, now, value, *when in checks:
             was = self.past(m, Value.cast(value), name=f"expect_{name}")
             applies = self.past(m, when[0], name=f"applies_{name}") if when else 1
             with m.If(self.started & advanced & applies):
                 self.assert_(m, now == was, f"{name} differs from its reference stage")
+        for name, now, value in invariants:
+            with m.If(self.started):
+                self.assert_(m, now == value, f"{name} differs from its function of the stage's shift")
         regs = [(name, g[name]) for name in g if name.split("_")[0] in self.cfg.stages and "$" not in name]
         for name, reg in regs + [("o_payload", out)]:
             before = self.past(m, reg, name=f"before_{name}")

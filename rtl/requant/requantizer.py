@@ -26,9 +26,16 @@ class Requantizer(wiring.Component):
         * ``"compact"``, 5 stages: shift | 64-bit product | doubling high half |
           rounding shift | zero point and clamp;
         * ``"fast"``, 8 stages: shift | four partial products of the 16-bit halves (one
-          18 x 18 DSP each, registered) | their middle and outer sums | high half |
-          rounding shift and rounding bit | rounding bit and zero point added |
-          clamp comparisons on out_bits bits | clamp.
+          18 x 18 DSP each, registered) | their middle and outer sums | high half and
+          the rounding masks | rounding shift and rounding bit | rounding bit and zero
+          point added | clamp comparisons on out_bits bits | clamp.
+
+        ``config.dsp = "ecp5"`` (fast only) instantiates the four DSPs as ECP5
+        MULT18X18D whose own input registers are the shift stage's x and q and whose
+        output registers are the pp stage's products (:func:`_mult18x18d`): the same
+        stages and latency, no fabric flip-flop next to a DSP. Verilog only (the
+        Amaranth simulator cannot run a vendor primitive); co-simulated with our model
+        ``rtl/requant/ecp5_mult18x18d.v``.
 
     Ports
     -----
@@ -175,13 +182,17 @@ class Requantizer(wiring.Component):
         m.d.comb += t.eq(outer + (mid << k))
         sat = t[2 * n - 2] & ~t[2 * n - 1]
         h = reg("high", "h", Mux(sat, int_max, t[n - 1:2 * n - 1].as_signed()), signed(n))
+        # and, from the shift alone (beside the carry chain), which bit of h is the
+        # rounding half (bit right-1; none when right == 0) and which bits lie under it.
+        half_at = reg("high", "half_at", Cat(right == j + 1 for j in range(n)), n)
+        below_half = reg("high", "below_half", Cat(right > j + 1 for j in range(n)), n)
         right = reg("high", "right", right, right.shape())
         # round: h >> right and the rounding bit, side by side (no carry chain). Ties
         # away from zero: up when bit right-1 of h is set and h >= 0 or a bit below it
-        # is set (the remainder exceeds half when h < 0: TFLite's threshold + 1).
-        below_half = Cat(right > j + 1 for j in range(n))  # the bits under bit right-1
-        half = Cat(Const(0, 1), h).bit_select(right, 1)  # bit right-1 (0 when right == 0)
-        up = half & (~h[-1] | (h.as_unsigned() & below_half).any())
+        # is set (the remainder exceeds half when h < 0: TFLite's threshold + 1). Both
+        # bits are AND-OR trees over h and the high stage's masks.
+        hu = h.as_unsigned()
+        up = (hu & half_at).any() & (~h[-1] | (hu & below_half).any())
         r = reg("round", "q", h >> right, signed(n))
         up = reg("round", "up", up, 1)
         # add: r + up + zero point in one carry chain, (2r + up) + (2 zp + up) = 2 (r + up + zp).
