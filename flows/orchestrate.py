@@ -13,7 +13,7 @@ from pathlib import Path
 from cosim.engines import testbench
 from cosim.harness import DEPTH_LOG2, capacity
 from flows.outdir import check_output_dir, check_output_file, write_atomic, write_json_atomic
-from rtl.export import Design, fusesoc_core, generate
+from rtl.export import Design, fusesoc_core, generate, sim_models
 
 
 def read_verilog(path: str, top: str) -> str:
@@ -27,9 +27,11 @@ def read_verilog(path: str, top: str) -> str:
 
 
 def write_design(design: Design, out_dir: Path) -> list[Path]:
-    """Write ``ENGINE.v``, ``ENGINE.json`` and ``ENGINE.core``; each appears whole or not at all."""
+    """Write ``ENGINE.v``, ``ENGINE.json`` and ``ENGINE.core`` (and our simulation models
+    of the vendor primitives the Verilog instantiates, :func:`rtl.export.sim_models`);
+    each appears whole or not at all."""
     files = {f"{design.engine}.v": design.verilog, f"{design.engine}.json": json.dumps(design.meta(), indent=2) + "\n",
-             f"{design.engine}.core": fusesoc_core(design)}
+             f"{design.engine}.core": fusesoc_core(design), **sim_models(design.verilog)}
     return [write_atomic(Path(out_dir) / name, text) for name, text in files.items()]
 
 

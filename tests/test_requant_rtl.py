@@ -12,7 +12,7 @@ from golden.layer import layer_vectors_from
 from golden.quant import requantize
 from rtl.requant.config import PIPELINES, RequantConfig
 from rtl.requant.mapper import maps, plan
-from rtl.requant.model import cycles
+from rtl.requant.model import cycles, stream_cycles
 from rtl.requant.requantizer import Requantizer
 from rtl.common.simtools import stream_get, stream_put
 
@@ -123,7 +123,6 @@ def test_fast_pipeline_cosim_bit_exact_and_cycle_exact():
     bit-exact; the unpaced one takes exactly the model's cycles, 3 more than compact's."""
     from cosim.testbenches.requant import cosim
     from rtl.export import generate
-    from rtl.requant.model import stream_cycles
 
     design = generate("requant", {"pipeline": "fast"})
     assert design.config.latency == 8
@@ -132,3 +131,54 @@ def test_fast_pipeline_cosim_bit_exact_and_cycle_exact():
     assert SCENARIOS[0].idle == SCENARIOS[0].stall == 0  # the unpaced scenario: held to the model (testbench)
     assert runs[0].cycles == stream_cycles(runs[0].vectors, design.config), (runs[0].cycles, runs[0].vectors)
     assert stream_cycles(10, design.config) - stream_cycles(10, RequantConfig()) == 3
+
+
+def test_dsp_option_is_checked():
+    assert RequantConfig(pipeline="fast", dsp="ecp5").latency == 8
+    with pytest.raises(ValueError, match="dsp must be one of inferred, ecp5 .*not 'xilinx'"):
+        RequantConfig(pipeline="fast", dsp="xilinx")
+    with pytest.raises(ValueError, match="dsp=ecp5 .* needs pipeline=fast, not 'compact'"):
+        RequantConfig(dsp="ecp5")
+
+
+def test_dsp_ecp5_verilog_instantiates_registered_mult18x18d(tmp_path):
+    """dsp=ecp5: four MULT18X18D with input and output registers on CLK0 in place of the
+    shift stage's x, q and the pp stage's fabric registers; the co-simulation gets our
+    model of the primitive, the inferred design none; synthesis only for ECP5 (or generic,
+    with the model as logic)."""
+    from flows.synth import synth, yosys_script
+    from rtl.export import generate, sim_models
+
+    design = generate("requant", {"pipeline": "fast", "dsp": "ecp5"})
+    v = design.verilog
+    assert v.count("MULT18X18D #(") == 4 and "module MULT18X18D" not in v
+    for param in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
+        assert v.count(f'.{param}("CLK0")') == 4, param
+    assert v.count('.REG_PIPELINE_CLK("NONE")') == 4
+    assert "reg signed [31:0] shift_x" not in v and "pp_hh_dsp" in v
+    assert design.meta()["latency"] == 8
+    models = sim_models(v)
+    assert list(models) == ["ecp5_mult18x18d.v"] and "module MULT18X18D" in models["ecp5_mult18x18d.v"]
+    assert sim_models(generate("requant", {"pipeline": "fast"}).verilog) == {}
+    assert "read_verilog ecp5_mult18x18d.v" in yosys_script("requant", "generic", models=tuple(models))
+    assert "ecp5_mult18x18d.v" not in yosys_script("requant", "ecp5", models=tuple(models))
+    with pytest.raises(ValueError, match="instantiates ECP5 primitives .*use --target ecp5 or generic"):
+        synth("requant", target="ice40", params={"pipeline": "fast", "dsp": "ecp5"}, out_dir=tmp_path)
+
+
+@pytest.mark.icarus
+def test_dsp_ecp5_cosim_bit_exact_and_cycle_exact_and_a_broken_dsp_fails():
+    """dsp=ecp5 with our MULT18X18D model (Icarus): every scenario bit-exact, the unpaced
+    one in the model's cycles (latency 8, as inferred). The check can fail: the same
+    Verilog without the DSPs' output registers (products a cycle early) mismatches."""
+    from cosim.testbenches.requant import cosim
+    from rtl.export import generate
+
+    design = generate("requant", {"pipeline": "fast", "dsp": "ecp5"})
+    runs = cosim(design, sim="icarus", vectors=200)
+    assert runs and all(r.passed for r in runs), [(r.summary(), r.extra.get("error")) for r in runs if not r.passed]
+    assert runs[0].cycles == stream_cycles(runs[0].vectors, design.config), (runs[0].cycles, runs[0].vectors)
+    broken = design.verilog.replace('.REG_OUTPUT_CLK("CLK0")', '.REG_OUTPUT_CLK("NONE")')
+    assert broken != design.verilog
+    runs = cosim(design, sim="icarus", vectors=200, verilog=broken)
+    assert not runs[0].passed and runs[0].mismatches > 0, runs[0].summary()

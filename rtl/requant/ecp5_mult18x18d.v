@@ -16,6 +16,12 @@
 // an instance that connects them does not elaborate). GSR is not modelled (no GSR cell).
 `default_nettype none
 
+// The primitive's name and full parameter list, the C input and cascade selects it ignores,
+// and registers that start at zero (as after configuration) in simulation:
+/* verilator lint_off DECLFILENAME */
+/* verilator lint_off UNUSEDPARAM */
+/* verilator lint_off UNUSEDSIGNAL */
+/* verilator lint_off PROCASSINIT */
 module MULT18X18D (
     input wire A0, A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12, A13, A14, A15, A16, A17,
     input wire B0, B1, B2, B3, B4, B5, B6, B7, B8, B9, B10, B11, B12, B13, B14, B15, B16, B17,
@@ -116,5 +122,9 @@ module MULT18X18D (
     assign {P35, P34, P33, P32, P31, P30, P29, P28, P27, P26, P25, P24, P23, P22, P21, P20, P19, P18,
             P17, P16, P15, P14, P13, P12, P11, P10, P9, P8, P7, P6, P5, P4, P3, P2, P1, P0} = p;
 endmodule
+/* verilator lint_on PROCASSINIT */
+/* verilator lint_on UNUSEDSIGNAL */
+/* verilator lint_on UNUSEDPARAM */
+/* verilator lint_on DECLFILENAME */
 
 `default_nettype wire
