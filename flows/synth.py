@@ -23,6 +23,11 @@ engine's generated Verilog and writes ``DIR/ENGINE-TARGET.json``:
   ECP5 / iCE40 netlists need the vendor cell models (Yosys's ``share/ecp5/cells_sim.v``;
   its MULT18X18D is a black box there, so the gate-level check runs on the generic target).
 
+A design that instantiates ECP5 primitives (``requant --param pipeline=fast --param
+dsp=ecp5``: four MULT18X18D with their own registers) synthesizes for ``ecp5`` (Yosys
+knows the primitive) or ``generic``, where our simulation model of it
+(:data:`rtl.export.SIM_MODELS`) is read as its logic; ``ice40`` refuses it up front.
+
 A design that does not fit the target device is synthesized but not placed; the
 JSON says so. Tools run under a wall-clock limit.
 """
