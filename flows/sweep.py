@@ -611,9 +611,10 @@ class Table:
 
 
 def read_rows(path: Path) -> list[dict]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
-    try:
-        return pq.read_table(path).to_pylist()
+    try:  # the bytes read once: a running sweep may replace the file between pyarrow's opens
+        return pq.read_table(pa.BufferReader(Path(path).read_bytes())).to_pylist()
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"{path}: not a readable points table ({type(e).__name__}: {e})") from None
 

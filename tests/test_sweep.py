@@ -41,7 +41,11 @@ def write(tmp_path, text, name="spec.toml") -> Path:
 
 
 def rows(out: Path) -> list[dict]:
-    return pq.read_table(out / "points.parquet").to_pylist()
+    # One read of the bytes: a running sweep replaces the file (atomically) after every
+    # point, and pyarrow opens a path more than once (footer, then pages), so reading the
+    # path itself can mix two versions.
+    import pyarrow as pa
+    return pq.read_table(pa.BufferReader((out / "points.parquet").read_bytes())).to_pylist()
 
 
 # ----------------------------------------------------------------------------- bad specs
