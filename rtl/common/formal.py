@@ -21,6 +21,11 @@ from amaranth.hdl._ir import Fragment
 
 METHODS = ("prove", "bmc")
 
+# ``Property.cut`` for the data multipliers: ``$mul`` cells with both operands 8 bits or
+# wider (the requantizers', Phantom's and Winograd's products), not the small index
+# arithmetic (``word_select`` offsets, row addresses) that control depends on.
+CUT_MULTIPLIERS = ("t:$mul r:A_WIDTH>=8 %i r:B_WIDTH>=8 %i",)
+
 
 @dataclass(frozen=True)
 class Property:
@@ -35,7 +40,7 @@ class Property:
     depth    k or the bound
     config   the configuration the component is built with (``{field: value}``)
     cut      Yosys selections whose cells become free values in every cycle (``cutpoint``
-             after ``prep``), e.g. ``("t:$mul",)``: the multipliers, where a property does
+             after ``prep``), e.g. :data:`CUT_MULTIPLIERS`: the data multipliers, where a property does
              not depend on what they compute (counting) or assumes their proven range
     """
     name: str

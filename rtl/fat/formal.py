@@ -38,7 +38,7 @@ from amaranth.hdl import Cat, Mux, Signal
 
 from rtl.fat.config import Code, FatConfig, Op
 from rtl.fat.engine import FatEngine
-from rtl.common.formal import (FormalTop, Property, StreamHoldTop, elaborated, popcount, state_codes,
+from rtl.common.formal import (CUT_MULTIPLIERS, FormalTop, Property, StreamHoldTop, elaborated, popcount, state_codes,
                                stream_count_checks)
 
 CONFIG = FatConfig(rows=16, cols=2, act_bits=2, acc_bits=4, mode="fat", word_weights=4)
@@ -132,7 +132,7 @@ PROPERTIES = [
              "any back-pressure)", lambda: StreamHoldTop(lambda: FatEngine(CONFIG)), "prove", 2, asdict(CONFIG)),
     Property("fat.count", "fat", "each READ accepted owes aux outputs and exactly that many leave o (in/out "
              "counting; held = READ in flight + emitter columns left + requantizer valid bits), any commands, any "
-             "back-pressure", lambda: FatTop("count"), "prove", 2, asdict(CONFIG), cut=("t:$mul",)),
+             "back-pressure", lambda: FatTop("count"), "prove", 2, asdict(CONFIG), cut=CUT_MULTIPLIERS),
     Property("fat.zero_free", "fat", "a WEIGHTS word with nnz non-zero weights keeps the engine busy exactly "
              "1 + nnz * acc_bits cycles (0 if nnz = 0), whatever its zero weights",
              lambda: FatTop("zero_free"), "prove", 3, asdict(CONFIG)),
