@@ -114,9 +114,12 @@ class FormalTop(Elaboratable):
                 m.d.comb += Assume(Value.cast(p) == prev)
 
 
-def elaborated(component) -> tuple[Fragment, dict[str, Signal]]:
+def elaborated(component) -> tuple[Fragment, dict]:
     """The component elaborated once, and its signals by name (for white-box
-    properties: add the fragment as the submodule, read the signals)."""
+    properties: add the fragment as the submodule, read the signals). A submodule's own
+    object is there too, under its path without a trailing dot (``"core_0_1"``), so its
+    ports are read as attributes (``g["core_0_1"].i.valid``): port signals go by the
+    same name in the parent and the child (``i__valid``), so by name they are ambiguous."""
     frag = Fragment.get(component, None)
     signals: dict[str, Signal] = {}
 
@@ -126,6 +129,9 @@ def elaborated(component) -> tuple[Fragment, dict[str, Signal]]:
                 for s in list(st._lhs_signals()) + list(st._rhs_signals()):
                     signals.setdefault(prefix + s.name, s)
         for sub, name, _loc in f.subfragments:
+            origins = getattr(sub, "origins", None) or ()
+            if origins:
+                signals.setdefault(f"{prefix}{name}", origins[0])
             walk(sub, f"{prefix}{name}.")
     walk(frag, "")
     return frag, signals
@@ -142,14 +148,15 @@ def state_codes(state: Signal) -> dict[str, int]:
     return out
 
 
-def stream_out_checks(top: FormalTop, m: Module, o) -> None:
-    """The stream rule on output port ``o``: an offered payload (``valid & ~ready``)
-    is offered again, unchanged, in the next cycle."""
-    stalled = top.past(m, o.valid & ~o.ready, name="past_stalled")
-    payload = top.past(m, o.payload, name="past_payload")
+def stream_out_checks(top: FormalTop, m: Module, o, name: str = "o") -> None:
+    """The stream rule on output port ``o`` (anything with ``valid``, ``ready`` and
+    ``payload``; ``name`` in the messages): an offered payload (``valid & ~ready``) is
+    offered again, unchanged, in the next cycle."""
+    stalled = top.past(m, o.valid & ~o.ready, name=f"past_stalled_{name}")
+    payload = top.past(m, o.payload, name=f"past_payload_{name}")
     with m.If(top.started & stalled):
-        top.assert_(m, o.valid, "o.valid dropped while not accepted")
-        top.assert_(m, Value.cast(o.payload) == payload, "o.payload changed while not accepted")
+        top.assert_(m, o.valid, f"{name}.valid dropped while not accepted")
+        top.assert_(m, Value.cast(o.payload) == payload, f"{name}.payload changed while not accepted")
 
 
 class StreamHoldTop(FormalTop):

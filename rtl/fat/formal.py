@@ -20,8 +20,7 @@ skipping). Any command stream, any back-pressure.
     none lost, none duplicated. Strengthening (white box): the outputs owed equal the
     READ being sensed or handed off (``rd_cols``), the emitter's columns left
     (``em_cols - em_col``, with ``em_col < em_cols`` while busy) and the requantizer's
-    valid bits; the multipliers are cut (the count does not depend on the values);
-    k-induction.
+    valid bits; k-induction.
 ``fat.sacu_order``
     the SACU issues the word's non-zero weights in order, each once (white box on its
     ``mask`` of weights still to issue): a WEIGHTS word loads the mask with exactly
@@ -38,7 +37,7 @@ from amaranth.hdl import Cat, Mux, Signal
 
 from rtl.fat.config import Code, FatConfig, Op
 from rtl.fat.engine import FatEngine
-from rtl.common.formal import (CUT_MULTIPLIERS, FormalTop, Property, StreamHoldTop, elaborated, popcount, state_codes,
+from rtl.common.formal import (FormalTop, Property, StreamHoldTop, elaborated, popcount, state_codes,
                                stream_count_checks)
 
 CONFIG = FatConfig(rows=16, cols=2, act_bits=2, acc_bits=4, mode="fat", word_weights=4)
@@ -132,7 +131,7 @@ PROPERTIES = [
              "any back-pressure)", lambda: StreamHoldTop(lambda: FatEngine(CONFIG)), "prove", 2, asdict(CONFIG)),
     Property("fat.count", "fat", "each READ accepted owes aux outputs and exactly that many leave o (in/out "
              "counting; held = READ in flight + emitter columns left + requantizer valid bits), any commands, any "
-             "back-pressure", lambda: FatTop("count"), "prove", 2, asdict(CONFIG), cut=CUT_MULTIPLIERS),
+             "back-pressure", lambda: FatTop("count"), "prove", 2, asdict(CONFIG)),
     Property("fat.zero_free", "fat", "a WEIGHTS word with nnz non-zero weights keeps the engine busy exactly "
              "1 + nnz * acc_bits cycles (0 if nnz = 0), whatever its zero weights",
              lambda: FatTop("zero_free"), "prove", 3, asdict(CONFIG)),

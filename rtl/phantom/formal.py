@@ -25,8 +25,8 @@ also inconsistent ones), any back-pressure.
     any chunks and back-pressure. Strengthening (white box): the outputs owed equal the
     window's closing chunks (``valid & last``), the output register and the
     requantizer's valid bits whose lane bit is set (a valid stage's lane bit is set,
-    ``out_valid`` implies ``out_n >= 1``, the window's valid slots form a prefix);
-    multipliers cut; k-induction.
+    ``out_valid`` implies ``out_n >= 1``, the window's valid slots form a prefix:
+    :func:`core_held`); k-induction.
 ``phantom.offsets``
     packed-value offsets stay inside the packed counts when the masks are consistent:
     assuming every accepted chunk has ``popcount(wmask) == wcnt <= values`` and
@@ -48,13 +48,32 @@ from amaranth.hdl import Cat, Mux, Signal
 
 from rtl.phantom.config import PhantomConfig
 from rtl.phantom.core import PhantomCore
-from rtl.common.formal import CUT_MULTIPLIERS, FormalTop, Property, StreamHoldTop, elaborated, stream_count_checks
+from rtl.common.formal import FormalTop, Property, StreamHoldTop, elaborated, stream_count_checks
 
 CONFIG = PhantomConfig(threads=2, chunk=4, values=2, window=2, lanes=1)
 
 
 def popcount(value) -> object:
     return sum(value[k] for k in range(len(value)))
+
+
+def core_held(top: FormalTop, m, g: dict, cfg: PhantomConfig, prefix: str = ""):
+    """The outputs a 1-lane Phantom core holds (white box, signals ``prefix + name`` of
+    an elaborated design): the window's closing chunks (``valid & last``), the output
+    register and the requantizer's valid stages whose lane bit is set. Asserts what
+    makes this count inductive: a valid requantizer stage has its lane bit, a valid
+    output register has a lane, the window's valid slots form a prefix."""
+    L, lat = cfg.window, cfg.requant.latency
+    rq_valid = g[prefix + "rq0.valid"]
+    for k in range(lat):
+        with m.If(rq_valid[k]):
+            top.assert_(m, g[f"{prefix}lanes_s{k}"][0], "a valid requantizer stage without its lane bit")
+    with m.If(g[prefix + "out_valid"]):
+        top.assert_(m, g[prefix + "out_n"] != 0, "the output register valid with no lane")
+    for s in range(L - 1):
+        top.assert_(m, g[f"{prefix}valid{s}"] | ~g[f"{prefix}valid{s + 1}"], "a hole in the window")
+    return (sum(g[f"{prefix}valid{s}"] & g[f"{prefix}last{s}"] for s in range(L)) + g[prefix + "out_valid"]
+            + popcount(Cat(rq_valid[k] & g[f"{prefix}lanes_s{k}"][0] for k in range(lat))))
 
 
 class PhantomTop(FormalTop):
@@ -115,21 +134,11 @@ class PhantomTop(FormalTop):
 
 
     def _count(self, m, g):
-        cfg, d = self.cfg, self.dut
-        L, lat = cfg.window, cfg.requant.latency
-        rq_valid = g["rq0.valid"]
-        for k in range(lat):
-            with m.If(rq_valid[k]):
-                self.assert_(m, g[f"lanes_s{k}"][0], "a valid requantizer stage without its lane bit")
-        with m.If(g["out_valid"]):
-            self.assert_(m, g["out_n"] != 0, "the output register valid with no lane")
-        for s in range(L - 1):
-            self.assert_(m, g[f"valid{s}"] | ~g[f"valid{s + 1}"], "a hole in the window")
-        held = (sum(g[f"valid{s}"] & g[f"last{s}"] for s in range(L)) + g["out_valid"]
-                + popcount(Cat(rq_valid[k] & g[f"lanes_s{k}"][0] for k in range(lat))))
-        word = d.i.payload
-        stream_count_checks(self, m, d.o, incoming=d.i.valid & d.i.ready & word.last, held=held,
-                            capacity=L + 1 + lat, outgoing=d.o.valid & d.o.ready & d.o.payload.lane0_valid)
+        d = self.dut
+        held = core_held(self, m, g, self.cfg)
+        stream_count_checks(self, m, d.o, incoming=d.i.valid & d.i.ready & d.i.payload.last, held=held,
+                            capacity=self.cfg.window + 1 + self.cfg.requant.latency,
+                            outgoing=d.o.valid & d.o.ready & d.o.payload.lane0_valid)
 
     def _offsets(self, m, g):
         cfg, d = self.cfg, self.dut
@@ -191,7 +200,7 @@ PROPERTIES = [
     Property("phantom.count", "phantom", "each accepted chunk with last owes one output and exactly that many "
              "valid lanes leave o (in/out counting; held = closing chunks in the window + output register + "
              "requantizer stages), any chunks, any back-pressure", lambda: PhantomTop("count"), "prove", 2,
-             asdict(CONFIG), cut=CUT_MULTIPLIERS),
+             asdict(CONFIG)),
     Property("phantom.offsets", "phantom", "with consistent masks (popcount == packed count <= values), every "
              "issuing thread's weight and activation offsets lie below its chunk's packed counts",
              lambda: PhantomTop("offsets"), "prove", 2, asdict(CONFIG)),
