@@ -38,8 +38,9 @@ rtl/common/formal.py for how a property is built and docs/formal.md for the resu
     ``last`` has ``first``), seen where the beats reach the accumulators (stage 3, the
     pipeline delaying the port's beats unchanged). A monitor bound ``B`` (beats of the
     group so far times max|U*V|) gives the invariant ``-B <= macc <= B`` (and the same
-    for ``M`` with its group's bound), ``B <= max_in_channels * max|U*V| < 2**31``, so
-    the 32-bit adds never wrap; k-induction, one row per property (4 lanes each).
+    for ``M`` with its group's bound), and ``B <= max_in_channels * max|U*V|`` stays
+    inside the registers' range (``B <= 2**31 - 1``), so the 32-bit adds never wrap;
+    k-induction (k = 1), one row per property (4 lanes each).
 """
 
 from __future__ import annotations
@@ -208,6 +209,9 @@ class WinogradAccTop(FormalTop):
             with m.Else():
                 m.d.sync += [bound.eq(new), after_last.eq(0)]
         self.assert_(m, (bound <= top) & (m_bound <= top), "a group bound past max_in_channels beats")
+        # the bound stays inside the registers' range: a value inside it is exact (no wrap)
+        reg_max = (1 << (cfg.bits("M") - 1)) - 1
+        self.assert_(m, (bound <= reg_max) & (m_bound <= reg_max), "a group's bound past the accumulator's range")
         for q in range(P):
             for j in range(a):
                 acc, mt = g[f"macc_{q}_{self.row}_{j}"], g[f"m_{q}_{self.row}_{j}"]
