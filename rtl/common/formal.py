@@ -7,7 +7,8 @@ cycle) except where an ``Assume`` restricts them, and states the property with
 from the elaborated component by name, :func:`elaborated`). ``cosim.formal`` writes
 the wrapper as RTLIL and proves it with SymbiYosys; nothing here imports a tool.
 :class:`Property` is the record of one property; :class:`StreamHoldTop` the stream
-rule on any engine's output port (:func:`stream_out_checks`).
+rule on any engine's output port (:func:`stream_out_checks`); :func:`stream_count_checks`
+the in/out counting of any engine's stream ports (nothing lost, nothing duplicated).
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from amaranth.hdl import Assert, Assume, Elaboratable, Module, ResetSignal, Signal, Value
+from amaranth.hdl import Assert, Assume, Const, Elaboratable, Module, ResetSignal, Signal, Value
 from amaranth.hdl._ir import Fragment
 
 METHODS = ("prove", "bmc")
+
+# ``Property.cut`` for the data multipliers: ``$mul`` cells with both operands 8 bits or
+# wider (the requantizers', Phantom's and Winograd's products), not the small index
+# arithmetic (``word_select`` offsets, row addresses) that control depends on.
+CUT_MULTIPLIERS = ("t:$mul r:A_WIDTH>=8 %i r:B_WIDTH>=8 %i",)
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,9 @@ class Property:
              "bmc" (bounded: no counterexample in ``depth`` cycles from reset)
     depth    k or the bound
     config   the configuration the component is built with (``{field: value}``)
+    cut      Yosys selections whose cells become free values in every cycle (``cutpoint``
+             after ``prep``), e.g. :data:`CUT_MULTIPLIERS`: the data multipliers, where a property does
+             not depend on what they compute (counting) or assumes their proven range
     """
     name: str
     engine: str
@@ -41,6 +50,7 @@ class Property:
     method: str
     depth: int
     config: dict = field(default_factory=dict)
+    cut: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -104,9 +114,12 @@ class FormalTop(Elaboratable):
                 m.d.comb += Assume(Value.cast(p) == prev)
 
 
-def elaborated(component) -> tuple[Fragment, dict[str, Signal]]:
+def elaborated(component) -> tuple[Fragment, dict]:
     """The component elaborated once, and its signals by name (for white-box
-    properties: add the fragment as the submodule, read the signals)."""
+    properties: add the fragment as the submodule, read the signals). A submodule's own
+    object is there too, under its path without a trailing dot (``"core_0_1"``), so its
+    ports are read as attributes (``g["core_0_1"].i.valid``): port signals go by the
+    same name in the parent and the child (``i__valid``), so by name they are ambiguous."""
     frag = Fragment.get(component, None)
     signals: dict[str, Signal] = {}
 
@@ -116,6 +129,9 @@ def elaborated(component) -> tuple[Fragment, dict[str, Signal]]:
                 for s in list(st._lhs_signals()) + list(st._rhs_signals()):
                     signals.setdefault(prefix + s.name, s)
         for sub, name, _loc in f.subfragments:
+            origins = getattr(sub, "origins", None) or ()
+            if origins:
+                signals.setdefault(f"{prefix}{name}", origins[0])
             walk(sub, f"{prefix}{name}.")
     walk(frag, "")
     return frag, signals
@@ -132,14 +148,15 @@ def state_codes(state: Signal) -> dict[str, int]:
     return out
 
 
-def stream_out_checks(top: FormalTop, m: Module, o) -> None:
-    """The stream rule on output port ``o``: an offered payload (``valid & ~ready``)
-    is offered again, unchanged, in the next cycle."""
-    stalled = top.past(m, o.valid & ~o.ready, name="past_stalled")
-    payload = top.past(m, o.payload, name="past_payload")
+def stream_out_checks(top: FormalTop, m: Module, o, name: str = "o") -> None:
+    """The stream rule on output port ``o`` (anything with ``valid``, ``ready`` and
+    ``payload``; ``name`` in the messages): an offered payload (``valid & ~ready``) is
+    offered again, unchanged, in the next cycle."""
+    stalled = top.past(m, o.valid & ~o.ready, name=f"past_stalled_{name}")
+    payload = top.past(m, o.payload, name=f"past_payload_{name}")
     with m.If(top.started & stalled):
-        top.assert_(m, o.valid, "o.valid dropped while not accepted")
-        top.assert_(m, Value.cast(o.payload) == payload, "o.payload changed while not accepted")
+        top.assert_(m, o.valid, f"{name}.valid dropped while not accepted")
+        top.assert_(m, Value.cast(o.payload) == payload, f"{name}.payload changed while not accepted")
 
 
 class StreamHoldTop(FormalTop):
@@ -171,3 +188,39 @@ class StreamHoldTop(FormalTop):
             m.submodules.dut = d
         self.hold_static(m, *self.statics)
         stream_out_checks(self, m, d.o)
+
+
+def popcount(value) -> Value:
+    """The number of set bits of ``value`` (an adder expression)."""
+    value = Value.cast(value)
+    return sum((value[k] for k in range(len(value))), Const(0, 1))
+
+
+def stream_count_checks(top: FormalTop, m: Module, o, *, incoming, held, capacity: int, max_incoming: int = 1,
+                        outgoing=None, name: str = "owed") -> Signal:
+    """In/out counting on an engine's stream ports: a monitor counter ``owed`` of the
+    outputs the engine owes, up by ``incoming`` (outputs the inputs accepted this cycle
+    will make, at most ``max_incoming``), down by ``outgoing`` (outputs taken on ``o``
+    this cycle; default ``o.valid & o.ready``). Asserted in every cycle:
+
+    * ``outgoing <= owed``: no output from nowhere and none twice (no underflow);
+    * ``owed <= capacity``: the engine never owes more than it can hold, so an input
+      that should make an output was not dropped while the engine kept accepting;
+    * ``owed == held``: the inductive strengthening, ``held`` being the outputs the
+      engine's internal state holds (pending commands, queued chunks, pipeline valid
+      bits: white box). It also catches a loss at once (``held`` falls, ``owed`` not).
+
+    No output leaves in the cycle its input is accepted (every engine registers its
+    inputs), so ``outgoing`` is compared with ``owed`` before this cycle's inputs.
+    Returns the counter."""
+    outgoing = Value.cast(o.valid & o.ready) if outgoing is None else Value.cast(outgoing)
+    top_value = capacity + max_incoming
+    owed = Signal(range(top_value + 1), name=name)
+    nxt = Signal(range(-top_value - 2, top_value + 2), name=f"{name}_next")
+    m.d.comb += nxt.eq(owed + incoming - outgoing)
+    m.d.sync += owed.eq(nxt)
+    top.assert_(m, outgoing <= owed, "an output with none owed: duplicated or from nowhere")
+    top.assert_(m, owed <= capacity, "more outputs owed than the engine can hold: one was lost")
+    if held is not None:
+        top.assert_(m, owed == held, "outputs owed differ from the outputs the engine holds")
+    return owed

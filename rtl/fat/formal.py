@@ -13,6 +13,14 @@ skipping). Any command stream, any back-pressure.
     exactly ``1 + nnz * acc_bits`` cycles (0 when nnz = 0), whatever the number of
     zero (or invalid) weights; k-induction, with the cycles left tied to the SACU's
     state, mask and bit counter (white box) as strengthening.
+``fat.count``
+    in/out counting (:func:`rtl.common.formal.stream_count_checks`): a READ command
+    accepted owes ``aux`` outputs (its first ``aux`` columns; any ``aux``, also past
+    ``cols``), and exactly that many leave ``o``, under any commands and back-pressure:
+    none lost, none duplicated. Strengthening (white box): the outputs owed equal the
+    READ being sensed or handed off (``rd_cols``), the emitter's columns left
+    (``em_cols - em_col``, with ``em_col < em_cols`` while busy) and the requantizer's
+    valid bits; k-induction.
 ``fat.sacu_order``
     the SACU issues the word's non-zero weights in order, each once (white box on its
     ``mask`` of weights still to issue): a WEIGHTS word loads the mask with exactly
@@ -25,20 +33,21 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from amaranth.hdl import Cat, Signal
+from amaranth.hdl import Cat, Mux, Signal
 
 from rtl.fat.config import Code, FatConfig, Op
 from rtl.fat.engine import FatEngine
-from rtl.common.formal import FormalTop, Property, StreamHoldTop, elaborated, state_codes
+from rtl.common.formal import (FormalTop, Property, StreamHoldTop, elaborated, popcount, state_codes,
+                               stream_count_checks)
 
 CONFIG = FatConfig(rows=16, cols=2, act_bits=2, acc_bits=4, mode="fat", word_weights=4)
 
 
 class FatTop(FormalTop):
-    def __init__(self, check: str, config: FatConfig = CONFIG):
+    def __init__(self, check: str, config: FatConfig = CONFIG, component=None):
         super().__init__()
         self.check, self.cfg = check, config
-        self.dut = FatEngine(config)
+        self.dut = component if component is not None else FatEngine(config)
         d = self.dut
         self.free(d.i.valid, d.i.payload, d.o.ready, d.zero_point, d.act_min, d.act_max)
 
@@ -56,6 +65,18 @@ class FatTop(FormalTop):
                                 & (k < cmd.cnt) for k in range(W)))
         nnz = Signal(range(W + 1), name="nnz")
         m.d.comb += nnz.eq(sum(live[k] for k in range(W)))
+        if self.check == "count":
+            state, codes_ = g["fsm_state"], state_codes(g["fsm_state"])
+            reading = (state == codes_["READ"]) | (state == codes_["HANDOFF"])
+            em_busy, em_cols, em_col = g["em_busy"], g["em_cols"], g["em_col"]
+            with m.If(em_busy):
+                self.assert_(m, em_col < em_cols, "the emitter past its last column")
+            cols_max = (1 << len(cmd.aux)) - 1
+            held = (Mux(reading, g["rd_cols"], 0) + Mux(em_busy, em_cols - em_col, 0)
+                    + popcount(g["rq.valid"]))
+            stream_count_checks(self, m, d.o, incoming=Mux(d.i.valid & d.i.ready & (cmd.op == Op.READ), cmd.aux, 0),
+                                held=held, capacity=2 * cols_max + cfg.requant.latency, max_incoming=cols_max)
+            return
         if self.check == "zero_free":
             left = Signal(range(1 + W * B + 2), name="busy_left")  # cycles still to be busy
             watching = Signal(name="watching")
@@ -108,6 +129,9 @@ class FatTop(FormalTop):
 PROPERTIES = [
     Property("fat.o_hold", "fat", "o: valid & ~ready holds valid and payload to the next cycle (any commands, "
              "any back-pressure)", lambda: StreamHoldTop(lambda: FatEngine(CONFIG)), "prove", 2, asdict(CONFIG)),
+    Property("fat.count", "fat", "each READ accepted owes aux outputs and exactly that many leave o (in/out "
+             "counting; held = READ in flight + emitter columns left + requantizer valid bits), any commands, any "
+             "back-pressure", lambda: FatTop("count"), "prove", 2, asdict(CONFIG)),
     Property("fat.zero_free", "fat", "a WEIGHTS word with nnz non-zero weights keeps the engine busy exactly "
              "1 + nnz * acc_bits cycles (0 if nnz = 0), whatever its zero weights",
              lambda: FatTop("zero_free"), "prove", 3, asdict(CONFIG)),

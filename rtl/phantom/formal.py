@@ -19,17 +19,36 @@ also inconsistent ones), any back-pressure.
     and ``stat_products`` counts exactly the issued ones (a conservation law: nothing
     leaves unissued, nothing is issued twice); the window's valid slots form a
     prefix (white box: the inductive strengthening); k-induction.
+``phantom.count``
+    in/out counting (:func:`rtl.common.formal.stream_count_checks`): each accepted chunk
+    with ``last`` owes one output, and exactly that many valid lanes leave ``o``, under
+    any chunks and back-pressure. Strengthening (white box): the outputs owed equal the
+    window's closing chunks (``valid & last``), the output register and the
+    requantizer's valid bits whose lane bit is set (a valid stage's lane bit is set,
+    ``out_valid`` implies ``out_n >= 1``, the window's valid slots form a prefix:
+    :func:`core_held`); k-induction.
+``phantom.offsets``
+    packed-value offsets stay inside the packed counts when the masks are consistent:
+    assuming every accepted chunk has ``popcount(wmask) == wcnt <= values`` and
+    ``popcount(amask) == acnt <= values``, every thread that issues reads its weight
+    and activation at offsets (the full prefix-popcount fields, before the core keeps
+    their low bits) below the ``wcnt`` and ``acnt`` of the chunk its position belongs
+    to. The counts are not stored by the core: the wrapper keeps them in a shadow of the
+    window, moved as the window moves (``d_eff`` slots out, the new chunk at
+    ``n_after``). Strengthening: in every valid slot each useful position not yet
+    issued has offsets below the slot's counts; k-induction. Without the assumption
+    (inconsistent masks, which the core flags in ``stat_errors``) it fails.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from amaranth.hdl import Mux, Signal
+from amaranth.hdl import Cat, Mux, Signal
 
 from rtl.phantom.config import PhantomConfig
 from rtl.phantom.core import PhantomCore
-from rtl.common.formal import FormalTop, Property, StreamHoldTop, elaborated
+from rtl.common.formal import FormalTop, Property, StreamHoldTop, elaborated, stream_count_checks
 
 CONFIG = PhantomConfig(threads=2, chunk=4, values=2, window=2, lanes=1)
 
@@ -38,13 +57,32 @@ def popcount(value) -> object:
     return sum(value[k] for k in range(len(value)))
 
 
+def core_held(top: FormalTop, m, g: dict, cfg: PhantomConfig, prefix: str = ""):
+    """The outputs a 1-lane Phantom core holds (white box, signals ``prefix + name`` of
+    an elaborated design): the window's closing chunks (``valid & last``), the output
+    register and the requantizer's valid stages whose lane bit is set. Asserts what
+    makes this count inductive: a valid requantizer stage has its lane bit, a valid
+    output register has a lane, the window's valid slots form a prefix."""
+    L, lat = cfg.window, cfg.requant.latency
+    rq_valid = g[prefix + "rq0.valid"]
+    for k in range(lat):
+        with m.If(rq_valid[k]):
+            top.assert_(m, g[f"{prefix}lanes_s{k}"][0], "a valid requantizer stage without its lane bit")
+    with m.If(g[prefix + "out_valid"]):
+        top.assert_(m, g[prefix + "out_n"] != 0, "the output register valid with no lane")
+    for s in range(L - 1):
+        top.assert_(m, g[f"{prefix}valid{s}"] | ~g[f"{prefix}valid{s + 1}"], "a hole in the window")
+    return (sum(g[f"{prefix}valid{s}"] & g[f"{prefix}last{s}"] for s in range(L)) + g[prefix + "out_valid"]
+            + popcount(Cat(rq_valid[k] & g[f"{prefix}lanes_s{k}"][0] for k in range(lat))))
+
+
 class PhantomTop(FormalTop):
-    def __init__(self, check: str, config: PhantomConfig = CONFIG):
+    def __init__(self, check: str, config: PhantomConfig = CONFIG, component=None, consistent: bool = True):
         super().__init__()
         if config.lanes != 1:
             raise ValueError(f"the Phantom properties are written for 1 lane, not {config.lanes}")
-        self.check, self.cfg = check, config
-        self.dut = PhantomCore(config)
+        self.check, self.cfg, self.consistent = check, config, consistent
+        self.dut = component if component is not None else PhantomCore(config)
         d = self.dut
         self.free(d.i.valid, d.i.payload, d.o.ready, d.zero_point, d.act_min, d.act_max)
 
@@ -60,6 +98,12 @@ class PhantomTop(FormalTop):
         m.d.comb += taken.eq(r0 & ~rT)
         n_taken = Signal(range(len(r0) + 1), name="n_taken")
         m.d.comb += n_taken.eq(popcount(taken))
+        if self.check == "count":
+            self._count(m, g)
+            return
+        if self.check == "offsets":
+            self._offsets(m, g)
+            return
         products = self.past(m, d.stat_products, name="past_products")
         issued = self.past(m, Mux(go, n_taken, 0), name="past_issued")
         if self.check == "threads":
@@ -89,6 +133,60 @@ class PhantomTop(FormalTop):
             self.assert_(m, (d.stat_products - products)[:32] == issued, "stat_products differs from the issued count")
 
 
+    def _count(self, m, g):
+        d = self.dut
+        held = core_held(self, m, g, self.cfg)
+        stream_count_checks(self, m, d.o, incoming=d.i.valid & d.i.ready & d.i.payload.last, held=held,
+                            capacity=self.cfg.window + 1 + self.cfg.requant.latency,
+                            outgoing=d.o.valid & d.o.ready & d.o.payload.lane0_valid)
+
+    def _offsets(self, m, g):
+        cfg, d = self.cfg, self.dut
+        T, M, L, V = cfg.threads, cfg.chunk, cfg.window, cfg.values
+        PB = M.bit_length()
+        word = d.i.payload
+        if self.consistent:
+            with m.If(d.i.valid):
+                self.assume(m, (popcount(word.wmask) == word.wcnt) & (word.wcnt <= V)
+                            & (popcount(word.amask) == word.acnt) & (word.acnt <= V))
+        # the shadow of the window's packed counts, moved as the core moves its slots
+        wcnt = [Signal(range(V + 1), name=f"shadow_wcnt{s}") for s in range(L)]
+        acnt = [Signal(range(V + 1), name=f"shadow_acnt{s}") for s in range(L)]
+        d_eff, n_after = g["d_eff"], g["n_after"]
+        with m.Switch(d_eff):
+            for dd in range(L + 1):
+                with m.Case(dd):
+                    for s in range(L - dd):
+                        m.d.sync += [wcnt[s].eq(wcnt[s + dd]), acnt[s].eq(acnt[s + dd])]
+        with m.If(d.i.valid & d.i.ready):
+            with m.Switch(n_after):
+                for s in range(L):
+                    with m.Case(s):
+                        m.d.sync += [wcnt[s].eq(word.wcnt), acnt[s].eq(word.acnt)]
+        woff = Cat(g[f"woff{s}"] for s in range(L))
+        aoff = Cat(g[f"aoff{s}"] for s in range(L))
+        for k in range(T):
+            idx, slot = g[f"idx{k}"], g[f"slot{k}"]
+            wc = Signal(range(V + 1), name=f"slot_wcnt{k}")
+            ac = Signal(range(V + 1), name=f"slot_acnt{k}")
+            for s in range(L):
+                with m.If(slot == s):
+                    m.d.comb += [wc.eq(wcnt[s]), ac.eq(acnt[s])]
+            wo_k = Signal(PB, name=f"thread_woff{k}")
+            ao_k = Signal(PB, name=f"thread_aoff{k}")
+            m.d.comb += [wo_k.eq(woff.word_select(idx, PB)), ao_k.eq(aoff.word_select(idx, PB))]
+            with m.If(g[f"en{k}"]):
+                self.assert_(m, wo_k < wc, "a weight offset past the chunk's packed count")
+                self.assert_(m, ao_k < ac, "an activation offset past the chunk's packed count")
+        # strengthening: every useful position still held has offsets inside its slot's counts
+        for s in range(L):
+            rem, wo, ao = g[f"rem{s}"], g[f"woff{s}"], g[f"aoff{s}"]
+            for p in range(M):
+                with m.If(g[f"valid{s}"] & rem[p]):
+                    self.assert_(m, (wo.word_select(p, PB) < wcnt[s]) & (ao.word_select(p, PB) < acnt[s]),
+                                 "a held position's offsets past its slot's counts")
+
+
 PROPERTIES = [
     Property("phantom.o_hold", "phantom", "o: valid & ~ready holds valid and payload to the next cycle (any "
              "chunks, any back-pressure)", lambda: StreamHoldTop(lambda: PhantomCore(CONFIG)), "prove", 2,
@@ -99,4 +197,11 @@ PROPERTIES = [
     Property("phantom.once", "phantom", "each set bit of wmask & amask issued exactly once: held useful "
              "positions change only by accepted chunks in and issued products out; stat_products counts them",
              lambda: PhantomTop("once"), "prove", 2, asdict(CONFIG)),
+    Property("phantom.count", "phantom", "each accepted chunk with last owes one output and exactly that many "
+             "valid lanes leave o (in/out counting; held = closing chunks in the window + output register + "
+             "requantizer stages), any chunks, any back-pressure", lambda: PhantomTop("count"), "prove", 2,
+             asdict(CONFIG)),
+    Property("phantom.offsets", "phantom", "with consistent masks (popcount == packed count <= values), every "
+             "issuing thread's weight and activation offsets lie below its chunk's packed counts",
+             lambda: PhantomTop("offsets"), "prove", 2, asdict(CONFIG)),
 ]

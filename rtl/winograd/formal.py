@@ -18,18 +18,39 @@ rtl/common/formal.py for how a property is built and docs/formal.md for the resu
     wrapper with ``upto="ATMA"``): bmc did not get past the M step in 480 s. Its
     bounds depend on the correlation between the elements of M (for m = 2, A^T M has
     the same worst case as M), so a per-stage range argument cannot replace it.
-    Not covered either: accumulation over several input channels
-    (max_in_channels > 1), and the int32 bias add, which wraps as TFLite's int32
-    arithmetic does.
+    The U*V registers also lie in the exact range of a product of an int8 tile's U and
+    V (``winograd_widths``' UV: +-1175040 for m = 2), the range the accumulator proof
+    below assumes of them.
+    Not covered: the int32 bias add, which wraps as TFLite's int32 arithmetic does.
+``winograd.count``
+    in/out counting (:func:`rtl.common.formal.stream_count_checks`): each accepted beat
+    with ``last`` owes one output beat, and exactly that many leave ``o``, under any
+    beats and back-pressure. Strengthening (white box): the outputs owed equal the
+    ``last`` beats in stages 1-3, the valid bits of stages 4-8 and the first
+    requantizer lane's valid bits (the lanes in step); k-induction.
+``winograd.acc_no_overflow_row0`` .. ``row3``
+    the accumulators of row i of M (``macc``, and the ``M`` tile handed on) never
+    overflow at the configured ``max_in_channels`` (1024) for any int8 input: the
+    multipliers are cut (their outputs free values) and the U*V registers assumed in
+    their proven range (``winograd.no_overflow``), so any sequence of products of int8
+    tiles is covered. The input is assumed to come in groups of at most
+    ``max_in_channels`` beats (``first`` opens a group, ``last`` closes it; a beat after
+    ``last`` has ``first``), seen where the beats reach the accumulators (stage 3, the
+    pipeline delaying the port's beats unchanged). A monitor bound ``B`` (beats of the
+    group so far times max|U*V|) gives the invariant ``-B <= macc <= B`` (and the same
+    for ``M`` with its group's bound), and ``B <= max_in_channels * max|U*V|`` stays
+    inside the registers' range (``B <= 2**31 - 1``), so the 32-bit adds never wrap;
+    k-induction (k = 1), one row per property (4 lanes each).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from amaranth.hdl import Signal, Value, signed
+from amaranth.hdl import Mux, Signal, Value, signed
 
-from rtl.common.formal import FormalTop, Property, StreamHoldTop, elaborated
+from rtl.common.formal import (CUT_MULTIPLIERS, FormalTop, Property, StreamHoldTop, elaborated, popcount,
+                               stream_count_checks)
 from rtl.winograd import transforms as tf
 from rtl.winograd.config import WinogradConfig
 from rtl.winograd.engine import WinogradEngine
@@ -102,6 +123,9 @@ class WinogradTop(FormalTop):
                 was = self.past(m, Value.cast(value), name=f"full_{name}_{k}")
                 with m.If(self.started & adv):
                     self.assert_(m, reg == was, f"{name} register overflows")
+        uv_lo, uv_hi, _ = cfg.widths["UV"]
+        for reg in _flat(pr["UV"]):
+            self.assert_(m, (reg >= uv_lo) & (reg <= uv_hi), "U*V outside the range of int8 tiles' products")
         if self.upto != "ATMA":
             return
         # M: a last beat's sum (one channel: first, so M = U*V of that beat)
@@ -119,11 +143,97 @@ class WinogradTop(FormalTop):
                 self.assert_(m, reg * s2 == was, "Y is not A^T M A / s**2 (overflow or inexact)")
 
 
+class WinogradCountTop(FormalTop):
+    """In/out counting on the engine (``component``: a broken one, for the tests)."""
+
+    def __init__(self, config: WinogradConfig = CONFIG, component=None):
+        super().__init__()
+        self.cfg = config
+        self.dut = component if component is not None else WinogradEngine(config)
+        d = self.dut
+        self.free(d.i.valid, d.i.payload, d.o.ready, d.input_zero_point, d.zero_point, d.act_min, d.act_max)
+
+    def properties(self, m):
+        cfg, d = self.cfg, self.dut
+        frag, g = elaborated(d)
+        m.submodules.dut = frag
+        valid, rq_valid = g["valid"], g["requant_0_0.valid"]
+        lasts = [g["s1_last"], g["s2_last"], g["s3_last"]]
+        held = (sum(valid[k] & lasts[k] for k in range(3)) + sum(valid[k] for k in range(3, len(valid)))
+                + popcount(rq_valid))
+        stream_count_checks(self, m, d.o, incoming=d.i.valid & d.i.ready & d.i.payload.last, held=held,
+                            capacity=cfg.latency)
+
+
+class WinogradAccTop(FormalTop):
+    """The accumulators of row ``row`` of M never overflow for groups of at most ``limit``
+    beats (default: the configuration's ``max_in_channels``), the U*V registers free in
+    their proven range (the property cuts the multipliers). A ``limit`` above the
+    configuration's (a too-narrow accumulator) makes it fail."""
+
+    def __init__(self, row: int, config: WinogradConfig = CONFIG, limit: int | None = None):
+        super().__init__()
+        self.row, self.cfg = row, config
+        self.limit = config.max_in_channels if limit is None else limit
+        self.dut = WinogradEngine(config)
+        d = self.dut
+        self.free(d.i.valid, d.i.payload, d.o.ready, d.input_zero_point, d.zero_point, d.act_min, d.act_max)
+
+    def properties(self, m):
+        cfg, d = self.cfg, self.dut
+        frag, g = elaborated(d)
+        m.submodules.dut = frag
+        a, P = cfg.a, cfg.channels
+        lo, hi, _ = cfg.widths["UV"]
+        if lo != -hi:
+            raise ValueError(f"the bound monitor assumes a symmetric U*V range, not [{lo}, {hi}]")
+        top = self.limit * hi  # the largest |M| of a group of `limit` beats
+        pr = d.probes
+        for q in range(P):
+            for j in range(a):
+                uv = pr["UV"][q][self.row][j]
+                self.assume(m, (uv >= lo) & (uv <= hi))
+        # groups, where the beats reach the accumulators (stage 3)
+        took = d.i.ready & g["valid"][2]
+        first, last = g["s3_first"], g["s3_last"]
+        bound = Signal(range(top + 1), name="acc_bound")  # beats so far x max|U*V|
+        m_bound = Signal(range(top + 1), name="m_bound")  # the same for the M tile handed on
+        after_last = Signal(init=1, name="after_last")
+        new = Signal(range(top + hi + 1), name="acc_bound_next")
+        m.d.comb += new.eq(Mux(first, 0, bound) + hi)
+        with m.If(took):
+            self.assume(m, first | ~after_last)  # a group opens with `first`
+            self.assume(m, new <= top)  # at most `limit` beats
+            with m.If(last):
+                m.d.sync += [m_bound.eq(new), after_last.eq(1)]
+            with m.Else():
+                m.d.sync += [bound.eq(new), after_last.eq(0)]
+        self.assert_(m, (bound <= top) & (m_bound <= top), "a group bound past max_in_channels beats")
+        # the bound stays inside the registers' range: a value inside it is exact (no wrap)
+        reg_max = (1 << (cfg.bits("M") - 1)) - 1
+        self.assert_(m, (bound <= reg_max) & (m_bound <= reg_max), "a group's bound past the accumulator's range")
+        for q in range(P):
+            for j in range(a):
+                acc, mt = g[f"macc_{q}_{self.row}_{j}"], g[f"m_{q}_{self.row}_{j}"]
+                self.assert_(m, (acc >= -bound) & (acc <= bound), "an accumulator past its group's bound")
+                self.assert_(m, (mt >= -m_bound) & (mt <= m_bound), "an M register past its group's bound")
+
+
 PROPERTIES = [
     Property("winograd.o_hold", "winograd", "o: valid & ~ready holds valid and payload to the next cycle (any "
              "beats, any back-pressure)", lambda: StreamHoldTop(lambda: WinogradEngine(CONFIG), lockstep=LANES),
              "prove", 2, asdict(CONFIG)),
     Property("winograd.no_overflow", "winograd", "the input-side transform registers (B^T d, V, U, U*V) equal "
-             "their full-precision values, any int8 x, zero point and 3x3 kernel, max_in_channels 1",
+             "their full-precision values and U*V lies in the exact range of int8 tiles' products, any int8 x, "
+             "zero point and 3x3 kernel, max_in_channels 1",
              lambda: WinogradTop(upto="UV"), "bmc", 5, asdict(CONFIG_1)),
+    Property("winograd.count", "winograd", "each accepted last beat owes one output beat and exactly that many "
+             "leave o (in/out counting; held = last beats in stages 1-3, stages 4-8, requantizer stages), any "
+             "beats, any back-pressure", lambda: WinogradCountTop(), "prove", 2, asdict(CONFIG)),
+] + [
+    Property(f"winograd.acc_no_overflow_row{i}", "winograd", f"row {i} of the accumulators (macc, M) never "
+             f"overflows for groups of up to max_in_channels {CONFIG.max_in_channels} beats of any int8 tiles "
+             "(multipliers cut, U*V free in its proven range; bound monitor -B <= acc <= B)",
+             lambda i=i: WinogradAccTop(i), "prove", 1, asdict(CONFIG), cut=CUT_MULTIPLIERS)
+    for i in range(CONFIG.m + 2)
 ]
