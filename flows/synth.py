@@ -24,7 +24,8 @@ engine's generated Verilog and writes ``DIR/ENGINE-TARGET.json``:
   its MULT18X18D is a black box there, so the gate-level check runs on the generic target).
 
 A design that instantiates ECP5 primitives (``requant --param pipeline=fast --param
-dsp=ecp5``: four MULT18X18D with their own registers) synthesizes for ``ecp5`` (Yosys
+dsp=ecp5``: four MULT18X18D with their own registers; every engine's requantizers with
+``--param requant_pipeline=fast --param requant_dsp=ecp5``) synthesizes for ``ecp5`` (Yosys
 knows the primitive) or ``generic``, where our simulation model of it
 (:data:`rtl.export.SIM_MODELS`) is read as its logic; ``ice40`` refuses it up front.
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-from rtl.requant.config import RequantConfig, check_pipeline
+from rtl.requant.config import RequantConfig, check_requant
 
 MODES = ("fat", "parapim", "dense")
 
@@ -52,6 +52,9 @@ class FatConfig:
     word_weights  ternary weights per SACU word (2 bits each)
     requant_pipeline  the requantizer's pipeline (:data:`rtl.requant.config.PIPELINES`):
                   "compact" (5 stages) or "fast" (8); the cycle model follows its latency
+    requant_dsp   how the fast pipeline's partial products reach the DSPs
+                  (:data:`rtl.requant.config.DSPS`): "inferred" or "ecp5" (instantiated
+                  MULT18X18D with their registers; needs requant_pipeline="fast")
     """
 
     rows: int = 1024
@@ -62,9 +65,10 @@ class FatConfig:
     bitskip: bool = False
     word_weights: int = 16
     requant_pipeline: str = "compact"
+    requant_dsp: str = "inferred"
 
     def __post_init__(self):
-        check_pipeline(self.requant_pipeline, "requant_pipeline")
+        check_requant(self.requant_pipeline, self.requant_dsp)
         for name in ("rows", "cols", "act_bits", "acc_bits", "word_weights"):
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
@@ -106,7 +110,7 @@ class FatConfig:
     @property
     def requant(self) -> RequantConfig:
         """The configuration of the engine's requantizer."""
-        return RequantConfig(pipeline=self.requant_pipeline)
+        return RequantConfig(pipeline=self.requant_pipeline, dsp=self.requant_dsp)
 
     @property
     def latency(self) -> str:

@@ -8,7 +8,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from rtl.common.params import check_ints
-from rtl.requant.config import RequantConfig, check_pipeline
+from rtl.requant.config import RequantConfig, check_requant
 
 W_BITS = 8  # int8 weights
 A_BITS = 9  # activations as u = x - zero_point: 9-bit signed
@@ -33,6 +33,9 @@ class PhantomConfig:
              packed and multiplied, V positions per chunk); the core is the same hardware
     requant_pipeline  the requantizers' pipeline (:data:`rtl.requant.config.PIPELINES`):
              "compact" (5 stages) or "fast" (8); the cycle models follow its latency
+    requant_dsp  how the fast pipeline's partial products reach the DSPs
+             (:data:`rtl.requant.config.DSPS`): "inferred" or "ecp5" (instantiated
+             MULT18X18D with their registers; needs requant_pipeline="fast")
     """
 
     threads: int = 4
@@ -42,9 +45,10 @@ class PhantomConfig:
     lanes: int = 4
     dense: bool = False
     requant_pipeline: str = "compact"
+    requant_dsp: str = "inferred"
 
     def __post_init__(self):
-        check_pipeline(self.requant_pipeline, "requant_pipeline")
+        check_requant(self.requant_pipeline, self.requant_dsp)
         check_ints(self, {name: (1, None) for name in ("threads", "chunk", "values", "window", "lanes")})
         if not 1 <= self.threads <= 16:
             raise ValueError(f"threads must lie in [1, 16], not {self.threads}")
@@ -63,7 +67,7 @@ class PhantomConfig:
     @property
     def requant(self) -> RequantConfig:
         """The configuration of the core's requantizers."""
-        return RequantConfig(pipeline=self.requant_pipeline)
+        return RequantConfig(pipeline=self.requant_pipeline, dsp=self.requant_dsp)
 
     @property
     def tail(self) -> int:

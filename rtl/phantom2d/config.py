@@ -9,7 +9,7 @@ from amaranth.lib import data
 
 from rtl.common.params import check_ints
 from rtl.phantom.config import A_BITS, PhantomConfig
-from rtl.requant.config import check_pipeline
+from rtl.requant.config import check_requant
 
 V_BITS = A_BITS  # a packed value in a mesh word: either operand (int8 weights sign-extended to 9 bits)
 
@@ -32,6 +32,8 @@ class Phantom2DConfig:
     fifo         chunk words queued per core (decouples the cores of a row)
     requant_pipeline  every core's requantizer pipeline (:data:`rtl.requant.config.PIPELINES`):
                  "compact" (5 stages) or "fast" (8); the mesh model follows its latency
+    requant_dsp  every core's requantizer DSP choice (:data:`rtl.requant.config.DSPS`):
+                 "inferred" or "ecp5" (needs requant_pipeline="fast")
     """
 
     rows: int = 2
@@ -43,16 +45,18 @@ class Phantom2DConfig:
     fifo: int = 4
     dense: bool = False
     requant_pipeline: str = "compact"
+    requant_dsp: str = "inferred"
 
     def __post_init__(self):
-        check_pipeline(self.requant_pipeline, "requant_pipeline")
+        check_requant(self.requant_pipeline, self.requant_dsp)
         check_ints(self, {"rows": (1, 8), "cols": (1, 8), "fifo": (2, 16)})
         self.core  # validates the core parameters
 
     @property
     def core(self) -> PhantomConfig:
         return PhantomConfig(threads=self.threads, chunk=self.chunk, values=self.values, window=self.window,
-                             lanes=1, dense=self.dense, requant_pipeline=self.requant_pipeline)
+                             lanes=1, dense=self.dense, requant_pipeline=self.requant_pipeline,
+                             requant_dsp=self.requant_dsp)
 
     @property
     def cores(self) -> int:

@@ -57,6 +57,19 @@ def check_dsp(value, name: str = "dsp") -> str:
     return value
 
 
+def check_requant(pipeline, dsp, prefix: str = "requant_") -> tuple[str, str]:
+    """``(pipeline, dsp)`` when they name a requantizer pipeline and a DSP choice that go
+    together (``dsp=ecp5`` needs the fast pipeline), else ValueError naming the field as
+    ``prefix + "pipeline"`` / ``prefix + "dsp"`` (an engine's ``requant_pipeline`` and
+    ``requant_dsp``; the requantizer's own ``pipeline`` and ``dsp`` with ``prefix=""``)."""
+    check_pipeline(pipeline, f"{prefix}pipeline")
+    check_dsp(dsp, f"{prefix}dsp")
+    if dsp != "inferred" and pipeline != "fast":
+        raise ValueError(f"{prefix}dsp={dsp} registers the fast pipeline's partial products in the DSPs: "
+                         f"it needs {prefix}pipeline=fast, not {pipeline!r}")
+    return pipeline, dsp
+
+
 @dataclass(frozen=True)
 class RequantConfig:
     """The requantizer's parameters: the single source for RTL, testbench and report.
@@ -86,11 +99,7 @@ class RequantConfig:
             raise ValueError(f"out_bits must lie in [2, 16], not {self.out_bits}")
         if self.shift_bits != 6:
             raise ValueError(f"shift_bits must be 6 (shifts {SHIFT_MIN}..{SHIFT_MAX}), not {self.shift_bits}")
-        check_pipeline(self.pipeline)
-        check_dsp(self.dsp)
-        if self.dsp != "inferred" and self.pipeline != "fast":
-            raise ValueError(f"dsp={self.dsp} registers the fast pipeline's partial products in the DSPs: "
-                             f"it needs pipeline=fast, not {self.pipeline!r}")
+        check_requant(self.pipeline, self.dsp, prefix="")
 
     @property
     def stages(self) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from amaranth.lib import data
 
 from golden.winograd import integer_transforms, winograd_widths
 from rtl.common.params import check_ints
-from rtl.requant.config import RequantConfig, check_pipeline
+from rtl.requant.config import RequantConfig, check_requant
 
 ACT_BITS = 8  # int8 activations and zero point
 BIAS_BITS = 32  # int32 bias and accumulator (TFLite)
@@ -34,19 +34,23 @@ class WinogradConfig:
     max_in_channels : largest number of input channels the accumulators are sized for.
     requant_pipeline : the requantizers' pipeline (:data:`rtl.requant.config.PIPELINES`):
         "compact" (5 stages) or "fast" (8); ``latency`` follows it.
+    requant_dsp : how the fast pipeline's partial products reach the DSPs
+        (:data:`rtl.requant.config.DSPS`): "inferred" or "ecp5" (instantiated ECP5
+        MULT18X18D with their registers; needs requant_pipeline="fast").
     """
 
     m: int = 2
     channels: int = 2
     max_in_channels: int = 1024
     requant_pipeline: str = "compact"
+    requant_dsp: str = "inferred"
 
     TRANSFORM_STAGES = 8  # BTd, V, U*V, accumulate, ATM, ATMA, divide, + bias
 
     def __post_init__(self):
         if self.m not in (2, 4):
             raise ValueError(f"m must be 2 or 4 (F(2x2,3x3) or F(4x4,3x3)), not {self.m!r}")
-        check_pipeline(self.requant_pipeline, "requant_pipeline")
+        check_requant(self.requant_pipeline, self.requant_dsp)
         check_ints(self, {"channels": (1, 64), "max_in_channels": (1, 1 << 16)})
 
     # --- transforms and widths -------------------------------------------------------
@@ -114,7 +118,7 @@ class WinogradConfig:
     @property
     def requant(self) -> RequantConfig:
         """The configuration of the engine's requantizers."""
-        return RequantConfig(pipeline=self.requant_pipeline)
+        return RequantConfig(pipeline=self.requant_pipeline, dsp=self.requant_dsp)
 
     @property
     def throughput(self) -> int:
