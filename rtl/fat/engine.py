@@ -122,6 +122,15 @@ class FatEngine(wiring.Component):
             with m.If(mask[k]):
                 m.d.comb += j.eq(k)
         code_j = codes.word_select(j, 2)
+        # The first row of weight j's operand, slot0_row + j * op_bits, without a multiplier:
+        # an AND-OR over the one-hot lowest bit of mask.
+        lowest = Signal(W)
+        m.d.comb += lowest.eq(mask & (~mask + 1))
+        first_row = Signal(16 + 8)
+        j_rows = Const(0, 16)
+        for k in range(1, W):
+            j_rows = j_rows | Mux(lowest[k], Const(k * A, 16), 0)
+        m.d.comb += first_row.eq(slot0_row + j_rows)
 
         # ---- the array's ports: writes one cycle late, reads addressed one cycle ahead ---
         w_addr, w_data, w_en = Signal(16), Signal(C), Signal()  # this cycle's write (a step's sum)
@@ -179,12 +188,13 @@ class FatEngine(wiring.Component):
                 zero_op.eq((code_j == Code.ZERO) | (code_j == Code.INVALID)),
                 phase.eq(0),
             ]
-            upd(op_base, slot0_row + j * A)
+            upd(op_base, first_row)
+            m.d.comb += starting.eq(1)
             upd(inv, code_j == Code.MINUS)
             upd(carry, Mux(code_j == Code.MINUS, ones, 0))  # carry-in 1 for subtract
             upd(bit, 0)
             if cfg.bitskip:
-                m.d.comb += [starting.eq(1), stepping.eq(1)]
+                m.d.comb += stepping.eq(1)
             with m.If(code_j == Code.MINUS):
                 count("subs")
             with m.Elif(code_j == Code.PLUS):
@@ -193,10 +203,10 @@ class FatEngine(wiring.Component):
                 count("zero_ops")
 
         busy = Signal()
+        starting = Signal()  # an operation starts: the next cycle is its first step
         if cfg.bitskip:
             # The search runs a cycle ahead on the next cycle's bit, carry and planes; the
             # step uses its registered result (found_r, t_r).
-            starting = Signal()
             planes_next = Signal(A)
             m.d.comb += planes_next.eq(Mux(starting, nz.bit_select(nxt["op_base"], A), planes_nz))
             m.d.sync += planes_nz.eq(planes_next)
@@ -209,6 +219,9 @@ class FatEngine(wiring.Component):
             row_bit = nxt["bit"]
         m.d.comb += [next_addr["acc"].eq(nxt["acc_base"] + row_bit),
                      next_addr["op"].eq(nxt["op_base"] + Mux(row_bit < A, row_bit, A - 1))]
+        if not cfg.bitskip:  # a first step reads its operand's row 0: no add after first_row
+            with m.If(starting):
+                m.d.comb += next_addr["op"].eq(first_row)
         if not fat_steps:
             m.d.comb += next_addr["car"].eq(Mux(nxt["cur"], cfg.carry_rows[1], cfg.carry_rows[0]))
 
