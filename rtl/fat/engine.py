@@ -58,10 +58,15 @@ class FatEngine(wiring.Component):
         fat_steps = cfg.mode in ("fat", "dense")
         ones = Const((1 << C) - 1, unsigned(C))
 
+        # The subarray: synchronous-read ports (block RAM: ECP5 DP16KD), each addressed one
+        # cycle ahead with the rows the state machine will step on in the next cycle; the
+        # write is registered (a step's sum is written in the following cycle), and the
+        # reads see it through the bypass below, so every step reads the rows as a
+        # combinational array would: same steps, same cycles as the cycle model.
         m.submodules.mem = mem = Memory(shape=unsigned(C), depth=cfg.rows, init=[])
-        rd_acc = mem.read_port(domain="comb")
-        rd_op = mem.read_port(domain="comb")
-        rd_car = mem.read_port(domain="comb")
+        ports = {"acc": mem.read_port(), "op": mem.read_port()}
+        if not fat_steps:
+            ports["car"] = mem.read_port()  # parapim keeps its carry in a row
         wr = mem.write_port()
         nz = Signal(cfg.rows)  # per row: some column holds a 1 (set when the row is loaded)
 
@@ -78,21 +83,32 @@ class FatEngine(wiring.Component):
 
         cmd = self.i.payload
         # ---- SACU state ----------------------------------------------------------------
+        # Registers that address the array (bit, acc_base, op_base, carry, inv, cur) are
+        # assigned through their next values (``nxt``): the read ports take the rows of the
+        # next cycle from them.
         codes = Signal(2 * W)
         mask = Signal(W)  # weights still to issue
-        slot0 = Signal(16)
-        acc_base = Signal(16)
-        slot = Signal(16)
+        slot0_row = Signal(16 + 8)  # first operand row of the WEIGHTS word (slot0 * op_bits)
+        acc_base = Signal(16)  # accumulator base row (WEIGHTS, CLEAR, READ)
+        op_base = Signal(16 + 8)  # first row of the current operand
         inv = Signal()  # subtract: inverted operand, carry-in 1
         zero_op = Signal()  # a zero weight processed as an add of 0 (dense / parapim)
         bit = Signal(range(B + 1))
         carry = Signal(C)
         phase = Signal()  # parapim: 0 = carry step, 1 = sum step
         cur = Signal()  # parapim: which carry row holds the carry in
+        nxt = {}
+        for reg in (bit, acc_base, op_base, carry, inv, cur):
+            nxt[reg.name] = Signal.like(reg, name=f"{reg.name}_next")
+            m.d.comb += nxt[reg.name].eq(reg)
+            m.d.sync += reg.eq(nxt[reg.name])
+
+        def upd(reg, value):
+            m.d.comb += nxt[reg.name].eq(value)
+
         # ---- readout state -------------------------------------------------------------
         tbuf = Signal(B * C)
         obuf = Signal(B * C)
-        rd_base = Signal(16)
         rd_cols = Signal(16)
         rd_params = Signal(cfg.read_layout())
         em_params = Signal(cfg.read_layout())
@@ -106,14 +122,38 @@ class FatEngine(wiring.Component):
             with m.If(mask[k]):
                 m.d.comb += j.eq(k)
         code_j = codes.word_select(j, 2)
+        # The first row of weight j's operand, slot0_row + j * op_bits, without a multiplier:
+        # an AND-OR over the one-hot lowest bit of mask.
+        lowest = Signal(W)
+        m.d.comb += lowest.eq(mask & (~mask + 1))
+        first_row = Signal(16 + 8)
+        j_rows = Const(0, 16)
+        for k in range(1, W):
+            j_rows = j_rows | Mux(lowest[k], Const(k * A, 16), 0)
+        m.d.comb += first_row.eq(slot0_row + j_rows)
+
+        # ---- the array's ports: writes one cycle late, reads addressed one cycle ahead ---
+        w_addr, w_data, w_en = Signal(16), Signal(C), Signal()  # this cycle's write (a step's sum)
+        wq_addr, wq_data, wq_en = Signal(16), Signal(C), Signal()  # written to the array now
+        m.d.sync += [wq_addr.eq(w_addr), wq_data.eq(w_data), wq_en.eq(w_en)]
+        m.d.comb += [wr.addr.eq(wq_addr), wr.data.eq(wq_data), wr.en.eq(wq_en)]
+        rows = {}  # each port's row in this cycle, as a combinational array would read it
+        next_addr = {}  # each port's row in the next cycle
+        for name, port in ports.items():
+            a_next = next_addr[name] = Signal(16, name=f"{name}_row_next")
+            hit_w = Signal(name=f"{name}_hit_w")  # the row written in this cycle (now in wq)
+            hit_q = Signal(name=f"{name}_hit_q")  # the row the array writes in this cycle
+            held = Signal(C, name=f"{name}_held")
+            m.d.comb += port.addr.eq(a_next)
+            same = lambda addr: addr[:len(port.addr)] == a_next[:len(port.addr)]  # the rows the array sees
+            m.d.sync += [hit_w.eq(w_en & same(w_addr)), hit_q.eq(wq_en & same(wq_addr)), held.eq(wq_data)]
+            rows[name] = Signal(C, name=f"{name}_row")
+            m.d.comb += rows[name].eq(Mux(hit_w, wq_data, Mux(hit_q, held, port.data)))
 
         # Operand bit planes of the current slot, and the bit-level-sparsity search.
-        op_row0 = Signal(16 + 8)
-        m.d.comb += op_row0.eq(slot * A)
         planes_nz = Signal(A)
-        m.d.comb += planes_nz.eq(nz.bit_select(op_row0, A))
 
-        def first_bit(start, c_vec, inv_bit):
+        def first_bit(start, c_vec, inv_bit, planes):
             """(found, t): next bit >= start whose step can change the accumulator.
 
             Below A a plane that is all zero leaves the result unchanged when every
@@ -129,18 +169,14 @@ class FatEngine(wiring.Component):
                 m.d.comb += found.eq(start < B)
             with m.Else():
                 for b in reversed(range(A)):
-                    with m.If((b >= start) & (planes_nz[b] | ~eq_inv)):
+                    with m.If((b >= start) & (planes[b] | ~eq_inv)):
                         m.d.comb += [found.eq(1), t.eq(b)]
             return found, t
 
         # ---- datapath of one FAT step --------------------------------------------------
-        op_row = Signal(16 + 8)
-        m.d.comb += op_row.eq(op_row0 + Mux(bit < A, bit, A - 1))
-        m.d.comb += [rd_acc.addr.eq(acc_base + bit), rd_op.addr.eq(op_row),
-                     rd_car.addr.eq(Mux(cur, cfg.carry_rows[1], cfg.carry_rows[0]))]
-        a_vec = rd_acc.data
-        o_vec = Mux(zero_op, 0, rd_op.data ^ Mux(inv, ones, 0))
-        c_in = Mux(fat_steps, carry, rd_car.data)
+        a_vec = rows["acc"]
+        o_vec = Mux(zero_op, 0, rows["op"] ^ Mux(inv, ones, 0))
+        c_in = carry if fat_steps else rows["car"]
         s_vec = a_vec ^ o_vec ^ c_in
         c_out = Signal(C)
         m.d.comb += c_out.eq((a_vec & o_vec) | (a_vec & c_in) | (o_vec & c_in))
@@ -149,13 +185,16 @@ class FatEngine(wiring.Component):
             """Issue weight j: load the operation, then go to its first step."""
             m.d.sync += [
                 mask.eq(mask & ~(Const(1, W) << j)),
-                slot.eq(slot0 + j),
-                inv.eq(code_j == Code.MINUS),
                 zero_op.eq((code_j == Code.ZERO) | (code_j == Code.INVALID)),
-                carry.eq(Mux(code_j == Code.MINUS, ones, 0)),  # carry-in 1 for subtract
-                bit.eq(0),
                 phase.eq(0),
             ]
+            upd(op_base, first_row)
+            m.d.comb += starting.eq(1)
+            upd(inv, code_j == Code.MINUS)
+            upd(carry, Mux(code_j == Code.MINUS, ones, 0))  # carry-in 1 for subtract
+            upd(bit, 0)
+            if cfg.bitskip:
+                m.d.comb += stepping.eq(1)
             with m.If(code_j == Code.MINUS):
                 count("subs")
             with m.Elif(code_j == Code.PLUS):
@@ -164,6 +203,28 @@ class FatEngine(wiring.Component):
                 count("zero_ops")
 
         busy = Signal()
+        starting = Signal()  # an operation starts: the next cycle is its first step
+        if cfg.bitskip:
+            # The search runs a cycle ahead on the next cycle's bit, carry and planes; the
+            # step uses its registered result (found_r, t_r).
+            planes_next = Signal(A)
+            m.d.comb += planes_next.eq(Mux(starting, nz.bit_select(nxt["op_base"], A), planes_nz))
+            m.d.sync += planes_nz.eq(planes_next)
+            found_n, t_n = first_bit(nxt["bit"], nxt["carry"], nxt["inv"], planes_next)
+            found_r, t_r = Signal(), Signal(range(B + 1))
+            m.d.sync += [found_r.eq(found_n), t_r.eq(t_n)]
+            stepping = Signal()  # the next cycle is a step (else READ's rows are plain bits)
+            row_bit = Mux(stepping, t_n, nxt["bit"])
+        else:
+            row_bit = nxt["bit"]
+        m.d.comb += [next_addr["acc"].eq(nxt["acc_base"] + row_bit),
+                     next_addr["op"].eq(nxt["op_base"] + Mux(row_bit < A, row_bit, A - 1))]
+        if not cfg.bitskip:  # a first step reads its operand's row 0: no add after first_row
+            with m.If(starting):
+                m.d.comb += next_addr["op"].eq(first_row)
+        if not fat_steps:
+            m.d.comb += next_addr["car"].eq(Mux(nxt["cur"], cfg.carry_rows[1], cfg.carry_rows[0]))
+
         first_state = "STEP" if fat_steps else "PINIT"
         with m.FSM():
             with m.State("IDLE"):
@@ -171,11 +232,12 @@ class FatEngine(wiring.Component):
                 with m.If(self.i.valid):
                     with m.Switch(cmd.op):
                         with m.Case(Op.LOAD):
-                            m.d.comb += [wr.addr.eq(cmd.addr), wr.data.eq(cmd.data[:C]), wr.en.eq(1), busy.eq(1)]
+                            m.d.comb += [w_addr.eq(cmd.addr), w_data.eq(cmd.data[:C]), w_en.eq(1), busy.eq(1)]
                             m.d.sync += nz.bit_select(cmd.addr, 1).eq(cmd.data[:C] != 0)
                             count("row_writes")
                         with m.Case(Op.CLEAR):
-                            m.d.sync += [acc_base.eq(cmd.addr), bit.eq(0)]
+                            upd(acc_base, cmd.addr)
+                            upd(bit, 0)
                             m.next = "CLEAR"
                         with m.Case(Op.WEIGHTS):
                             codes_in = cmd.data[:2 * W]
@@ -185,21 +247,22 @@ class FatEngine(wiring.Component):
                                         else Const(1)) & (k < cmd.cnt) for k in range(W))
                             bad = Cat((codes_in.word_select(k, 2) == Code.INVALID) & (k < cmd.cnt)
                                       for k in range(W))
-                            m.d.sync += [codes.eq(codes_in), mask.eq(live), slot0.eq(cmd.addr),
-                                         acc_base.eq(cmd.aux)]
+                            m.d.sync += [codes.eq(codes_in), mask.eq(live), slot0_row.eq(cmd.addr * A)]
+                            upd(acc_base, cmd.aux)
                             with m.If(bad.any()):
                                 count("errors")
                             with m.If(live.any()):
                                 m.next = "ISSUE"
                         with m.Case(Op.READ):
-                            m.d.sync += [rd_base.eq(cmd.addr), rd_cols.eq(cmd.aux), bit.eq(0),
-                                         rd_params.eq(cmd.data[:70])]
+                            m.d.sync += [rd_cols.eq(cmd.aux), rd_params.eq(cmd.data[:70])]
+                            upd(acc_base, cmd.addr)
+                            upd(bit, 0)
                             m.next = "READ"
 
             with m.State("CLEAR"):
-                m.d.comb += [wr.addr.eq(acc_base + bit), wr.data.eq(0), wr.en.eq(1), busy.eq(1)]
+                m.d.comb += [w_addr.eq(acc_base + bit), w_data.eq(0), w_en.eq(1), busy.eq(1)]
                 count("row_writes")
-                m.d.sync += bit.eq(bit + 1)
+                upd(bit, bit + 1)
                 with m.If(bit == B - 1):
                     m.next = "IDLE"
 
@@ -212,33 +275,33 @@ class FatEngine(wiring.Component):
                 with m.State("STEP"):
                     if cfg.bitskip:
                         # Jump straight to the next bit whose step can change anything.
-                        found, t = first_bit(bit, carry, inv)
-                        with m.If(~found):  # every plane left is zero, every carry matches
+                        with m.If(~found_r):  # every plane left is zero, every carry matches
                             count("skipped_bits", B - bit)
                             self._op_done(m, mask, start_op, first_state)
                         with m.Else():
-                            m.d.comb += rd_acc.addr.eq(acc_base + t)
-                            m.d.comb += rd_op.addr.eq(op_row0 + Mux(t < A, t, A - 1))
-                            self._fat_step(m, wr, acc_base + t, s_vec, c_out, carry, busy, count)
-                            nxt = Signal(range(B + 2))
-                            m.d.comb += nxt.eq(t + 1)
-                            m.d.sync += bit.eq(nxt)
+                            self._fat_step(m, acc_base + t_r, s_vec, c_out, (w_addr, w_data, w_en), busy,
+                                           count, lambda: upd(carry, c_out))
+                            step_next = Signal(range(B + 2))
+                            m.d.comb += step_next.eq(t_r + 1)
+                            upd(bit, step_next)
+                            m.d.comb += stepping.eq(1)
                             # Done now when nothing above can change: at or past the sign
                             # plane every carry must equal that column's operand sign.
-                            finished = (nxt == B) | ((nxt >= A) & (c_out == o_vec))
-                            count("skipped_bits", (t - bit) + Mux(finished, B - nxt, 0))
+                            finished = (step_next == B) | ((step_next >= A) & (c_out == o_vec))
+                            count("skipped_bits", (t_r - bit) + Mux(finished, B - step_next, 0))
                             with m.If(finished):
                                 self._op_done(m, mask, start_op, first_state)
                     else:
-                        self._fat_step(m, wr, acc_base + bit, s_vec, c_out, carry, busy, count)
-                        m.d.sync += bit.eq(bit + 1)
+                        self._fat_step(m, acc_base + bit, s_vec, c_out, (w_addr, w_data, w_en), busy, count,
+                                       lambda: upd(carry, c_out))
+                        upd(bit, bit + 1)
                         with m.If(bit == B - 1):
                             self._op_done(m, mask, start_op, first_state)
             else:
                 with m.State("PINIT"):
                     # ParaPIM keeps the carry in a row: write the carry-in first.
-                    m.d.comb += [wr.addr.eq(Mux(cur, cfg.carry_rows[1], cfg.carry_rows[0])),
-                                 wr.data.eq(Mux(inv, ones, 0)), wr.en.eq(1), busy.eq(1)]
+                    m.d.comb += [w_addr.eq(Mux(cur, cfg.carry_rows[1], cfg.carry_rows[0])),
+                                 w_data.eq(Mux(inv, ones, 0)), w_en.eq(1), busy.eq(1)]
                     count("row_writes")
                     m.next = "PSTEP"
                 with m.State("PSTEP"):
@@ -247,18 +310,21 @@ class FatEngine(wiring.Component):
                     count("row_reads", 3)
                     count("row_writes")
                     with m.If(phase == 0):  # carry step: new carry to the other carry row
-                        m.d.comb += [wr.addr.eq(Mux(cur, cfg.carry_rows[0], cfg.carry_rows[1])),
-                                     wr.data.eq(c_out), wr.en.eq(1)]
+                        m.d.comb += [w_addr.eq(Mux(cur, cfg.carry_rows[0], cfg.carry_rows[1])),
+                                     w_data.eq(c_out), w_en.eq(1)]
                         m.d.sync += phase.eq(1)
                     with m.Else():  # sum step
-                        m.d.comb += [wr.addr.eq(acc_base + bit), wr.data.eq(s_vec), wr.en.eq(1)]
-                        m.d.sync += [phase.eq(0), cur.eq(~cur), bit.eq(bit + 1)]
+                        m.d.comb += [w_addr.eq(acc_base + bit), w_data.eq(s_vec), w_en.eq(1)]
+                        m.d.sync += phase.eq(0)
+                        upd(cur, ~cur)
+                        upd(bit, bit + 1)
                         with m.If(bit == B - 1):
                             self._op_done(m, mask, start_op, first_state)
 
             with m.State("READ"):
-                m.d.comb += [rd_acc.addr.eq(rd_base + bit), busy.eq(1)]
-                m.d.sync += [tbuf.word_select(bit, C).eq(rd_acc.data), bit.eq(bit + 1)]
+                m.d.comb += busy.eq(1)
+                m.d.sync += tbuf.word_select(bit, C).eq(a_vec)
+                upd(bit, bit + 1)
                 count("row_reads")
                 count("steps")
                 with m.If(bit == B - 1):
@@ -289,10 +355,11 @@ class FatEngine(wiring.Component):
         return m
 
     @staticmethod
-    def _fat_step(m, wr, row, s_vec, c_out, carry, busy, count):
+    def _fat_step(m, row, s_vec, c_out, write, busy, count, latch):
         """One FAT step: sense accumulator and operand rows, write the sum, latch the carry."""
-        m.d.comb += [wr.addr.eq(row), wr.data.eq(s_vec), wr.en.eq(1), busy.eq(1)]
-        m.d.sync += carry.eq(c_out)
+        w_addr, w_data, w_en = write
+        m.d.comb += [w_addr.eq(row), w_data.eq(s_vec), w_en.eq(1), busy.eq(1)]
+        latch()
         count("steps")
         count("row_reads", 2)
         count("row_writes")
