@@ -91,13 +91,15 @@ def corner_vectors(rng: np.random.Generator, add) -> None:
     * left shifts with random multipliers, no wrap (small acc) and around the int32 wrap.
     """
     for k in range(31):
+        # the product is 2**62 - 2**(31 + k): with a right shift of 24 and more the int8
+        # output tells it from the saturated 2**31 - 1 (when k is high enough to matter)
         near = INT32_MIN ^ (1 << k)
-        for s in (SHIFT_MIN, -1, 0, 3):
+        for s in (SHIFT_MIN, -30, -27, -25, -24):
             add(INT32_MIN, near, s)
             add(near, INT32_MIN, s)
-        add(near, INT32_MAX ^ (1 << k), -5)
-        add(INT32_MAX ^ (1 << k), near, -5)
-        add(INT32_MAX ^ (1 << k), INT32_MAX, 0)
+        add(near, INT32_MAX ^ (1 << k), -24)
+        add(INT32_MAX ^ (1 << k), near, -24)
+        add(INT32_MAX ^ (1 << k), INT32_MAX, -24)
     M = 1 << 31
     for _ in range(24):
         b = int(rng.integers(1, 1 << 31)) | 1
