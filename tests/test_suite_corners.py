@@ -67,6 +67,10 @@ FAT_MUTANTS = [
     # the requantizer never shifts left (FAT's other layers all have multipliers below 1)
     ("no-left-shift", r"(assign \\\$\d+  = )\$signed\(i__payload\[69:64\]\) > \$signed\(1'h0\);", r"\g<1>1'h0;",
      "left-shift"),
+    # bit 12 of the READ's multiplier lost on its way to the requantizer (a low multiplier
+    # bit moves the random layers' outputs by far less than one)
+    ("mult-bit-12", r"(\[63:32\] )= em_params\[63:32\];", r"\g<1>= { em_params[63:45], 1'h0, em_params[43:32] };",
+     "read-params"),
 ]
 
 

@@ -157,6 +157,29 @@ RANDOM_LAYERS = (  # kernel 1 and 3, stride 1 and 2, odd channel counts, FC
 )
 
 
+def read_params_layer(rng: np.random.Generator, *, n: int = 3, c: int = 4) -> LayerVectors:
+    """A linear layer whose 32 output channels make every bit of a READ's multiplier and
+    bias show in the int8 output: channel k < 31 has the raw multiplier 2**k (shift 0)
+    and a bias near t * 2**(31 - k) for a random t in [-60, 60] (so that acc * 2**k / 2**31
+    lands in int8 and a bit more or less in the multiplier moves it), channel 31 the
+    multiplier INT32_MAX (every bit set) with a small bias."""
+    o = 32
+    x = rng.integers(-3, 4, size=(n, c))
+    wt = rng.choice([-1, 0, 1], size=(o, c))
+    lim = (1 << 31) - (1 << 21)
+    bias, mult = [], []
+    for k in range(31):
+        t = int(rng.integers(-60, 61))
+        bias.append(int(np.clip(t * (1 << (31 - k)) + int(rng.integers(0, 1 << (31 - k))) - (1 << (30 - k)),
+                                -lim, lim)))
+        mult.append(1 << k)
+    bias.append(int(rng.integers(-100, 100)))
+    mult.append((1 << 31) - 1)
+    return layer_vectors_from(name="read-params", kind="linear", x=x, w=wt, bias=np.array(bias), input_zero_point=0,
+                              mult=np.array(mult), shift=np.zeros(o, dtype=np.int64), output_zero_point=0,
+                              act_min=-128, act_max=127)
+
+
 # Corner layers (each a scenario of the suite; tests/test_suite_corners.py shows each can fail):
 CORNER_LAYERS = (
     # every column and (with the reduction split in two operand tiles) nearly every row in use
@@ -191,6 +214,9 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
         vec = random_layer(np.random.default_rng(seed), **spec)
         if not go(mapper.plan(vec, design.config), vec.name, len(results)):
             return results
+    # every bit of the READ parameters (multiplier, bias) visible in the output
+    if not go(mapper.plan(read_params_layer(np.random.default_rng(seed)), design.config), "read-params", len(results)):
+        return results
     # partial words: codes above cnt must be ignored
     vec = random_layer(np.random.default_rng(seed), name="partial-words", **RANDOM_LAYERS[0])
     part = partial_words(mapper.plan(vec, design.config), np.random.default_rng(seed))
