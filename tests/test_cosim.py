@@ -39,7 +39,8 @@ def test_cli_cosim_passes_then_reuses_build(capsys):
     assert main(["cosim", "requant", "--vectors", "500", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert out.count("PASS: requant on verilator") == 2
-    assert out.strip().splitlines()[-4] == "build: reused cached build (design unchanged)"
+    second = out.split("PASS: requant on verilator")[1]  # the second run's lines
+    assert "build: reused cached build (design unchanged)" in second.splitlines()
 
 
 @pytest.mark.verilator

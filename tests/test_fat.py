@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cosim.engines import run_layer
-from cosim.testbenches.fat import HARNESS_CYCLES, RANDOM_LAYERS, random_layer, run
+from cosim.testbenches.fat import HARNESS_CYCLES, RANDOM_LAYERS, invalid_codes, random_layer, run
 from flows.cli import main
 from golden.errors import NotMapped
 from golden.nets import digits
@@ -88,6 +88,23 @@ def test_run_fails_when_counters_or_cycles_disagree_with_the_model():
         r = run(design, bad)
         assert not r.passed and r.mismatches == 0, (key, r.summary())
         assert ("RTL counters" if key == "adds" else "cycle model") in r.extra["error"], r.extra["error"]
+
+
+@pytest.mark.icarus
+@pytest.mark.parametrize("params", [{"mode": "fat"}, {"mode": "dense"}], ids=lambda p: p["mode"])
+def test_every_invalid_code_of_a_word_counts_in_errors(params):
+    """Three invalid codes in one WEIGHTS word count three errors, as the cycle model and
+    the docs say (the RTL used to count the word once)."""
+    design = generate("fat", {**SMALL, **params})
+    p = plan(layers(1)[0], design.config)
+    bad = invalid_codes(p, np.random.default_rng(0), n=3, per_word=3)
+    i = next(i for i in np.flatnonzero(bad.cmds["data"][:, 0] != p.cmds["data"][:, 0]))
+    word, cnt = int(bad.cmds["data"][i, 0]), int(bad.cmds["cnt"][i])
+    assert sum((word >> (2 * j)) & 3 == 2 for j in range(cnt)) == 3  # all three in one word
+    assert bad.model["errors"] == 3
+    r = run(design, bad, sim="icarus")
+    assert r.passed, (r.summary(), r.extra.get("error"))
+    assert r.extra["stats"]["errors"] == 3, r.extra["stats"]
 
 
 @pytest.mark.verilator

@@ -70,7 +70,80 @@ def edge_vectors(rng: np.random.Generator) -> dict[str, np.ndarray]:
     # Small accumulators around the rounding boundaries of typical layers.
     for a in range(-40, 41):
         add(a, 1 << 30, -2)
+    corner_vectors(rng, add)
     return {k: np.array(v, dtype=np.int64) for k, v in (("acc", acc), ("mult", mult), ("shift", shift))}
+
+
+def _s32(v: int) -> int:
+    v &= (1 << 32) - 1
+    return v - (1 << 32) if v >> 31 else v
+
+
+def corner_vectors(rng: np.random.Generator, add) -> None:
+    """Corners random vectors almost never reach (each ``add(acc, mult, shift)``):
+
+    * near misses of the saturation detector: one operand INT32_MIN, the other one bit
+      away from it, and both operands one bit away from INT32_MIN or INT32_MAX;
+    * exact halves of the doubling high multiply: a * b = 2**30 + d (mod 2**31) for d in
+      -1, 0, 1, both signs of the product, odd and even multipliers, every right shift;
+    * exact halves of the rounding right shift on large values: x = acc / 2 (mult =
+      2**30) with its low e bits at half - 1, half, half + 1, both signs;
+    * left shifts with random multipliers, no wrap (small acc) and around the int32 wrap.
+    """
+    for k in range(31):
+        # the product is 2**62 - 2**(31 + k): with a right shift of 24 and more the int8
+        # output tells it from the saturated 2**31 - 1 (when k is high enough to matter)
+        near = INT32_MIN ^ (1 << k)
+        for s in (SHIFT_MIN, -30, -27, -25, -24):
+            add(INT32_MIN, near, s)
+            add(near, INT32_MIN, s)
+        add(near, INT32_MAX ^ (1 << k), -24)
+        add(INT32_MAX ^ (1 << k), near, -24)
+        add(INT32_MAX ^ (1 << k), INT32_MAX, -24)
+    M = 1 << 31
+    for _ in range(24):
+        b = int(rng.integers(1, 1 << 31)) | 1
+        inv_b = pow(b, -1, M)
+        for d in (-1, 0, 1):
+            a = ((1 << 30) + d) * inv_b % M  # a * b = 2**30 + d (mod 2**31)
+            for aa, bb in ((a, b), (a - M, b), (a, -b), (a - M, -b)):
+                add(_s32(aa), _s32(bb), int(rng.integers(SHIFT_MIN, 1)))
+    for e in range(1, 32):
+        for sign in (1, -1):
+            hi = int(rng.integers(0, 1 << max(0, 29 - e))) << e
+            half = 1 << (e - 1)
+            for d in (-1, 0, 1):
+                x = sign * (hi + half + d)
+                if INT32_MIN <= 2 * x <= INT32_MAX:
+                    add(2 * x, 1 << 30, -e)
+    for s in range(1, SHIFT_MAX + 1):
+        for _ in range(2):
+            m = int(rng.integers(INT32_MIN, INT32_MAX, endpoint=True))
+            small = int(rng.integers(-(1 << max(0, 30 - s)), 1 << max(0, 30 - s)))
+            add(small, m, s)
+            add(int(rng.integers(1, 1 << 12)), int(rng.integers(1 << 30, 1 << 31)), s)
+            edge = (1 << (31 - s)) + int(rng.integers(-2, 3))  # shifted acc just around 2**31
+            add(edge, m, s)
+            add(-edge, m, s)
+
+
+# Static settings, each bit of zero_point, act_min and act_max at both values across the
+# suite, with vectors whose outputs sweep the whole int8 range around the clamp bounds.
+STATIC_SWEEP = (
+    Scenario("statics zp=2 [19, 127]", zero_point=2, act_min=19, act_max=127, idle=0.0, stall=0.0),
+    Scenario("statics zp=-128 [-128, -91]", zero_point=-128, act_min=-128, act_max=-91, idle=0.0, stall=0.0),
+    Scenario("statics zp=127 [-86, 85]", zero_point=127, act_min=-86, act_max=85, idle=0.0, stall=0.0),
+)
+
+
+def sweep_vectors(sc: Scenario) -> dict[str, np.ndarray]:
+    """acc / 2 (mult 2**30, shift 0: exact for even acc, a tie for odd) plus the zero
+    point sweeps every value from below -128 to above 127, each bound hit and missed by one."""
+    y = np.arange(-140, 141)
+    acc = np.concatenate([2 * (y - sc.zero_point), 2 * (y - sc.zero_point) + 1])
+    n = len(acc)
+    return {"acc": acc.astype(np.int64), "mult": np.full(n, 1 << 30, dtype=np.int64),
+            "shift": np.zeros(n, dtype=np.int64)}
 
 
 def random_vectors(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -92,7 +165,8 @@ def expected(vectors: dict[str, np.ndarray], sc: Scenario) -> np.ndarray:
 
 def cosim(design: Design, *, sim: str = "verilator", seed: int = 1, vectors: int = 20000,
           verilog: str | None = None, waves: bool = False, timeout_s: float = 300) -> list[StreamResult]:
-    """Edge cases plus ``vectors`` random vectors, split across :data:`SCENARIOS`."""
+    """Edge and corner cases plus ``vectors`` random vectors, split across :data:`SCENARIOS`,
+    then :data:`STATIC_SWEEP` (static settings with a sweep of the outputs across the clamp)."""
     if vectors < 0:
         raise ValueError(f"vectors must be >= 0, not {vectors}")
     rng = np.random.default_rng(seed)
@@ -105,6 +179,15 @@ def cosim(design: Design, *, sim: str = "verilator", seed: int = 1, vectors: int
         r = run_stream(design, vec, sc.statics(), expected(vec, sc), sim=sim, verilog=verilog, seed=seed + k,
                        idle=sc.idle, stall=sc.stall, waves=waves, timeout_s=timeout_s, depth_log2=DEPTH_LOG2)
         _check_cycles(r, model.stream_cycles(len(vec["acc"]), design.config), paced=bool(sc.idle or sc.stall))
+        r.extra["scenario"] = sc.name + (f": {r.extra['error']}" if "error" in r.extra else "")
+        results.append(r)
+        if not r.passed:
+            return results
+    for k, sc in enumerate(STATIC_SWEEP):
+        vec = sweep_vectors(sc)
+        r = run_stream(design, vec, sc.statics(), expected(vec, sc), sim=sim, verilog=verilog,
+                       seed=seed + len(SCENARIOS) + k, waves=waves, timeout_s=timeout_s, depth_log2=DEPTH_LOG2)
+        _check_cycles(r, model.stream_cycles(len(vec["acc"]), design.config), paced=False)
         r.extra["scenario"] = sc.name + (f": {r.extra['error']}" if "error" in r.extra else "")
         results.append(r)
         if not r.passed:

@@ -249,8 +249,10 @@ class FatEngine(wiring.Component):
                                       for k in range(W))
                             m.d.sync += [codes.eq(codes_in), mask.eq(live), slot0_row.eq(cmd.addr * A)]
                             upd(acc_base, cmd.aux)
+                            # every invalid code in the word counts (as the cycle model and the
+                            # docs say), not the word once
                             with m.If(bad.any()):
-                                count("errors")
+                                count("errors", sum(bad[k] for k in range(W)))
                             with m.If(live.any()):
                                 m.next = "ISSUE"
                         with m.Case(Op.READ):

@@ -1,0 +1,98 @@
+"""The co-simulation suites' corner scenarios can fail: each kills a hand-made mutant
+that the random stimulus alone lets through (the survivors of ``nnaccel mutate`` they
+were written for, docs/mutate.md)."""
+
+import time
+
+import numpy as np
+import pytest
+
+from cosim import mutate as mech
+from cosim.stream import run_stream
+from cosim.testbenches import fat as fat_tb
+from cosim.testbenches import requant as requant_tb
+from rtl.export import generate
+from rtl.fat import mapper
+from tests.conftest import mutate
+
+pytestmark = pytest.mark.icarus
+
+# (name, pattern, replacement, the scenario that must kill it)
+REQUANT_MUTANTS = [
+    # the saturation detector ignores bit 27 of x: x = INT32_MIN ^ 2**27 with mult INT32_MIN
+    # saturates (seen in int8 after a right shift of 24 or more)
+    ("saturation-near-miss", r"shift_x == 32'd2147483648;",
+     "{ shift_x[31:28], 1'h0, shift_x[26:0] } == 32'd2147483648;",
+     "full-range"),
+    # the negative product's nudge 1 - 2**30 off by one: only a * b = 2**30 - 1 (mod 2**31) shows it
+    ("nudge-off-by-one", r"33'h1c0000001;", "33'h1c0000000;", "full-range"),
+    # the clamp ignores the sign of act_max: only a negative act_max shows it
+    ("act-max-sign", r"\$signed\(y\) > \$signed\(act_max\);", "$signed(y) > $signed({ 1'h0, act_max[6:0] });",
+     "statics zp=-128 [-128, -91]"),
+    # zero point bit 1 tied to 0 (the base scenarios' zero points -3 and -20 both have it 0)
+    ("zero-point-bit1", r"\$signed\(round_r\) \+ \$signed\(zero_point\);",
+     "$signed(round_r) + $signed({ zero_point[7:2], 1'h0, zero_point[0] });", "statics zp=2 [19, 127]"),
+]
+
+
+def _random_only_passes(design, text: str) -> bool:
+    """The mutant against the first base scenario's random vectors alone."""
+    sc = requant_tb.SCENARIOS[0]
+    vec = requant_tb.random_vectors(np.random.default_rng(7), 2000)
+    t0 = time.time()
+    try:
+        return run_stream(design, vec, sc.statics(), requant_tb.expected(vec, sc), sim="icarus", verilog=text,
+                          depth_log2=requant_tb.DEPTH_LOG2).passed
+    finally:
+        mech.forget(design, text, "icarus", since=t0)
+
+
+@pytest.mark.parametrize("name,pattern,repl,scenario", REQUANT_MUTANTS, ids=[m[0] for m in REQUANT_MUTANTS])
+def test_requant_corner_kills_a_mutant_random_vectors_miss(name, pattern, repl, scenario, requant_design):
+    text = mutate(requant_design.verilog, pattern, repl)
+    assert _random_only_passes(requant_design, text), f"{name}: random vectors already kill it"
+    r = mech.run_mutant(requant_design, text, sim="icarus", vectors=200)
+    assert r["verdict"] == "killed" and r["scenario"].startswith(scenario), (name, r)
+
+
+@pytest.fixture(scope="module")
+def fat_design():
+    return generate("fat", {})
+
+
+FAT_MUTANTS = [
+    # the SACU issues weight 15 whatever cnt says: codes above cnt are no longer ignored
+    ("cnt-ignored-for-weight-15", r"(assign \\\$\d+  = )i__payload\[42:35\] > 4'hf;", r"\g<1>1'h1;",
+     "partial-words"),
+    # the requantizer never shifts left (FAT's other layers all have multipliers below 1)
+    ("no-left-shift", r"(assign \\\$\d+  = )\$signed\(i__payload\[69:64\]\) > \$signed\(1'h0\);", r"\g<1>1'h0;",
+     "left-shift"),
+    # bit 12 of the READ's multiplier lost on its way to the requantizer (a low multiplier
+    # bit moves the random layers' outputs by far less than one)
+    ("mult-bit-12", r"(\[63:32\] )= em_params\[63:32\];", r"\g<1>= { em_params[63:45], 1'h0, em_params[43:32] };",
+     "read-params"),
+]
+
+
+@pytest.mark.parametrize("name,pattern,repl,scenario", FAT_MUTANTS, ids=[m[0] for m in FAT_MUTANTS])
+def test_fat_corner_kills_a_mutant_the_random_layers_miss(name, pattern, repl, scenario, fat_design):
+    text = mutate(fat_design.verilog, pattern, repl)
+    r = mech.run_mutant(fat_design, text, sim="icarus")
+    # the corner scenarios run after the random layers: those passed
+    assert r["verdict"] == "killed" and r["scenario"].startswith(scenario), (name, r)
+
+
+def test_fat_corner_layers_reach_their_corners(fat_design):
+    """full-array fills every column and splits the reduction over nearly every row;
+    left-shift has left shifts and outputs inside its clamp; partial-words has partial words."""
+    cfg = fat_design.config
+    by_name = {spec["name"]: fat_tb.random_layer(np.random.default_rng(1), **spec) for spec in fat_tb.CORNER_LAYERS}
+    full = mapper.plan(by_name["full-array"], cfg)
+    assert full.tiles["k_tiles"] > 1 and full.tiles["positions"] % cfg.cols == 0
+    assert full.cmds["addr"].max() >= cfg.rows - 32
+    left = by_name["left-shift"]
+    y = left.y
+    assert (left.shift > 0).all() and ((y > left.layer.act_min) & (y < left.layer.act_max)).mean() > 0.5
+    p = mapper.plan(fat_tb.random_layer(np.random.default_rng(1), **fat_tb.RANDOM_LAYERS[0]), cfg)
+    assert fat_tb.partial_words(p, np.random.default_rng(1)).cmds["data"][:, 0].tolist() != \
+        p.cmds["data"][:, 0].tolist()
