@@ -159,34 +159,48 @@ def stream_out_checks(top: FormalTop, m: Module, o, name: str = "o") -> None:
         top.assert_(m, Value.cast(o.payload) == payload, f"{name}.payload changed while not accepted")
 
 
-class StreamHoldTop(FormalTop):
-    """Any engine with stream ports ``i`` and ``o``: every input port free (the stream's
-    valid and payload, ``o.ready`` and the outputs' ready in any cycle; the other
-    inputs, the statics, free but held), and the stream rule asserted on ``o``.
-    ``make`` builds the component (a broken one, for the tests). ``lockstep``: internal
-    signals (``elaborated`` names) asserted equal in every cycle, the inductive
-    strengthening of an engine whose output lanes move together."""
+class EngineTop(FormalTop):
+    """An engine with stream ports ``i`` and ``o`` as the solver's: the stream's valid and
+    payload and ``o.ready`` free in any cycle, the static inputs (those of ``statics`` the
+    engine has) free but held. ``enter(m)`` puts the engine in ``m`` and returns its
+    internal signals by name (``elaborated``)."""
 
-    def __init__(self, make, statics=("zero_point", "act_min", "act_max", "input_zero_point"),
-                 lockstep: tuple[str, ...] = ()):
+    STATICS = ("zero_point", "act_min", "act_max", "input_zero_point")
+
+    def __init__(self, dut, statics=STATICS):
         super().__init__()
-        self.dut = make()
+        self.dut = dut
+        self.statics = [getattr(dut, n) for n in statics if hasattr(dut, n)]
+        self.free(dut.i.valid, dut.i.payload, dut.o.ready, *self.statics)
+
+    def enter(self, m: Module, hold: bool = True) -> dict:
+        frag, g = elaborated(self.dut)
+        m.submodules.dut = frag
+        if hold:
+            self.hold_static(m, *self.statics)
+        return g
+
+
+class StreamHoldTop(EngineTop):
+    """Any engine: the stream rule asserted on ``o`` (see ``EngineTop``). ``make`` builds
+    the component (a broken one, for the tests). ``lockstep``: internal signals
+    (``elaborated`` names) asserted equal in every cycle, the inductive strengthening of
+    an engine whose output lanes move together."""
+
+    def __init__(self, make, statics=EngineTop.STATICS, lockstep: tuple[str, ...] = ()):
+        super().__init__(make(), statics)
         self.lockstep = lockstep
-        self.statics = [getattr(self.dut, n) for n in statics if hasattr(self.dut, n)]
-        d = self.dut
-        self.free(d.i.valid, d.i.payload, d.o.ready, *self.statics)
 
     def properties(self, m):
         d = self.dut
         if self.lockstep:
-            frag, g = elaborated(d)
-            m.submodules.dut = frag
+            g = self.enter(m)
             first = g[self.lockstep[0]]
             for name in self.lockstep[1:]:
                 self.assert_(m, g[name] == first, "output lanes out of step")
         else:
             m.submodules.dut = d
-        self.hold_static(m, *self.statics)
+            self.hold_static(m, *self.statics)
         stream_out_checks(self, m, d.o)
 
 

@@ -37,25 +37,20 @@ from amaranth.hdl import Cat, Mux, Signal
 
 from rtl.fat.config import Code, FatConfig, Op
 from rtl.fat.engine import FatEngine
-from rtl.common.formal import (FormalTop, Property, StreamHoldTop, elaborated, popcount, state_codes,
+from rtl.common.formal import (EngineTop, Property, StreamHoldTop, popcount, state_codes,
                                stream_count_checks)
 
 CONFIG = FatConfig(rows=16, cols=2, act_bits=2, acc_bits=4, mode="fat", word_weights=4)
 
 
-class FatTop(FormalTop):
+class FatTop(EngineTop):
     def __init__(self, check: str, config: FatConfig = CONFIG, component=None):
-        super().__init__()
+        super().__init__(component if component is not None else FatEngine(config))
         self.check, self.cfg = check, config
-        self.dut = component if component is not None else FatEngine(config)
-        d = self.dut
-        self.free(d.i.valid, d.i.payload, d.o.ready, d.zero_point, d.act_min, d.act_max)
 
     def properties(self, m):
         cfg, d = self.cfg, self.dut
-        frag, g = elaborated(d)
-        m.submodules.dut = frag
-        self.hold_static(m, d.zero_point, d.act_min, d.act_max)
+        g = self.enter(m)
         W, B = cfg.word_weights, cfg.acc_bits
         cmd = d.i.payload
         weights = d.i.valid & d.i.ready & (cmd.op == Op.WEIGHTS)

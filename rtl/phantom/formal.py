@@ -48,7 +48,7 @@ from amaranth.hdl import Cat, Mux, Signal
 
 from rtl.phantom.config import PhantomConfig
 from rtl.phantom.core import PhantomCore
-from rtl.common.formal import FormalTop, Property, StreamHoldTop, elaborated, stream_count_checks
+from rtl.common.formal import EngineTop, FormalTop, Property, StreamHoldTop, stream_count_checks
 
 CONFIG = PhantomConfig(threads=2, chunk=4, values=2, window=2, lanes=1)
 
@@ -76,21 +76,16 @@ def core_held(top: FormalTop, m, g: dict, cfg: PhantomConfig, prefix: str = ""):
             + popcount(Cat(rq_valid[k] & g[f"{prefix}lanes_s{k}"][0] for k in range(lat))))
 
 
-class PhantomTop(FormalTop):
+class PhantomTop(EngineTop):
     def __init__(self, check: str, config: PhantomConfig = CONFIG, component=None, consistent: bool = True):
-        super().__init__()
+        super().__init__(component if component is not None else PhantomCore(config))
         if config.lanes != 1:
             raise ValueError(f"the Phantom properties are written for 1 lane, not {config.lanes}")
         self.check, self.cfg, self.consistent = check, config, consistent
-        self.dut = component if component is not None else PhantomCore(config)
-        d = self.dut
-        self.free(d.i.valid, d.i.payload, d.o.ready, d.zero_point, d.act_min, d.act_max)
 
     def properties(self, m):
         cfg, d = self.cfg, self.dut
-        frag, g = elaborated(d)
-        m.submodules.dut = frag
-        self.hold_static(m, d.zero_point, d.act_min, d.act_max)
+        g = self.enter(m)
         T, L = cfg.threads, cfg.window
         go = ~g["stall"]
         r0, rT = g["r0"], g[f"r{T}"]

@@ -26,7 +26,7 @@ from dataclasses import asdict
 
 from amaranth.hdl import Cat, Mux, Signal
 
-from rtl.common.formal import (FormalTop, Property, elaborated, popcount, stream_count_checks,
+from rtl.common.formal import (EngineTop, Property, popcount, stream_count_checks,
                                stream_out_checks)
 from rtl.phantom.formal import core_held
 from rtl.phantom2d.config import Phantom2DConfig
@@ -36,23 +36,18 @@ CONFIG = Phantom2DConfig(rows=1, cols=2, threads=2, chunk=4, values=2, window=2,
 COUNT_DEPTH = 15
 
 
-class MeshTop(FormalTop):
+class MeshTop(EngineTop):
     """The mesh with its inputs free: ``check`` "hold" (stream rule on ``o`` and, as the
     strengthening, on every core's ``o``) or "count" (in/out counting).
     ``component`` replaces the mesh (a broken design, for the tests)."""
 
     def __init__(self, check: str, config: Phantom2DConfig = CONFIG, component=None):
-        super().__init__()
+        super().__init__(component if component is not None else PhantomMesh(config))
         self.check, self.cfg = check, config
-        self.dut = component if component is not None else PhantomMesh(config)
-        d = self.dut
-        self.free(d.i.valid, d.i.payload, d.o.ready, d.zero_point, d.act_min, d.act_max)
 
     def properties(self, m):
         cfg, d = self.cfg, self.dut
-        frag, g = elaborated(d)
-        m.submodules.dut = frag
-        self.hold_static(m, d.zero_point, d.act_min, d.act_max)
+        g = self.enter(m)
         cores = [(r, c) for r in range(cfg.rows) for c in range(cfg.cols)]
         if self.check == "hold":
             stream_out_checks(self, m, d.o)

@@ -49,8 +49,8 @@ from dataclasses import asdict
 
 from amaranth.hdl import Mux, Signal, Value, signed
 
-from rtl.common.formal import (CUT_MULTIPLIERS, FormalTop, Property, StreamHoldTop, elaborated, popcount,
-                               stream_count_checks)
+from rtl.common.formal import (CUT_MULTIPLIERS, EngineTop, FormalTop, Property, StreamHoldTop, elaborated,
+                               popcount, stream_count_checks)
 from rtl.winograd import transforms as tf
 from rtl.winograd.config import WinogradConfig
 from rtl.winograd.engine import WinogradEngine
@@ -143,20 +143,16 @@ class WinogradTop(FormalTop):
                 self.assert_(m, reg * s2 == was, "Y is not A^T M A / s**2 (overflow or inexact)")
 
 
-class WinogradCountTop(FormalTop):
+class WinogradCountTop(EngineTop):
     """In/out counting on the engine (``component``: a broken one, for the tests)."""
 
     def __init__(self, config: WinogradConfig = CONFIG, component=None):
-        super().__init__()
+        super().__init__(component if component is not None else WinogradEngine(config))
         self.cfg = config
-        self.dut = component if component is not None else WinogradEngine(config)
-        d = self.dut
-        self.free(d.i.valid, d.i.payload, d.o.ready, d.input_zero_point, d.zero_point, d.act_min, d.act_max)
 
     def properties(self, m):
         cfg, d = self.cfg, self.dut
-        frag, g = elaborated(d)
-        m.submodules.dut = frag
+        g = self.enter(m, hold=False)  # the statics free in every cycle
         valid, rq_valid = g["valid"], g["requant_0_0.valid"]
         lasts = [g["s1_last"], g["s2_last"], g["s3_last"]]
         held = (sum(valid[k] & lasts[k] for k in range(3)) + sum(valid[k] for k in range(3, len(valid)))
@@ -165,24 +161,20 @@ class WinogradCountTop(FormalTop):
                             capacity=cfg.latency)
 
 
-class WinogradAccTop(FormalTop):
+class WinogradAccTop(EngineTop):
     """The accumulators of row ``row`` of M never overflow for groups of at most ``limit``
     beats (default: the configuration's ``max_in_channels``), the U*V registers free in
     their proven range (the property cuts the multipliers). A ``limit`` above the
     configuration's (a too-narrow accumulator) makes it fail."""
 
     def __init__(self, row: int, config: WinogradConfig = CONFIG, limit: int | None = None):
-        super().__init__()
+        super().__init__(WinogradEngine(config))
         self.row, self.cfg = row, config
         self.limit = config.max_in_channels if limit is None else limit
-        self.dut = WinogradEngine(config)
-        d = self.dut
-        self.free(d.i.valid, d.i.payload, d.o.ready, d.input_zero_point, d.zero_point, d.act_min, d.act_max)
 
     def properties(self, m):
         cfg, d = self.cfg, self.dut
-        frag, g = elaborated(d)
-        m.submodules.dut = frag
+        g = self.enter(m, hold=False)  # the statics free in every cycle
         a, P = cfg.a, cfg.channels
         lo, hi, _ = cfg.widths["UV"]
         if lo != -hi:
