@@ -342,8 +342,10 @@ class FatEngine(wiring.Component):
             count("busy")
 
         # ---- emitter: columns -> bias -> requantizer --------------------------------
+        # obuf shifts one column down per accepted output, so the column on offer is always
+        # column 0: no C-to-1 multiplexer per bit in front of the bias add (the critical path)
         col_val = Signal(signed(B))
-        m.d.comb += col_val.eq(Cat(obuf.bit_select(i * C + em_col, 1) for i in range(B)))
+        m.d.comb += col_val.eq(Cat(obuf[i * C] for i in range(B)))
         m.d.comb += [
             rq.i.valid.eq(em_busy),
             rq.i.payload.acc.eq(col_val + em_params.bias),
@@ -351,7 +353,7 @@ class FatEngine(wiring.Component):
             rq.i.payload.shift.eq(em_params.shift),
         ]
         with m.If(rq.i.valid & rq.i.ready):
-            m.d.sync += em_col.eq(em_col + 1)
+            m.d.sync += [em_col.eq(em_col + 1), obuf.eq(obuf >> 1)]
             with m.If(em_col == em_cols - 1):
                 m.d.sync += em_busy.eq(0)
         return m
