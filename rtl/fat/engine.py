@@ -83,7 +83,8 @@ class FatEngine(wiring.Component):
 
         cmd = self.i.payload
         # ---- SACU state ----------------------------------------------------------------
-        # Registers that address the array (bit, acc_base, op_base, carry, inv, cur) are
+        # Registers that address the array (bit, acc_base, op_base, carry, inv, cur, and
+        # mask, slot0_row, from which the next operand row is registered) are
         # assigned through their next values (``nxt``): the read ports take the rows of the
         # next cycle from them.
         codes = Signal(2 * W)
@@ -98,7 +99,7 @@ class FatEngine(wiring.Component):
         phase = Signal()  # parapim: 0 = carry step, 1 = sum step
         cur = Signal()  # parapim: which carry row holds the carry in
         nxt = {}
-        for reg in (bit, acc_base, op_base, carry, inv, cur):
+        for reg in (bit, acc_base, op_base, carry, inv, cur, mask, slot0_row):
             nxt[reg.name] = Signal.like(reg, name=f"{reg.name}_next")
             m.d.comb += nxt[reg.name].eq(reg)
             m.d.sync += reg.eq(nxt[reg.name])
@@ -122,15 +123,17 @@ class FatEngine(wiring.Component):
             with m.If(mask[k]):
                 m.d.comb += j.eq(k)
         code_j = codes.word_select(j, 2)
-        # The first row of weight j's operand, slot0_row + j * op_bits, without a multiplier:
-        # an AND-OR over the one-hot lowest bit of mask.
-        lowest = Signal(W)
-        m.d.comb += lowest.eq(mask & (~mask + 1))
+        # The first row of weight j's operand, slot0_row + j * op_bits, without a multiplier
+        # (an AND-OR over the one-hot lowest bit of mask), registered from mask's and
+        # slot0_row's next values so that it is ready when the weight issues.
+        def first_row_of(mask_v, slot0_v):
+            lowest = mask_v & (~mask_v + 1)
+            j_rows = Const(0, 16)
+            for k in range(1, W):
+                j_rows = j_rows | Mux(lowest[k], Const(k * A, 16), 0)
+            return slot0_v + j_rows
         first_row = Signal(16 + 8)
-        j_rows = Const(0, 16)
-        for k in range(1, W):
-            j_rows = j_rows | Mux(lowest[k], Const(k * A, 16), 0)
-        m.d.comb += first_row.eq(slot0_row + j_rows)
+        m.d.sync += first_row.eq(first_row_of(nxt["mask"], nxt["slot0_row"]))
 
         # ---- the array's ports: writes one cycle late, reads addressed one cycle ahead ---
         w_addr, w_data, w_en = Signal(16), Signal(C), Signal()  # this cycle's write (a step's sum)
@@ -184,10 +187,10 @@ class FatEngine(wiring.Component):
         def start_op():
             """Issue weight j: load the operation, then go to its first step."""
             m.d.sync += [
-                mask.eq(mask & ~(Const(1, W) << j)),
                 zero_op.eq((code_j == Code.ZERO) | (code_j == Code.INVALID)),
                 phase.eq(0),
             ]
+            upd(mask, mask & (mask - 1))  # weight j, the lowest set bit, issued
             upd(op_base, first_row)
             m.d.comb += starting.eq(1)
             upd(inv, code_j == Code.MINUS)
@@ -247,7 +250,9 @@ class FatEngine(wiring.Component):
                                         else Const(1)) & (k < cmd.cnt) for k in range(W))
                             bad = Cat((codes_in.word_select(k, 2) == Code.INVALID) & (k < cmd.cnt)
                                       for k in range(W))
-                            m.d.sync += [codes.eq(codes_in), mask.eq(live), slot0_row.eq(cmd.addr * A)]
+                            m.d.sync += codes.eq(codes_in)
+                            upd(mask, live)
+                            upd(slot0_row, cmd.addr * A)
                             upd(acc_base, cmd.aux)
                             # every invalid code in the word counts (as the cycle model and the
                             # docs say), not the word once
