@@ -39,7 +39,7 @@ def test_the_helper_checks_pipeline_and_dsp_together():
 def test_every_engine_config_passes_the_dsp_choice_to_its_requantizers(config):
     assert config().requant_dsp == "inferred" and _requant(config()).dsp == "inferred"
     rq = _requant(config(**DSP))
-    assert (rq.pipeline, rq.dsp, rq.latency) == ("fast", "ecp5", 8)
+    assert (rq.pipeline, rq.dsp, rq.latency) == ("fast", "ecp5", 9)
     with pytest.raises(ValueError, match=r"requant_dsp=ecp5 .* needs requant_pipeline=fast, not 'compact'"):
         config(requant_dsp="ecp5")
     with pytest.raises(ValueError, match=r"requant_dsp must be one of inferred, ecp5"):
@@ -101,11 +101,29 @@ def _winograd():
     return design, run(design, ls, sim="icarus")
 
 
+def _winograd_uv():
+    """F(4x4,3x3) (two division stages) with U*V in instantiated MULT18X18D (uv_dsp=ecp5)."""
+    from cosim.testbenches.winograd import RANDOM_LAYERS, random_layer, run
+    design = generate("winograd", {"m": "4", "channels": "1", "max_in_channels": "8", "uv_dsp": "ecp5", **DSP})
+    assert design.verilog.count("MULT18X18D #(") == 36 + 16 * 4  # a*a products, 16 requantizers x 4
+    assert design.config.latency == 10 + 9  # BTd V UVin UV M ATM ATMA Y0 Y acc + the requantizer's 9
+    ls = random_layer(design.config, dataclasses.replace(RANDOM_LAYERS[0], in_channels=3, idle=0, stall=0),
+                      np.random.default_rng(5), images=1)
+    return design, run(design, ls, sim="icarus")
+
+
+def test_uv_dsp_is_checked():
+    from rtl.winograd.config import WinogradConfig
+    assert WinogradConfig(uv_dsp="ecp5").stages[:4] == ("BTd", "V", "UVin", "UV")
+    with pytest.raises(ValueError, match=r"^uv_dsp must be one of inferred, ecp5 .*not 'dsp48'$"):
+        WinogradConfig(uv_dsp="dsp48")
+
+
 @pytest.mark.icarus
-@pytest.mark.parametrize("run", [_fat, _phantom, _phantom2d, _winograd], ids=lambda f: f.__name__[1:])
+@pytest.mark.parametrize("run", [_fat, _phantom, _phantom2d, _winograd, _winograd_uv], ids=lambda f: f.__name__[1:])
 def test_every_engine_is_bit_and_cycle_exact_with_ecp5_dsps(run):
     """Unpaced runs: every output exact and the cycles (and counters) the cycle model's,
-    which reads the latency from the same config (fast: 8 requantizer stages)."""
+    which reads the latency from the same config (fast + ecp5: 9 requantizer stages)."""
     design, r = run()
     assert "MULT18X18D" in design.verilog and list(sim_models(design.verilog)) == ["ecp5_mult18x18d.v"]
     assert r.passed and r.outputs > 0, (r.summary(), r.first_mismatch, r.extra.get("error"))

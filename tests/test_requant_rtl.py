@@ -134,7 +134,7 @@ def test_fast_pipeline_cosim_bit_exact_and_cycle_exact():
 
 
 def test_dsp_option_is_checked():
-    assert RequantConfig(pipeline="fast", dsp="ecp5").latency == 8
+    assert RequantConfig(pipeline="fast", dsp="ecp5").latency == 9  # + dspin, the DSPs' input registers
     with pytest.raises(ValueError, match="dsp must be one of inferred, ecp5 .*not 'xilinx'"):
         RequantConfig(pipeline="fast", dsp="xilinx")
     with pytest.raises(ValueError, match="dsp=ecp5 .* needs pipeline=fast, not 'compact'"):
@@ -142,8 +142,9 @@ def test_dsp_option_is_checked():
 
 
 def test_dsp_ecp5_verilog_instantiates_registered_mult18x18d(tmp_path):
-    """dsp=ecp5: four MULT18X18D with input and output registers on CLK0 in place of the
-    shift stage's x, q and the pp stage's fabric registers; the co-simulation gets our
+    """dsp=ecp5: four MULT18X18D with input and output registers on CLK0, the input
+    registers a stage of their own (dspin, loaded from the shift stage's fabric x and q)
+    and the output registers in place of the pp stage's fabric registers; the co-simulation gets our
     model of the primitive, the inferred design none; synthesis only for ECP5 (or generic,
     with the model as logic)."""
     from flows.synth import synth, yosys_script
@@ -155,8 +156,9 @@ def test_dsp_ecp5_verilog_instantiates_registered_mult18x18d(tmp_path):
     for param in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
         assert v.count(f'.{param}("CLK0")') == 4, param
     assert v.count('.REG_PIPELINE_CLK("NONE")') == 4
-    assert "reg signed [31:0] shift_x" not in v and "pp_hh_dsp" in v
-    assert design.meta()["latency"] == 8
+    assert "shift_x <=" in v and "pp_hh_dsp" in v and "pp_hh <=" not in v
+    assert "dspin_right" in v and design.meta()["latency"] == 9
+    assert design.config.stages == ("shift", "dspin", "pp", "sum", "high", "round", "add", "compare", "clamp")
     models = sim_models(v)
     assert list(models) == ["ecp5_mult18x18d.v"] and "module MULT18X18D" in models["ecp5_mult18x18d.v"]
     assert sim_models(generate("requant", {"pipeline": "fast"}).verilog) == {}

@@ -34,9 +34,11 @@ PIPELINES: dict[str, tuple[str, ...]] = {
 #   inferred  ``*`` in Amaranth, mapped by the synthesis tool (Yosys maps each to an ECP5
 #             MULT18X18D with its registers unused: fabric flip-flop -> DSP -> flip-flop)
 #   ecp5      each an instantiated ECP5 MULT18X18D (the vendor primitive) whose own input
-#             registers are the shift stage's x and q and whose output registers are the
-#             pp stage's products; same stages, same latency. Simulated with our model
-#             rtl/requant/ecp5_mult18x18d.v; ``fast`` pipeline only.
+#             registers are a stage of their own, ``dspin``, loaded from the shift stage's
+#             fabric x and q registers (nothing but routing between them: the shift's
+#             multiplexers end in fabric flip-flops), and whose output registers are the
+#             pp stage's products; one stage more than ``inferred`` (fast: 9). Simulated
+#             with our model rtl/requant/ecp5_mult18x18d.v; ``fast`` pipeline only.
 DSPS = ("inferred", "ecp5")
 
 
@@ -82,7 +84,7 @@ class RequantConfig:
     dsp       how the fast pipeline's partial products reach the DSPs (:data:`DSPS`):
               "inferred" (Amaranth ``*``, the synthesis tool's mapping) or "ecp5" (four
               instantiated ECP5 MULT18X18D with their input and output registers in use,
-              the same 8 stages; Verilog only, simulated with our model of the primitive,
+              the input registers a stage of their own: 9 stages; Verilog only, simulated with our model of the primitive,
               synthesized for ECP5).
     """
 
@@ -103,8 +105,13 @@ class RequantConfig:
 
     @property
     def stages(self) -> tuple[str, ...]:
-        """The pipeline's registered stages, in order (:data:`PIPELINES`)."""
-        return PIPELINES[self.pipeline]
+        """The pipeline's registered stages, in order (:data:`PIPELINES`); with
+        ``dsp="ecp5"`` the DSPs' input registers are a stage of their own, ``dspin``,
+        after ``shift`` (:data:`DSPS`)."""
+        stages = PIPELINES[self.pipeline]
+        if self.dsp == "ecp5":
+            stages = stages[:1] + ("dspin",) + stages[1:]
+        return stages
 
     @property
     def latency(self) -> int:

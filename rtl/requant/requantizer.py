@@ -7,11 +7,12 @@ pipeline of :data:`rtl.requant.config.PIPELINES`.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Mux, Module, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.quant import SHIFT_MIN
+from rtl.common.ecp5 import mult18x18d
 from rtl.requant.config import RequantConfig
 
 
@@ -31,9 +32,9 @@ class Requantizer(wiring.Component):
           point added | clamp comparisons on out_bits bits | clamp.
 
         ``config.dsp = "ecp5"`` (fast only) instantiates the four DSPs as ECP5
-        MULT18X18D whose own input registers are the shift stage's x and q and whose
-        output registers are the pp stage's products (:func:`_mult18x18d`): the same
-        stages and latency, no fabric flip-flop next to a DSP. Verilog only (the
+        MULT18X18D (:func:`mult18x18d`) whose own input registers are a stage of their
+        own, ``dspin``, loaded from the shift stage's x and q (routing only), and whose
+        output registers are the pp stage's products: 9 stages. Verilog only (the
         Amaranth simulator cannot run a vendor primitive); co-simulated with our model
         ``rtl/requant/ecp5_mult18x18d.v``.
 
@@ -91,13 +92,11 @@ class Requantizer(wiring.Component):
             return s
 
         # shift: left shift with int32 wrap-around; split the shift. With dsp="ecp5" the
-        # x and q registers are the DSPs' own input registers (in _fast).
+        # DSPs' own input registers load x and q a stage later (dspin, in _fast).
         p = self.i.payload
         left = Mux(p.shift > 0, p.shift.as_unsigned()[:5], 0)
-        x, q = (p.acc << left)[:n].as_signed(), p.mult
-        if cfg.dsp == "inferred":
-            x = reg("shift", "x", x, signed(n))
-            q = reg("shift", "q", q, signed(n))
+        x = reg("shift", "x", (p.acc << left)[:n].as_signed(), signed(n))
+        q = reg("shift", "q", p.mult, signed(n))
         right = reg("shift", "right", Mux(p.shift < 0, -p.shift, 0), range(-SHIFT_MIN + 1))
 
         if cfg.pipeline == "compact":
@@ -144,9 +143,9 @@ class Requantizer(wiring.Component):
         return y
 
     def _fast(self, m, reg, x, q, right, en):
-        """Stages pp .. compare of the fast pipeline; returns the clamp stage's
+        """Stages (dspin,) pp .. compare of the fast pipeline; returns the clamp stage's
         (below act_min, above act_max, value) registers. ``x`` and ``q`` are the shift
-        stage's registers, or (dsp="ecp5") the values the DSPs' input registers load."""
+        stage's registers (with dsp="ecp5", what the DSPs' input registers load)."""
         cfg = self._config
         n, ob = cfg.acc_bits, cfg.out_bits
         k = n // 2  # x = xh 2**k + xl with xl unsigned, the same for q
@@ -159,12 +158,14 @@ class Requantizer(wiring.Component):
         factors = {"hh": (xh, qh), "hl": (xh, ql), "lh": (xl, qh), "ll": (xl, ql)}
         pp = {}
         for name, (a, b) in factors.items():
-            if cfg.dsp == "ecp5":  # the DSP's own registers: x, q in, the product out
-                prod = _mult18x18d(m, f"pp_{name}", a, b, en)[:shapes[name].width]
+            if cfg.dsp == "ecp5":  # the DSP's own registers: dspin (x, q halves) in, pp out
+                prod = mult18x18d(m, f"pp_{name}", a, b, en)[:shapes[name].width]
                 pp[name] = prod.as_signed() if shapes[name].signed else prod
             else:
                 pp[name] = reg("pp", name, a * b, shapes[name])
         hh, hl, lh, ll = pp["hh"], pp["hl"], pp["lh"], pp["ll"]
+        if cfg.dsp == "ecp5":
+            right = reg("dspin", "right", right, right.shape())
         right = reg("pp", "right", right, right.shape())
         # sum: the middle terms, and the outer ones (side by side: a concatenation) with
         # the rounding nudge 2**(n-2) folded in. Neither overflows its register:
@@ -206,36 +207,3 @@ class Requantizer(wiring.Component):
         above = reg("compare", "above", Mux(outside, ~y[-1], low > self.act_max), 1)
         low = reg("compare", "low", low, signed(ob))
         return below, above, low
-
-
-# The ECP5 MULT18X18D configuration of dsp="ecp5": A and B registered on the way in, the
-# 36-bit product P registered on the way out (no pipeline register: two cycles from A, B
-# to P), all on CLK0, enabled by CE0, cleared by the synchronous RST0 (the domain's reset,
-# as the fabric registers it stands for). Lattice TN1267 (ECP5 sysDSP usage guide); the
-# parameter names and defaults as Yosys's share/ecp5/cells_bb.v declares them. nextpnr
-# times such a DSP as registers at both ends (its MULT18X18D_REGS_ALL timing class).
-MULT18X18D_PARAMS = {
-    "REG_INPUTA_CLK": "CLK0", "REG_INPUTA_CE": "CE0", "REG_INPUTA_RST": "RST0",
-    "REG_INPUTB_CLK": "CLK0", "REG_INPUTB_CE": "CE0", "REG_INPUTB_RST": "RST0",
-    "REG_PIPELINE_CLK": "NONE",
-    "REG_OUTPUT_CLK": "CLK0", "REG_OUTPUT_CE": "CE0", "REG_OUTPUT_RST": "RST0",
-    "GSR": "DISABLED", "RESETMODE": "SYNC", "MULT_BYPASS": "DISABLED",
-}
-
-
-def _mult18x18d(m: Module, name: str, a, b, en) -> Signal:
-    """An instantiated MULT18X18D named ``name`` (:data:`MULT18X18D_PARAMS`): ``a`` and
-    ``b`` (each at most 18 bits signed, or 17 unsigned) extended to 18-bit signed
-    operands; returns its registered 36-bit product, the signal ``name``."""
-    a18, b18 = Signal(signed(18), name=f"{name}_a"), Signal(signed(18), name=f"{name}_b")
-    m.d.comb += [a18.eq(a), b18.eq(b)]
-    p = Signal(signed(36), name=name)
-    ports = {"i_CLK0": ClockSignal(), "i_CE0": en, "i_RST0": ResetSignal(),
-             "i_SIGNEDA": Const(1), "i_SIGNEDB": Const(1), "i_SOURCEA": Const(0), "i_SOURCEB": Const(0)}
-    ports.update({f"i_A{j}": a18[j] for j in range(18)})
-    ports.update({f"i_B{j}": b18[j] for j in range(18)})
-    ports.update({f"i_C{j}": Const(0) for j in range(18)})
-    ports.update({f"o_P{j}": p[j] for j in range(36)})
-    m.submodules[f"{name}_dsp"] = Instance("MULT18X18D", **{f"p_{k}": v for k, v in MULT18X18D_PARAMS.items()},
-                                           **ports)
-    return p

@@ -20,6 +20,7 @@ from amaranth.lib import data
 from golden.winograd import integer_transforms, winograd_widths
 from rtl.common.params import check_ints
 from rtl.requant.config import RequantConfig, check_requant
+from rtl.winograd import transforms as tf
 
 ACT_BITS = 8  # int8 activations and zero point
 BIAS_BITS = 32  # int32 bias and accumulator (TFLite)
@@ -37,6 +38,11 @@ class WinogradConfig:
     requant_dsp : how the fast pipeline's partial products reach the DSPs
         (:data:`rtl.requant.config.DSPS`): "inferred" or "ecp5" (instantiated ECP5
         MULT18X18D with their registers; needs requant_pipeline="fast").
+    uv_dsp : how the element-wise products U*V reach the DSPs: "inferred" (Amaranth
+        ``*``: Yosys maps each to an ECP5 MULT18X18D with its registers unused, fabric
+        flip-flop -> DSP -> flip-flop) or "ecp5" (each an instantiated MULT18X18D whose
+        input registers are a stage of their own, ``UVin``, loaded from the U and V
+        registers, and whose output registers are the UV stage: one stage more).
     """
 
     m: int = 2
@@ -44,13 +50,15 @@ class WinogradConfig:
     max_in_channels: int = 1024
     requant_pipeline: str = "compact"
     requant_dsp: str = "inferred"
+    uv_dsp: str = "inferred"
 
-    TRANSFORM_STAGES = 8  # BTd, V, U*V, accumulate, ATM, ATMA, divide, + bias
 
     def __post_init__(self):
         if self.m not in (2, 4):
             raise ValueError(f"m must be 2 or 4 (F(2x2,3x3) or F(4x4,3x3)), not {self.m!r}")
         check_requant(self.requant_pipeline, self.requant_dsp)
+        if self.uv_dsp not in ("inferred", "ecp5"):
+            raise ValueError(f"uv_dsp must be one of inferred, ecp5 (how U*V reaches the DSPs), not {self.uv_dsp!r}")
         check_ints(self, {"channels": (1, 64), "max_in_channels": (1, 1 << 16)})
 
     # --- transforms and widths -------------------------------------------------------
@@ -111,9 +119,25 @@ class WinogradConfig:
         return self.channels * self.m * self.m * 9
 
     @property
+    def stages(self) -> tuple[str, ...]:
+        """The transform pipeline's registered stages, in order: B^T d, V, U*V, the
+        accumulators M, A^T M, A^T M A, the exact division by s**2 (two stages, ``Y0``
+        and ``Y``, when its inverse takes more than two shift-adds: F(4x4,3x3)'s 576),
+        + bias; with ``uv_dsp="ecp5"`` the DSPs' input registers ``UVin`` before UV."""
+        div = ("Y0", "Y") if tf.exact_div_parts(self.s * self.s, self.bits("Y")) == 2 else ("Y",)
+        uvin = ("UVin",) if self.uv_dsp == "ecp5" else ()
+        return ("BTd", "V", *uvin, "UV", "M", "ATM", "ATMA", *div, "acc")
+
+    @property
+    def transform_stages(self) -> int:
+        """Registered stages before the requantizers (:attr:`stages`): 8, + 1 for
+        F(4x4,3x3), + 1 with ``uv_dsp="ecp5"``."""
+        return len(self.stages)
+
+    @property
     def latency(self) -> int:
         """Cycles from the handshake of a group's last input beat to its output valid."""
-        return self.TRANSFORM_STAGES + self.requant.latency
+        return self.transform_stages + self.requant.latency
 
     @property
     def requant(self) -> RequantConfig:

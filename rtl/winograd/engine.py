@@ -6,6 +6,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.common.ecp5 import mult18x18d
 from rtl.requant.requantizer import Requantizer
 from rtl.winograd import transforms as tf
 from rtl.winograd.config import ACT_BITS, BIAS_BITS, WinogradConfig
@@ -46,8 +47,9 @@ class WinogradEngine(wiring.Component):
     zero_point, act_min, act_max : In(signed(8))  requantizer output zero point and clamp.
     The four static inputs are held during a run.
 
-    Latency ``config.latency`` cycles (8 transform stages + the requantizer's
-    ``config.requant.latency``: 5 compact, 8 fast) from
+    Latency ``config.latency`` cycles (``config.transform_stages``: 8, or 9 for
+    F(4x4,3x3) whose exact division takes two stages; + the requantizer's
+    ``config.requant.latency``: 5 compact, 8 fast, 9 fast with ECP5 DSPs) from
     the handshake of a ``last`` beat to its output beat. Throughput one input beat per
     cycle: ``channels * m * m * 9`` direct-convolution MACs per cycle with
     ``channels * a * a`` multipliers. The whole pipeline advances together and stalls
@@ -89,7 +91,7 @@ class WinogradEngine(wiring.Component):
         # One enable for the whole pipeline: it advances when the requantizers take a value.
         en = Signal()
         m.d.comb += [en.eq(lanes[0][0].i.ready), self.i.ready.eq(en)]
-        valid = Signal(cfg.TRANSFORM_STAGES)  # valid bit of stages 1..8
+        valid = Signal(cfg.transform_stages)  # valid bit of each stage (cfg.stages)
         sync = []
 
         def regs(name, exprs, shape):
@@ -118,16 +120,23 @@ class WinogradEngine(wiring.Component):
         v = regs("v", tf.right_t(btd, cfg.bt), signed(bits("V")))
         u2 = regs("u2", u1, signed(bits("U")))
         meta2 = delay("s2", meta1)
-        # Stage 3: element-wise products U[p] * V: the only multipliers of the transform.
-        uv = regs("uv", [[[u2[p][i * a + j] * v[i][j] for j in range(a)] for i in range(a)] for p in range(P)],
-                  signed(bits("UV")))
+        # Stage 3: element-wise products U[p] * V: the only multipliers of the transform
+        # (uv_dsp="ecp5": instantiated MULT18X18D, their input registers a stage before).
+        if cfg.uv_dsp == "ecp5":
+            uv = [[[mult18x18d(m, f"uv_{p}_{i}_{j}", u2[p][i * a + j], v[i][j], en)[:bits("UV")].as_signed()
+                    for j in range(a)] for i in range(a)] for p in range(P)]
+            meta2 = delay("s2in", meta2)
+        else:
+            uv = regs("uv", [[[u2[p][i * a + j] * v[i][j] for j in range(a)] for i in range(a)] for p in range(P)],
+                      signed(bits("UV")))
         meta3 = delay("s3", meta2)
         # Stage 4: accumulate over input channels; a `last` beat hands the sum on.
+        k_m = cfg.stages.index("M")
         acc = [[[Signal(signed(bits("M")), name=f"macc_{p}_{i}_{j}") for j in range(a)] for i in range(a)]
                for p in range(P)]
         mtile = [[[Signal(signed(bits("M")), name=f"m_{p}_{i}_{j}") for j in range(a)] for i in range(a)]
                  for p in range(P)]
-        with m.If(en & valid[2]):
+        with m.If(en & valid[k_m - 1]):
             for p in range(P):
                 for i in range(a):
                     for j in range(a):
@@ -142,18 +151,22 @@ class WinogradEngine(wiring.Component):
         meta5 = delay("s5", meta4)
         atma = regs("atma", [tf.right_t(atm[p], cfg.at) for p in range(P)], signed(bits("ATMA")))
         meta6 = delay("s6", meta5)
-        # Stage 7: exact division by s**2.  Stage 8: + bias -> int32 accumulator.
-        s2 = cfg.s * cfg.s
-        y = regs("y", [[[tf.exact_div(atma[p][i][j], s2, bits("Y")) for j in range(mo)] for i in range(mo)]
-                       for p in range(P)], signed(bits("Y")))
-        meta7 = delay("s7", meta6)
-        acc32 = regs("acc", [[[(y[p][i][j] + meta7["bias"][p])[:BIAS_BITS] for j in range(mo)] for i in range(mo)]
+        # Stage 7 (and 8 for F(4x4,3x3)): exact division by s**2.  Then + bias -> int32 accumulator.
+        s2, yb = cfg.s * cfg.s, bits("Y")
+        parts = tf.exact_div_parts(s2, yb)
+        y, meta = atma, meta6
+        for part in range(parts):
+            name = "y" if part == parts - 1 else f"y{part}"
+            y = regs(name, [[[tf.exact_div_part(y[p][i][j], s2, yb, part, parts) for j in range(mo)]
+                             for i in range(mo)] for p in range(P)], signed(yb))
+            meta = delay(f"s{7 + part}", meta)
+        acc32 = regs("acc", [[[(y[p][i][j] + meta["bias"][p])[:BIAS_BITS] for j in range(mo)] for i in range(mo)]
                              for p in range(P)], signed(BIAS_BITS))
-        meta8 = delay("s8", {k: meta7[k] for k in ("mult", "shift")})
+        meta_out = delay(f"s{7 + parts}", {k: meta[k] for k in ("mult", "shift")})
 
-        # Valid bits: stage 4 emits only on `last` beats.
-        shift_in = [self.i.valid, valid[0], valid[1], valid[2] & meta3["last"], valid[3], valid[4], valid[5],
-                    valid[6]]
+        # Valid bits: the accumulate stage emits only on `last` beats.
+        shift_in = [self.i.valid, *(valid[k - 1] & meta3["last"] if k == k_m else valid[k - 1]
+                                    for k in range(1, cfg.transform_stages))]
         with m.If(en):
             m.d.sync += sync
             m.d.sync += [valid[k].eq(b) for k, b in enumerate(shift_in)]
@@ -162,7 +175,7 @@ class WinogradEngine(wiring.Component):
         for p in range(P):
             for k, r in enumerate(lanes[p]):
                 m.d.comb += [r.i.valid.eq(valid[-1]), r.i.payload.acc.eq(acc32[p][k // mo][k % mo]),
-                             r.i.payload.mult.eq(meta8["mult"][p]), r.i.payload.shift.eq(meta8["shift"][p]),
+                             r.i.payload.mult.eq(meta_out["mult"][p]), r.i.payload.shift.eq(meta_out["shift"][p]),
                              r.o.ready.eq(self.o.ready), self.o.payload[p][k].eq(r.o.payload)]
         m.d.comb += self.o.valid.eq(lanes[0][0].o.valid)
 

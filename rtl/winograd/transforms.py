@@ -97,13 +97,35 @@ def exact_div_int(z: int, s2: int, width: int) -> int:
 
 def exact_div(z: Value, s2: int, width: int) -> Value:
     """``z / s2`` for ``z`` a multiple of ``s2`` whose quotient fits ``width`` signed bits."""
+    q = z
+    parts = exact_div_parts(s2, width)
+    for k in range(parts):
+        q = exact_div_part(q, s2, width, k, parts)
+    return q
+
+
+def exact_div_parts(s2: int, width: int) -> int:
+    """How many pipeline stages :func:`exact_div` is split into: one when the inverse
+    takes at most two shift-adds (or none), else two (half the carry chains each)."""
+    return 1 if len(inverse_factors(split_scale(s2)[1], width)) <= 2 else 2
+
+
+def exact_div_part(q: Value, s2: int, width: int, part: int, parts: int) -> Value:
+    """Part ``part`` of ``parts`` of :func:`exact_div`: part 0 takes the dividend ``z``
+    and shifts it right by ``t``; each part then applies its share of the inverse's
+    shift-add factors (modulo ``2**width``, in order), so the parts chained equal
+    :func:`exact_div`. A part's result is ``width`` bits, signed (the last part: the
+    quotient) or the residue modulo ``2**width`` (the others)."""
     t, odd = split_scale(s2)
-    q = z.as_signed() >> t if t else z.as_signed()
+    if part == 0:
+        q = q.as_signed() >> t if t else q.as_signed()
     shifts = inverse_factors(odd, width)
     if not shifts:
         return q
-    q = q[:width]
-    q = (q - (q << shifts[0]))[:width]
-    for e in shifts[1:]:
-        q = (q + (q << e))[:width]
-    return q.as_signed()
+    if part == 0:
+        q = q[:width]
+    per = -(-len(shifts) // parts)
+    for j in range(part * per, min(len(shifts), (part + 1) * per)):
+        sign_first = j == 0
+        q = ((q - (q << shifts[j])) if sign_first else (q + (q << shifts[j])))[:width]
+    return q.as_signed() if part == parts - 1 else q
