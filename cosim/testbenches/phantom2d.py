@@ -18,7 +18,8 @@ import dataclasses
 import numpy as np
 
 from cosim.stream import StreamResult
-from cosim.testbenches.phantom import check_plan, capacity, random_layers, settle, stream_plan, words
+from cosim.testbenches.phantom import (capacity, check_plan, check_slots, dense_exact_layer, random_layers,
+                                      requant_params_layers, settle, stream_plan, words)
 from rtl.export import Design
 from rtl.phantom2d import mapper
 from rtl.phantom2d.model import cycles
@@ -44,12 +45,19 @@ def run(design: Design, plan: mapper.Plan, *, sim="verilator", seed=1, idle=0.0,
     return r
 
 
+FLAGS = ("products", "chunks", "errors", "error_core", "error_chunk")  # counters that do not depend on timing
+
+
 def check_counters(r: StreamResult, model: dict) -> str | None:
-    """The timing-independent counters must equal the model's; None when they do."""
+    """The timing-independent counters must equal the model's (products, chunks, errors,
+    and the error flags ``error_core`` / ``error_chunk``: 0 unless ``model`` names a bad
+    chunk), and ``stat_slots`` must be threads x ``stat_busy`` (every core offers its
+    threads a slot in each of its busy cycles: :func:`cosim.testbenches.phantom.check_slots`);
+    None when they do."""
     stats = r.extra.get("stats", {})
-    want = {k: model[k] for k in ("products", "chunks", "errors")}
+    want = {k: model.get(k, 0) for k in FLAGS}
     got = {k: stats.get(k) for k in want}
-    return None if got == want else f"counters {got} != cycle model {want}"
+    return (f"counters {got} != cycle model {want}" if got != want else check_slots(r))
 
 
 def bad_chunks(plan: mapper.Plan, rng: np.random.Generator, n: int = 3):
@@ -86,12 +94,10 @@ def run_bad_chunks(design: Design, plan: mapper.Plan, rng: np.random.Generator, 
     model = dict(cycles(plan), **want)
     r = stream_plan(design, bad.fields, bad, model, (cfg.cores, cfg.lane_bits), sim=sim, seed=seed,
                     verilog=verilog, waves=waves, timeout_s=timeout_s, expect_errors=True)
-    stats = r.extra.get("stats", {})
-    keys = ("products", "chunks", "errors", "error_core", "error_chunk")
-    got, expect = {k: stats.get(k) for k in keys}, {k: model[k] for k in keys}
-    if got != expect and r.passed:
+    wrong = check_counters(r, model)
+    if wrong and r.passed:
         r.passed = False
-        r.extra["error"] = f"counters {got} != expected {expect}"
+        r.extra["error"] = wrong
     r.extra["expected_flags"] = want
     return r
 
@@ -118,6 +124,16 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
             want = {"cycles": model["cycles"], "busy": model["busy"]}
             got = {"cycles": r.cycles, "busy": r.extra.get("stats", {}).get("busy")}
             bad = None if got == want else f"{got} != mesh model {want}"
+        if settle(r, bad, results):
+            return results
+    # corners: the requantizers' parameters at their extremes, chunks full to ``values``
+    for vec in requant_params_layers(seed) + [dense_exact_layer(design.config, np.random.default_rng(seed))]:
+        r = run(design, mapper.plan(vec, design.config), sim=sim, seed=seed + len(results), verilog=verilog,
+                waves=waves, timeout_s=timeout_s)
+        r.extra["scenario"] = vec.name
+        model, bad = r.extra["model"], None
+        if r.passed and (r.cycles, r.extra["stats"].get("busy")) != (model["cycles"], model["busy"]):
+            bad = f"cycles {r.cycles}, busy {r.extra['stats'].get('busy')} != mesh model {model['cycles']}, {model['busy']}"
         if settle(r, bad, results):
             return results
     # the error path: chunks whose packed counts disagree with their masks must raise the
