@@ -223,9 +223,9 @@ def requant_params_layers(seed: int) -> list[LayerVectors]:
     per multiplier bit k, the raw multiplier 2**k with an accumulator near t * 2**(31 - k)
     (so that bit k of mult moves the int8 output), all as biases of up to the int32 limits
     over negative u; the others sweep the outputs across the clamp under the requantizer
-    suite's other static settings (:data:`cosim.testbenches.requant.STATIC_SWEEP`: every
-    bit of the zero point and of both clamp bounds at both values), over positive and
-    negative u."""
+    suite's other static settings (its second scenario's and
+    :data:`cosim.testbenches.requant.STATIC_SWEEP`: with the first, every bit of the zero
+    point and of both clamp bounds at both values), over positive and negative u."""
     from cosim.testbenches import requant as rq
 
     rng = np.random.default_rng(seed)
@@ -240,10 +240,11 @@ def requant_params_layers(seed: int) -> list[LayerVectors]:
     base = rq.SCENARIOS[0]
     out = [params_layer(f"requant-params zp={base.zero_point} [{base.act_min}, {base.act_max}]", acc, mult, shift,
                         base.statics(), rng)]
-    for k, sc in enumerate(rq.STATIC_SWEEP):
+    for k, sc in enumerate(rq.SCENARIOS[1:] + rq.STATIC_SWEEP):
         v = rq.sweep_vectors(sc)
-        out.append(params_layer(f"requant-params {sc.name.removeprefix('statics ')}", v["acc"], v["mult"],
-                                v["shift"], sc.statics(), rng, input_zero_point=-128 if k % 2 == 0 else 127))
+        out.append(params_layer(f"requant-params zp={sc.zero_point} [{sc.act_min}, {sc.act_max}]", v["acc"],
+                                v["mult"], v["shift"], sc.statics(), rng,
+                                input_zero_point=-128 if k % 2 == 0 else 127))
     return out
 
 
