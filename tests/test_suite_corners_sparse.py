@@ -61,6 +61,19 @@ def test_mesh_requant_params_kills_a_mutant_the_random_layers_miss(name, pattern
     _killed_by(mesh_design, mutate(mesh_design.verilog, pattern, repl), "requant-params")
 
 
+# The weight mask's popcount drops the top bit of its upper half's count: wrong only when
+# the chunk's top 8 positions all hold a weight (values = 8), which dense-exact's first
+# run of every output has and the random and demo layers never do.
+FULL_HALF = (r"assign wpop0 = (\\\$\d+ ) \+ (\\\$\d+ );", r"assign wpop0 = \g<1> + { 1'h0, \g<2>[2:0] };")
+
+
+@pytest.mark.icarus
+@pytest.mark.parametrize("engine", ["phantom", "phantom2d"])
+def test_dense_exact_kills_a_mutant_the_random_layers_miss(engine, phantom_design, mesh_design):
+    design = phantom_design if engine == "phantom" else mesh_design
+    _killed_by(design, mutate(design.verilog, *FULL_HALF), "dense-exact")
+
+
 # Counters of the mesh that only the strengthened check compares: (name, pattern,
 # replacement, the counter named in the failure). Outputs, products, chunks, errors,
 # cycles and busy stay right.
