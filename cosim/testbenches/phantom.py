@@ -290,9 +290,10 @@ def dense_exact_layer(cfg, rng: np.random.Generator, *, blocks: int = 3, n: int 
 def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, waves=False,
           timeout_s=300) -> list[StreamResult]:
     """Random sparse layers (``vectors`` is ignored: the layer set is fixed, seeded), then
-    the sparse demo net's layers on one image; odd random layers run with idle input
-    and back-pressure, the others are also checked counter for counter against the
-    cycle model."""
+    the sparse demo net's layers on one image, the corners (:func:`corner_plans`:
+    ``requant-params``, ``dense-exact``) and the error path (``bad-chunks``); odd random
+    layers run with idle input and back-pressure, the others are also checked counter
+    for counter against the cycle model."""
     from golden.nets import digits
     results = []
     demo = [vec.renamed(f"digits-sparse-{vec.name}") for vec in digits.layer_vectors(digits.build("sparse"), 1)]
