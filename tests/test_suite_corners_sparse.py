@@ -40,6 +40,10 @@ REQUANT_MUTANTS = [
     ("saturation-near-miss", r"shift_x == 32'd2147483648;",
      "{ shift_x[31:28], 1'h0, shift_x[26:0] } == 32'd2147483648;"),
     ("mult-bit-12", r"(\\\$\d+  = )i__payload\[63:32\];", r"\g<1>{ i__payload[63:45], 1'h0, i__payload[43:32] };"),
+    # the high multiply's truncation adds 2**14 to a non-negative sum: a product up to 2**14
+    # below a half rounds up (survivor #97 of `nnaccel mutate phantom`, 2026-12-06)
+    ("round-up-near-half", r"(assign \\\$\d+  = \\\$\d+  \? )32'd2147483647 : 32'd0;",
+     r"\g<1>32'd2147483647 : 32'd16384;"),
 ]
 
 

@@ -221,7 +221,9 @@ def requant_params_layers(seed: int) -> list[LayerVectors]:
     0 / -1, every shift from -31 to 30, the saturating and near-saturating products,
     exact and near halves of both roundings, left shifts around the int32 wrap) plus,
     per multiplier bit k, the raw multiplier 2**k with an accumulator near t * 2**(31 - k)
-    (so that bit k of mult moves the int8 output), all as biases of up to the int32 limits
+    (so that bit k of mult moves the int8 output) and with products exactly at and 2**k
+    either side of a half of the high multiply (t * 2**31 + 2**30 + e * 2**k, small t: the
+    rounding shows in int8 at shift 0), all as biases of up to the int32 limits
     over negative u; the others sweep the outputs across the clamp under the requantizer
     suite's other static settings (its second scenario's and
     :data:`cosim.testbenches.requant.STATIC_SWEEP`: with the first, every bit of the zero
@@ -237,6 +239,16 @@ def requant_params_layers(seed: int) -> list[LayerVectors]:
                                -(1 << 31), (1 << 31) - 1)))
         mult.append(1 << k)
         shift.append(0)
+        # the doubling high multiply's product t * 2**31 + 2**30 + e * 2**k: exactly half (e = 0)
+        # and 2**k either side, with an int8 result at shift 0 (the suite's near halves
+        # carry random multipliers, so a rounding slip there hides behind the right shift)
+        for t in (0, 1, -1, int(rng.integers(2, 100)), -int(rng.integers(2, 100))):
+            for e in (-1, 0, 1):
+                a = t * (1 << (31 - k)) + (1 << (30 - k)) + e
+                if -(1 << 31) <= a < 1 << 31:
+                    acc.append(a)
+                    mult.append(1 << k)
+                    shift.append(0)
     base = rq.SCENARIOS[0]
     out = [params_layer(f"requant-params zp={base.zero_point} [{base.act_min}, {base.act_max}]", acc, mult, shift,
                         base.statics(), rng)]
