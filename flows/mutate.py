@@ -43,11 +43,15 @@ from rtl.engines import ENGINES, get_engine
 
 # Configurations for mutation runs, where the default's co-simulation would be slow
 # per mutant (``--param`` overrides on top). Empty: the engine's default configuration.
+# Phantom and the mesh: a few threads, short chunks and few values, so that a mutant
+# simulates fast and the suites' corners (requant-params, dense-exact) reach every
+# field -- full value counts, the top mask positions, every window slot and lane.
 SMALL: dict[str, dict[str, str]] = {
     "requant": {},
     "fat": {},
-    "phantom": {},
-    "phantom2d": {},
+    "phantom": {"threads": "2", "chunk": "16", "values": "8", "window": "3", "lanes": "2"},
+    "phantom2d": {"rows": "2", "cols": "2", "threads": "2", "chunk": "16", "values": "8", "window": "3",
+                  "fifo": "2"},
     "winograd": {},
 }
 EQUIV_MODES = ("survivors", "first", "off")

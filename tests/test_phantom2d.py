@@ -338,7 +338,9 @@ def test_one_by_one_mesh_is_one_core_plus_a_constant(dense):
 def test_cosim_default_set_on_verilator(design):
     results = cosim(design, sim="verilator")
     names = [r.extra["scenario"] for r in results]
-    assert len(results) == 13, names  # 8 random layers, the 4 sparse demo layers, bad chunks (none stopped early)
+    # 8 random layers, the 4 sparse demo layers, 5 requant-params layers, dense-exact, bad chunks (none stopped early)
+    assert len(results) == 19, names
+    assert [n.split(" ")[0] for n in names[12:18]] == ["requant-params"] * 5 + ["dense-exact"]
     assert names[-1].startswith("bad-chunks") and results[-1].extra["stats"]["errors"] == 3
     assert all(r.passed for r in results), [(r.extra["scenario"], r.summary()) for r in results if not r.passed]
     assert any("level 2 off" in n for n in names) and any("idle + back-pressure" in n for n in names)

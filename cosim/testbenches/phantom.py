@@ -76,7 +76,17 @@ def check_counters(r: StreamResult, *, paced: bool) -> str | None:
     for k, v in want.items():
         if got.get(k) != v:
             return f"counter {k}: RTL {got.get(k)}, cycle model {v}"
-    return None
+    return check_slots(r)
+
+
+def check_slots(r: StreamResult) -> str | None:
+    """Paced or not, every busy cycle offers every thread a slot: ``stat_slots`` must be
+    threads x ``stat_busy`` (of a mesh: summed over the cores, each threads x its own
+    busy cycles); None when it is (or the harness read no counters)."""
+    stats, threads = r.extra.get("stats", {}), r.extra.get("threads")
+    if "slots" not in stats or threads is None or stats["slots"] == threads * stats.get("busy", 0):
+        return None
+    return f"counter slots: RTL {stats['slots']}, threads {threads} x RTL busy {stats.get('busy')}"
 
 
 def check_plan(plan, cfg) -> None:
@@ -96,6 +106,7 @@ def stream_plan(design: Design, fields: dict, plan, model: dict, lanes: tuple[in
     r = run_stream(design, fields, statics, plan.expected, depth_log2=depth_log2(design),
                    max_cycles=8 * model["cycles"] + 10_000, lanes=lanes, **options)
     r.extra["layer"] = plan.layer.name
+    r.extra["threads"] = plan.config.threads
     r.extra["model"] = {k: v for k, v in model.items() if k != "core_busy"}
     r.extra["work"] = dict(plan.work)
     stats = r.extra.get("stats", {})
@@ -178,12 +189,123 @@ def random_layers(seed: int) -> list[LayerVectors]:
     return [random_layer(rng, name=f"rand{i}-{spec['kind']}", **spec) for i, spec in enumerate(RANDOM_LAYERS)]
 
 
+# ---- corner layers (tests/test_suite_corners_sparse.py shows each kills a mutant the random layers miss) ----
+
+def params_layer(name: str, acc, mult, shift, statics: dict, rng: np.random.Generator, *,
+                 input_zero_point: int = 127, c: int = 4) -> LayerVectors:
+    """A linear layer (one image) whose output channel j requantizes exactly the
+    accumulator ``acc[j]`` with ``mult[j]`` and ``shift[j]`` under ``statics``
+    (zero_point, act_min, act_max): its bias is acc[j] minus a small dot product of
+    int8 weights (-128 among them) and u = x - ``input_zero_point`` (127: every u in
+    [-255, 0], so the packed activations are negative; -128: positive, up to 255). A
+    channel whose accumulator lies within 2**18 of the int32 limits has no weights, so
+    its bias is the accumulator itself."""
+    acc, mult, shift = (np.asarray(a, dtype=np.int64) for a in (acc, mult, shift))
+    o = len(acc)
+    x = rng.integers(-128, 128, size=(1, c))
+    x[0, :2] = (-128, 127)  # u at both ends: +-255 and 0
+    wt = rng.integers(-128, 128, size=(o, c)) * (rng.random((o, c)) < 0.6)
+    wt[::7, 0] = -128
+    wt[np.abs(acc) > (1 << 31) - (1 << 18)] = 0
+    bias = acc - wt @ (x[0] - input_zero_point)
+    return layer_vectors_from(name=name, kind="linear", x=x, w=wt, bias=bias, input_zero_point=input_zero_point,
+                              mult=mult, shift=shift, output_zero_point=statics["zero_point"],
+                              act_min=statics["act_min"], act_max=statics["act_max"])
+
+
+def requant_params_layers(seed: int) -> list[LayerVectors]:
+    """``requant-params``: the requantizer's parameters at their extremes through the core.
+
+    The first layer carries the requantizer suite's edge and corner vectors
+    (:func:`cosim.testbenches.requant.edge_vectors`: multipliers INT32_MIN / INT32_MAX /
+    0 / -1, every shift from -31 to 30, the saturating and near-saturating products,
+    exact and near halves of both roundings, left shifts around the int32 wrap) plus,
+    per multiplier bit k, the raw multiplier 2**k with an accumulator near t * 2**(31 - k)
+    (so that bit k of mult moves the int8 output) and with products exactly at and 2**k
+    either side of a half of the high multiply (t * 2**31 + 2**30 + e * 2**k, small t: the
+    rounding shows in int8 at shift 0), all as biases of up to the int32 limits
+    over negative u; the others sweep the outputs across the clamp under the requantizer
+    suite's other static settings (its second scenario's and
+    :data:`cosim.testbenches.requant.STATIC_SWEEP`: with the first, every bit of the zero
+    point and of both clamp bounds at both values), over positive and negative u."""
+    from cosim.testbenches import requant as rq
+
+    rng = np.random.default_rng(seed)
+    edges = rq.edge_vectors(rng)
+    acc, mult, shift = (list(edges[k]) for k in ("acc", "mult", "shift"))
+    for k in range(31):
+        t = int(rng.integers(-100, 101))
+        acc.append(int(np.clip(t * (1 << (31 - k)) + int(rng.integers(0, 1 << (31 - k))) - (1 << (30 - k)),
+                               -(1 << 31), (1 << 31) - 1)))
+        mult.append(1 << k)
+        shift.append(0)
+        # the doubling high multiply's product t * 2**31 + 2**30 + e * 2**k: exactly half (e = 0)
+        # and 2**k either side, with an int8 result at shift 0 (the suite's near halves
+        # carry random multipliers, so a rounding slip there hides behind the right shift)
+        for t in (0, 1, -1, int(rng.integers(2, 100)), -int(rng.integers(2, 100))):
+            for e in (-1, 0, 1):
+                a = t * (1 << (31 - k)) + (1 << (30 - k)) + e
+                if -(1 << 31) <= a < 1 << 31:
+                    acc.append(a)
+                    mult.append(1 << k)
+                    shift.append(0)
+    base = rq.SCENARIOS[0]
+    out = [params_layer(f"requant-params zp={base.zero_point} [{base.act_min}, {base.act_max}]", acc, mult, shift,
+                        base.statics(), rng)]
+    for k, sc in enumerate(rq.SCENARIOS[1:] + rq.STATIC_SWEEP):
+        v = rq.sweep_vectors(sc)
+        out.append(params_layer(f"requant-params zp={sc.zero_point} [{sc.act_min}, {sc.act_max}]", v["acc"],
+                                v["mult"], v["shift"], sc.statics(), rng,
+                                input_zero_point=-128 if k % 2 == 0 else 127))
+    return out
+
+
+def dense_exact_layer(cfg, rng: np.random.Generator, *, blocks: int = 3, n: int = 4, o: int = 8,
+                      input_zero_point: int = 127, name: str = "dense-exact") -> LayerVectors:
+    """``dense-exact``: a linear layer whose reduction is ``blocks`` runs of ``chunk``
+    positions, each holding exactly ``values`` non-zero weights and ``values`` non-zero
+    activations (at random positions, the first block's weights and activations in its
+    top ``values`` positions), so that the mapper cuts every chunk at ``chunk`` positions
+    with both counts exactly ``values``: the packed offsets reach ``values`` - 1, the
+    counts their top value, the masks their top position. Weights span int8 (-128
+    included), u = x - ``input_zero_point`` spans [-255, 0] (or [0, 255]); multipliers
+    scale each channel's accumulators into int8 (the first image's, all at u = -255 or
+    255, saturate)."""
+    M, V = cfg.chunk, cfg.values
+    k = blocks * M
+
+    def picks(rows):
+        mask = np.zeros((rows, k), dtype=bool)
+        for r in range(rows):
+            for b in range(blocks):
+                pos = np.arange(M - V, M) if b == 0 else np.sort(rng.choice(M, size=V, replace=False))
+                mask[r, b * M + pos] = True
+        return mask
+
+    wt = rng.integers(-128, 128, size=(o, k))
+    wt = np.where(wt == 0, -128, wt) * picks(o)
+    wt[0, wt[0] != 0] = -128
+    lo, hi = (-128, 126) if input_zero_point == 127 else (-127, 127)
+    x = rng.integers(lo, hi + 1, size=(n, k))
+    x = np.where(x == input_zero_point, lo, x)
+    x[0, x[0] != input_zero_point] = lo if input_zero_point == 127 else hi  # u = -255 (255) throughout
+    x = np.where(picks(n), x, input_zero_point)
+    u = x - input_zero_point
+    bias = rng.integers(-5000, 5000, size=o)
+    acc = u @ wt.T + bias  # (n, o)
+    scale = np.maximum(1, np.abs(acc[1:]).max(axis=0))
+    return layer_vectors_from(name=name, kind="linear", x=x, w=wt, bias=bias, input_zero_point=input_zero_point,
+                              real_multipliers=120.0 / scale, output_zero_point=int(rng.integers(-20, 21)),
+                              act_min=-128, act_max=127)
+
+
 def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, waves=False,
           timeout_s=300) -> list[StreamResult]:
     """Random sparse layers (``vectors`` is ignored: the layer set is fixed, seeded), then
-    the sparse demo net's layers on one image; odd random layers run with idle input
-    and back-pressure, the others are also checked counter for counter against the
-    cycle model."""
+    the sparse demo net's layers on one image, the corners (:func:`corner_plans`:
+    ``requant-params``, ``dense-exact``) and the error path (``bad-chunks``); odd random
+    layers run with idle input and back-pressure, the others are also checked counter
+    for counter against the cycle model."""
     from golden.nets import digits
     results = []
     demo = [vec.renamed(f"digits-sparse-{vec.name}") for vec in digits.layer_vectors(digits.build("sparse"), 1)]
@@ -193,6 +315,11 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
         r = run(design, plan, sim=sim, seed=seed + idx, idle=0.1 * busy, stall=0.2 * busy,
                 verilog=verilog, waves=waves, timeout_s=timeout_s)
         r.extra["scenario"] = vec.name + (" (idle + back-pressure)" if busy else "")
+        if settle(r, None, results):
+            return results
+    for name, plan in corner_plans(design.config, seed):
+        r = run(design, plan, sim=sim, seed=seed + len(results), verilog=verilog, waves=waves, timeout_s=timeout_s)
+        r.extra["scenario"] = name
         if settle(r, None, results):
             return results
     # the error path: chunks whose packed counts disagree with their masks must raise the
@@ -205,6 +332,22 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
                            "the error flag must name them)")
     settle(r, None, results)
     return results
+
+
+def corner_plans(cfg, seed: int) -> list[tuple[str, mapper.Plan]]:
+    """The core's corner scenarios, (name, plan): :func:`requant_params_layers`, then
+    :func:`dense_exact_layer` through the sparse mapping (negative u) and through the
+    dense one (masks of all ones over ``values`` positions, zeros packed; positive u),
+    both run on the design's (sparse or dense) core: the hardware is the same."""
+    out = [(vec.name, mapper.plan(vec, cfg)) for vec in requant_params_layers(seed)]
+    rng = np.random.default_rng(seed)
+    vec = dense_exact_layer(cfg, rng)
+    out.append((f"dense-exact (every chunk {cfg.chunk} positions, {cfg.values} values of each operand)",
+                mapper.plan(vec, dataclasses.replace(cfg, dense=False))))
+    vec = dense_exact_layer(cfg, rng, input_zero_point=-128, name="dense-exact-dense")
+    out.append((f"dense-exact (dense mapping: masks all ones, {cfg.values} values)",
+                mapper.plan(vec, dataclasses.replace(cfg, dense=True))))
+    return [(name, dataclasses.replace(p, config=cfg)) for name, p in out]
 
 
 def settle(r: StreamResult, bad: str | None, results: list) -> bool:

@@ -4,8 +4,9 @@ Each layer goes through :func:`rtl.phantom2d.mapper.plan` (the same configuratio
 object that built the mesh); :func:`run` streams the words from memory into the
 mesh, whose tagged int8 outputs are sorted by core and compared with the golden
 layer's, each core's in its own order. The mesh's timing-independent counters
-(products, chunks, errors) must equal the cycle model's (:func:`check_counters`), and a
-raised mask error flag fails the run, naming the chunk and the core; when input and
+(products, chunks, errors, the error flags) must equal the cycle model's and its slots
+threads x its busy cycles (:func:`check_counters`), and a raised mask error flag fails
+the run, naming the chunk and the core; when input and
 output run free, its cycles and busy counts must equal the cycle-exact mesh model
 (:func:`rtl.phantom2d.model.cycles`). Whole layers run in image batches that fit the
 harness (:func:`cosim.engines.run_layer`, with :func:`words` and :func:`capacity`).
@@ -18,7 +19,8 @@ import dataclasses
 import numpy as np
 
 from cosim.stream import StreamResult
-from cosim.testbenches.phantom import check_plan, capacity, random_layers, settle, stream_plan, words
+from cosim.testbenches.phantom import (capacity, check_plan, check_slots, dense_exact_layer, random_layers,
+                                      requant_params_layers, settle, stream_plan, words)
 from rtl.export import Design
 from rtl.phantom2d import mapper
 from rtl.phantom2d.model import cycles
@@ -44,12 +46,19 @@ def run(design: Design, plan: mapper.Plan, *, sim="verilator", seed=1, idle=0.0,
     return r
 
 
+FLAGS = ("products", "chunks", "errors", "error_core", "error_chunk")  # counters that do not depend on timing
+
+
 def check_counters(r: StreamResult, model: dict) -> str | None:
-    """The timing-independent counters must equal the model's; None when they do."""
+    """The timing-independent counters must equal the model's (products, chunks, errors,
+    and the error flags ``error_core`` / ``error_chunk``: 0 unless ``model`` names a bad
+    chunk), and ``stat_slots`` must be threads x ``stat_busy`` (every core offers its
+    threads a slot in each of its busy cycles: :func:`cosim.testbenches.phantom.check_slots`);
+    None when they do."""
     stats = r.extra.get("stats", {})
-    want = {k: model[k] for k in ("products", "chunks", "errors")}
+    want = {k: model.get(k, 0) for k in FLAGS}
     got = {k: stats.get(k) for k in want}
-    return None if got == want else f"counters {got} != cycle model {want}"
+    return (f"counters {got} != cycle model {want}" if got != want else check_slots(r))
 
 
 def bad_chunks(plan: mapper.Plan, rng: np.random.Generator, n: int = 3):
@@ -86,12 +95,10 @@ def run_bad_chunks(design: Design, plan: mapper.Plan, rng: np.random.Generator, 
     model = dict(cycles(plan), **want)
     r = stream_plan(design, bad.fields, bad, model, (cfg.cores, cfg.lane_bits), sim=sim, seed=seed,
                     verilog=verilog, waves=waves, timeout_s=timeout_s, expect_errors=True)
-    stats = r.extra.get("stats", {})
-    keys = ("products", "chunks", "errors", "error_core", "error_chunk")
-    got, expect = {k: stats.get(k) for k in keys}, {k: model[k] for k in keys}
-    if got != expect and r.passed:
+    wrong = check_counters(r, model)
+    if wrong and r.passed:
         r.passed = False
-        r.extra["error"] = f"counters {got} != expected {expect}"
+        r.extra["error"] = wrong
     r.extra["expected_flags"] = want
     return r
 
@@ -100,7 +107,10 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
           timeout_s=300) -> list[StreamResult]:
     """The random sparse layers of the core's testbench (conv stride 1 / 2, FC, depthwise,
     densities 5-100 %, odd sizes), with level-2 balancing on and (every third) off, odd
-    ones with idle input and back-pressure, then the sparse demo net's layers."""
+    ones with idle input and back-pressure, then the sparse demo net's layers, the corners
+    (``requant-params``: the requantizers' parameters at their extremes; ``dense-exact``:
+    chunks full to ``values``, both free-running and held to the mesh model's cycles and
+    busy count) and the error path (``bad-chunks``)."""
     from golden.nets import digits
     results = []
     demo = [vec.renamed(f"digits-sparse-{vec.name}") for vec in digits.layer_vectors(digits.build("sparse"), 1)]
@@ -118,6 +128,18 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
             want = {"cycles": model["cycles"], "busy": model["busy"]}
             got = {"cycles": r.cycles, "busy": r.extra.get("stats", {}).get("busy")}
             bad = None if got == want else f"{got} != mesh model {want}"
+        if settle(r, bad, results):
+            return results
+    # corners: the requantizers' parameters at their extremes, chunks full to ``values``
+    for vec in requant_params_layers(seed) + [dense_exact_layer(design.config, np.random.default_rng(seed))]:
+        r = run(design, mapper.plan(vec, design.config), sim=sim, seed=seed + len(results), verilog=verilog,
+                waves=waves, timeout_s=timeout_s)
+        r.extra["scenario"] = vec.name
+        model, bad = r.extra["model"], None
+        want = {"cycles": model["cycles"], "busy": model["busy"]}
+        got = {"cycles": r.cycles, "busy": r.extra.get("stats", {}).get("busy")}
+        if r.passed and got != want:  # free-running: the mesh model is cycle-exact
+            bad = f"{got} != mesh model {want}"
         if settle(r, bad, results):
             return results
     # the error path: chunks whose packed counts disagree with their masks must raise the

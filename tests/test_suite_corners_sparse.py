@@ -1,0 +1,135 @@
+"""The Phantom and Phantom-2D co-simulation suites' corners and counter checks can fail
+(issue 15): on the configuration ``nnaccel mutate`` uses (:data:`flows.mutate.SMALL`),
+each corner scenario (``requant-params``, ``dense-exact``) kills a hand-made mutant the
+random and demo layers before it let through, and the mesh's counter check kills
+mutants of counters nothing compared before (``stat_slots``, ``stat_error_core``).
+docs/mutate.md explains the corners."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from cosim import mutate as mech
+from cosim.testbenches import phantom as phantom_tb
+from cosim.testbenches import phantom2d as mesh_tb
+from flows.mutate import config_for
+from golden.quant import INT32_MAX, INT32_MIN, SHIFT_MAX, SHIFT_MIN
+from rtl.export import generate
+from rtl.phantom import mapper
+from tests.conftest import mutate
+
+
+@pytest.fixture(scope="module")
+def phantom_design():
+    return generate("phantom", config=config_for("phantom"))
+
+
+@pytest.fixture(scope="module")
+def mesh_design():
+    return generate("phantom2d", config=config_for("phantom2d"))
+
+
+# Mutants of the requantizer (the first core's or lane's; the same Verilog in the core and
+# the mesh): (name, pattern, replacement). The random and demo layers never shift left,
+# always clamp at 127, never bring an accumulator near INT32_MIN, and their multipliers'
+# low bits move no output by a whole step.
+REQUANT_MUTANTS = [
+    ("no-left-shift", r"(assign \\\$\d+  = )\$signed\(i__payload\[69:64\]\) > \$signed\(1'h0\);", r"\g<1>1'h0;"),
+    ("act-max-sign", r"\$signed\(y\) > \$signed\(act_max\);", "$signed(y) > $signed({ 1'h0, act_max[6:0] });"),
+    ("saturation-near-miss", r"shift_x == 32'd2147483648;",
+     "{ shift_x[31:28], 1'h0, shift_x[26:0] } == 32'd2147483648;"),
+    ("mult-bit-12", r"(\\\$\d+  = )i__payload\[63:32\];", r"\g<1>{ i__payload[63:45], 1'h0, i__payload[43:32] };"),
+    # the high multiply's truncation adds 2**14 to a non-negative sum: a product up to 2**14
+    # below a half rounds up (survivor #97 of `nnaccel mutate phantom`, 2026-12-06)
+    ("round-up-near-half", r"(assign \\\$\d+  = \\\$\d+  \? )32'd2147483647 : 32'd0;",
+     r"\g<1>32'd2147483647 : 32'd16384;"),
+]
+
+
+def _killed_by(design, text: str, scenario: str) -> None:
+    r = mech.run_mutant(design, text, sim="icarus")
+    # the corners run after the random and demo layers: those passed
+    assert r["verdict"] == "killed" and r["scenario"].startswith(scenario), r
+
+
+@pytest.mark.icarus
+@pytest.mark.parametrize("name,pattern,repl", REQUANT_MUTANTS, ids=[m[0] for m in REQUANT_MUTANTS])
+def test_phantom_requant_params_kills_a_mutant_the_random_layers_miss(name, pattern, repl, phantom_design):
+    _killed_by(phantom_design, mutate(phantom_design.verilog, pattern, repl), "requant-params")
+
+
+@pytest.mark.icarus
+@pytest.mark.parametrize("name,pattern,repl", REQUANT_MUTANTS[:2], ids=[m[0] for m in REQUANT_MUTANTS[:2]])
+def test_mesh_requant_params_kills_a_mutant_the_random_layers_miss(name, pattern, repl, mesh_design):
+    _killed_by(mesh_design, mutate(mesh_design.verilog, pattern, repl), "requant-params")
+
+
+# The weight mask's popcount drops the top bit of its upper half's count: wrong only when
+# the chunk's top 8 positions all hold a weight (values = 8), which dense-exact's first
+# run of every output has and the random and demo layers never do.
+FULL_HALF = (r"assign wpop0 = (\\\$\d+ ) \+ (\\\$\d+ );", r"assign wpop0 = \g<1> + { 1'h0, \g<2>[2:0] };")
+
+
+@pytest.mark.icarus
+@pytest.mark.parametrize("engine", ["phantom", "phantom2d"])
+def test_dense_exact_kills_a_mutant_the_random_layers_miss(engine, phantom_design, mesh_design):
+    design = phantom_design if engine == "phantom" else mesh_design
+    _killed_by(design, mutate(design.verilog, *FULL_HALF), "dense-exact")
+
+
+# Counters of the mesh that only the strengthened check compares: (name, pattern,
+# replacement, the counter named in the failure). Outputs, products, chunks, errors,
+# cycles and busy stay right.
+MESH_COUNTER_MUTANTS = [
+    # core 0 offers one slot per busy cycle instead of threads (2)
+    ("slots-one-thread", r"(assign \\\$\d+  = stat_slots \+ )2'h2;", r"\g<1>2'h1;", "slots"),
+    # the last core is named in error_core whenever no lower core has a bad chunk (even with none)
+    ("error-core-stuck", r"if \((\\\$\d+ )\) begin\n(\s+)stat_error_core = 32'd4;",
+     r"if (1'h1) begin\n\g<2>stat_error_core = 32'd4;", "error_core"),
+]
+
+
+@pytest.mark.icarus
+@pytest.mark.parametrize("name,pattern,repl,counter", MESH_COUNTER_MUTANTS, ids=[m[0] for m in MESH_COUNTER_MUTANTS])
+def test_mesh_counter_check_kills_counter_mutants(name, pattern, repl, counter, mesh_design):
+    text = mutate(mesh_design.verilog, pattern, repl)
+    r = mech.run_mutant(mesh_design, text, sim="icarus")
+    assert r["verdict"] == "killed" and counter in (r["detail"] or ""), r
+
+
+def test_requant_params_reach_the_parameter_extremes():
+    """Every shift from -31 to 30; multipliers INT32_MIN, INT32_MAX, 0, every 2**k; biases
+    at both int32 limits; u down to -255 and up to 255; each bit of the zero point and the
+    clamp bounds at both values across the layers."""
+    layers = phantom_tb.requant_params_layers(1)
+    first = layers[0]
+    assert set(range(SHIFT_MIN, SHIFT_MAX + 1)) <= set(first.shift.tolist())
+    assert {INT32_MIN, INT32_MAX, 0, -1} | {1 << k for k in range(31)} <= set(first.mult.tolist())
+    assert first.bias.min() == INT32_MIN and first.bias.max() == INT32_MAX
+    us = [vec.x - vec.layer.input_zero_point for vec in layers]
+    assert min(u.min() for u in us) == -255 and max(u.max() for u in us) == 255
+    for field in ("output_zero_point", "act_min", "act_max"):
+        bits = [getattr(vec.layer, field) & 0xFF for vec in layers]
+        assert all(any(b >> k & 1 for b in bits) and not all(b >> k & 1 for b in bits) for k in range(8)), field
+
+
+@pytest.mark.parametrize("engine", ["phantom", "phantom2d"])
+def test_dense_exact_chunks_are_full(engine):
+    """Every chunk of dense-exact carries exactly ``values`` non-zeros of each operand over
+    ``chunk`` positions (its top position among them); in the dense mapping, masks of all
+    ones over ``values`` positions."""
+    cfg = config_for(engine)
+    core = cfg if engine == "phantom" else cfg.core
+    vec = phantom_tb.dense_exact_layer(cfg, np.random.default_rng(1))
+    plan = mapper.plan(vec, core)
+    f = plan.fields
+    assert (f["wcnt"] == core.values).all() and (f["acnt"] == core.values).all()
+    assert any(int(m) >> (core.chunk - 1) & 1 for m in f["wmask"])
+    assert (plan.useful > 0).all() and plan.useful.max() == core.values
+    dense = mapper.plan(vec, dataclasses.replace(core, dense=True))
+    ones = (1 << core.values) - 1
+    assert all(int(m) == ones for m in dense.fields["wmask"]) and (dense.useful == core.values).all()
+    if engine == "phantom":
+        names = [name for name, _ in phantom_tb.corner_plans(cfg, 1)]
+        assert [n.split(" ")[0] for n in names] == ["requant-params"] * 5 + ["dense-exact"] * 2
