@@ -46,7 +46,7 @@ from dataclasses import asdict
 
 from amaranth.hdl import Cat, Mux, Signal
 
-from rtl.phantom.config import PhantomConfig
+from rtl.phantom.config import ISSUE_STAGES, PhantomConfig
 from rtl.phantom.core import PhantomCore
 from rtl.common.formal import EngineTop, FormalTop, Property, StreamHoldTop, stream_count_checks
 
@@ -59,8 +59,9 @@ def popcount(value) -> object:
 
 def core_held(top: FormalTop, m, g: dict, cfg: PhantomConfig, prefix: str = ""):
     """The outputs a 1-lane Phantom core holds (white box, signals ``prefix + name`` of
-    an elaborated design): the window's closing chunks (``valid & last``), the output
-    register and the requantizer's valid stages whose lane bit is set. Asserts what
+    an elaborated design): the window's closing chunks (``valid & last``), the closes in
+    the issue pipeline (``n_cl1``, ``n_cl2``), the output register and the requantizer's
+    valid stages whose lane bit is set. Asserts what
     makes this count inductive: a valid requantizer stage has its lane bit, a valid
     output register has a lane, the window's valid slots form a prefix."""
     L, lat = cfg.window, cfg.requant.latency
@@ -72,8 +73,31 @@ def core_held(top: FormalTop, m, g: dict, cfg: PhantomConfig, prefix: str = ""):
         top.assert_(m, g[prefix + "out_n"] != 0, "the output register valid with no lane")
     for s in range(L - 1):
         top.assert_(m, g[f"{prefix}valid{s}"] | ~g[f"{prefix}valid{s + 1}"], "a hole in the window")
-    return (sum(g[f"{prefix}valid{s}"] & g[f"{prefix}last{s}"] for s in range(L)) + g[prefix + "out_valid"]
+    return (sum(g[f"{prefix}valid{s}"] & g[f"{prefix}last{s}"] for s in range(L))
+            + g[prefix + "n_cl1"] + g[prefix + "n_cl2"] + g[prefix + "out_valid"]
             + popcount(Cat(rq_valid[k] & g[f"{prefix}lanes_s{k}"][0] for k in range(lat))))
+
+
+def window_invariants(top: FormalTop, m, g: dict, cfg: PhantomConfig, prefix: str = ""):
+    """What the scheduler's registers keep about each valid slot of the window (white
+    box, the inductive strengthening of the properties that read the scheduler): ``uoff``
+    holds the prefix popcounts of ``useful``; ``issued`` + ``ucnt`` = popcount(useful);
+    ``elig`` (registered a cycle ahead) = valid with at most ``lanes`` closing chunks
+    before it; and the products counted a cycle late (``n_iss``) are at most T."""
+    M, L, NL, T = cfg.chunk, cfg.window, cfg.lanes, cfg.threads
+    PB = M.bit_length()
+    for s in range(L):
+        useful, uoff = g[f"{prefix}useful{s}"], g[f"{prefix}uoff{s}"]
+        lasts_before = sum(g[f"{prefix}last{j}"] for j in range(s)) if s else 0
+        top.assert_(m, g[f"{prefix}elig{s}"] == (g[f"{prefix}valid{s}"] & (lasts_before <= NL)),
+                    "elig differs from its window")
+        with m.If(g[f"{prefix}valid{s}"]):
+            for q in range(M):
+                top.assert_(m, uoff.word_select(q, PB) == popcount(useful[:q]) if q else uoff[:PB] == 0,
+                            "uoff is not the prefix popcount of useful")
+            top.assert_(m, g[f"{prefix}issued{s}"] + g[f"{prefix}ucnt{s}"] == popcount(useful),
+                        "issued + ucnt differs from the useful count")
+    top.assert_(m, g[prefix + "n_iss"] <= T, "more than T products pending for the counter")
 
 
 class PhantomTop(EngineTop):
@@ -96,10 +120,12 @@ class PhantomTop(EngineTop):
         if self.check == "count":
             self._count(m, g)
             return
+        window_invariants(self, m, g, cfg)
         if self.check == "offsets":
             self._offsets(m, g)
             return
         products = self.past(m, d.stat_products, name="past_products")
+        pending = self.past(m, g["n_iss"], name="past_pending")  # stat_products counts a cycle late
         issued = self.past(m, Mux(go, n_taken, 0), name="past_issued")
         if self.check == "threads":
             self.assert_(m, n_taken <= T, "more than T positions taken in a cycle")
@@ -125,14 +151,16 @@ class PhantomTop(EngineTop):
             self.assert_(m, g[f"valid{s}"] | ~g[f"valid{s + 1}"], "a hole in the window")
         with m.If(self.started):
             self.assert_(m, total == expect, "useful positions appeared or vanished unissued")
-            self.assert_(m, (d.stat_products - products)[:32] == issued, "stat_products differs from the issued count")
+            self.assert_(m, g["n_iss"] == issued, "the pending count differs from the issued count")
+            self.assert_(m, (d.stat_products - products)[:32] == pending,
+                         "stat_products differs from the issued count (a cycle late)")
 
 
     def _count(self, m, g):
         d = self.dut
         held = core_held(self, m, g, self.cfg)
         stream_count_checks(self, m, d.o, incoming=d.i.valid & d.i.ready & d.i.payload.last, held=held,
-                            capacity=self.cfg.window + 1 + self.cfg.requant.latency,
+                            capacity=self.cfg.window + ISSUE_STAGES + 1 + self.cfg.requant.latency,
                             outgoing=d.o.valid & d.o.ready & d.o.payload.lane0_valid)
 
     def _offsets(self, m, g):
