@@ -5,6 +5,11 @@ Configuration (small, for the solver): 2 threads, 4-position chunks, 2 packed va
 a window of 2 chunks, 1 lane. Any chunk stream (masks and counts unconstrained, so
 also inconsistent ones), any back-pressure.
 
+The scheduler ranks threads from per-slot counts, so the properties that read it
+(threads, once, offsets) assert :func:`window_invariants` as strengthening: per valid
+slot ``uoff`` = prefix popcounts of ``useful``, ``issued`` + ``ucnt`` = popcount(useful),
+``elig`` (registered a cycle ahead) = its function of the window, and ``n_iss`` <= T.
+
 ``phantom.o_hold``
     the stream rule on ``o``; k-induction.
 ``phantom.threads``
@@ -16,15 +21,15 @@ also inconsistent ones), any back-pressure.
     each set bit of the AND mask is issued exactly once: the useful positions held
     in the window (set bits of ``rem`` of the valid slots) change only by the
     accepted chunks' ``wmask & amask`` coming in and the issued positions going out,
-    and ``stat_products`` counts exactly the issued ones (a conservation law: nothing
+    and ``stat_products`` counts exactly the issued ones, a cycle later (a conservation law: nothing
     leaves unissued, nothing is issued twice); the window's valid slots form a
     prefix (white box: the inductive strengthening); k-induction.
 ``phantom.count``
     in/out counting (:func:`rtl.common.formal.stream_count_checks`): each accepted chunk
     with ``last`` owes one output, and exactly that many valid lanes leave ``o``, under
     any chunks and back-pressure. Strengthening (white box): the outputs owed equal the
-    window's closing chunks (``valid & last``), the output register and the
-    requantizer's valid bits whose lane bit is set (a valid stage's lane bit is set,
+    window's closing chunks (``valid & last``), the issue pipeline's closes
+    (``n_cl1``, ``n_cl2``), the output register and the requantizer's valid bits whose lane bit is set (a valid stage's lane bit is set,
     ``out_valid`` implies ``out_n >= 1``, the window's valid slots form a prefix:
     :func:`core_held`); k-induction.
 ``phantom.offsets``
@@ -36,8 +41,9 @@ also inconsistent ones), any back-pressure.
     to. The counts are not stored by the core: the wrapper keeps them in a shadow of the
     window, moved as the window moves (``d_eff`` slots out, the new chunk at
     ``n_after``). Strengthening: in every valid slot each useful position not yet
-    issued has offsets below the slot's counts; k-induction. Without the assumption
-    (inconsistent masks, which the core flags in ``stat_errors``) it fails.
+    issued has offsets below the slot's counts (asserted only with the assumption);
+    k-induction. Without the assumption (inconsistent masks, which the core flags in
+    ``stat_errors``) it fails.
 """
 
 from __future__ import annotations
