@@ -11,6 +11,11 @@ across the boundary between two outputs -- and each thread fetches its weight an
 activation at its position's offsets, so no thread idles at the end of a chunk or of an
 output while work is buffered. Values travel packed: a word carries ``values``
 non-zeros of each operand over up to ``chunk`` mask positions.
+
+For timing (issue 16) the threads are ranked in parallel from per-slot counts of the
+useful products issued and left and the useful mask's prefix popcounts, the slots'
+eligibility is registered a cycle ahead, and issue and multiply are registered
+(``ISSUE_STAGES``), which the cycle models follow (``PhantomConfig.tail``).
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ def _select(onehot: Value, packed: Value, width: int) -> Value:
 
 
 def _or_all(vectors: list, width: int) -> Value:
+    """The bitwise OR of ``width``-bit vectors."""
     out = Const(0, width)
     for v in vectors:
         out = out | v
@@ -106,7 +112,8 @@ class PhantomCore(wiring.Component):
     Latency: an output leaves its requantizer ``ISSUE_STAGES`` + 1 +
     ``config.requant.latency`` cycles after its last products issue (2 + 1 + 5 with the
     compact requantizer, 2 + 1 + 8 with the fast one): the scheduler registers the
-    threads' operands, then their products, then the output register takes the sum. Throughput: T products per cycle, shared by at most lanes + 1 outputs (the
+    threads' operands, then their products, then the output register takes the sum.
+    Throughput: T products per cycle, shared by at most lanes + 1 outputs (the
     older ones close, the youngest starts); at most ``lanes`` chunks in and ``lanes``
     outputs closed per cycle.
     """
@@ -214,7 +221,7 @@ class PhantomCore(wiring.Component):
 
         woff_flat, aoff_flat = Cat(*woff), Cat(*aoff)
         wval_flat, aval_flat = Cat(*wval), Cat(*aval)
-        taken, w_op, a_op, in_op, ens = [], [], [], [], []
+        taken, w_op, a_op, in_op = [], [], [], []
         for k in range(T):
             ones, ins = [], []
             for s in range(L):
@@ -241,7 +248,6 @@ class PhantomCore(wiring.Component):
             m.d.comb += [wi.eq(Cat(wo[:VB], slot)), ai.eq(Cat(ao[:VB], slot))]
             en = Signal(name=f"en{k}")
             m.d.comb += en.eq(n_taken > k)
-            ens.append(en)
             w_op.append(Mux(en, wval_flat.word_select(wi, W_BITS), 0))
             a_op.append(Mux(en, aval_flat.word_select(ai, A_BITS), 0))
             inside = []
