@@ -14,6 +14,7 @@ W_BITS = 8  # int8 weights
 A_BITS = 9  # activations as u = x - zero_point: 9-bit signed
 ACC_BITS = 32  # int32 accumulation (TFLite)
 MAX_IN_BITS = 4096  # widest input word allowed (the harness memory gets shallower as words widen)
+ISSUE_STAGES = 2  # registers between the scheduler and the accumulator: operands fetched, product
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,10 @@ class PhantomConfig:
 
     @property
     def tail(self) -> int:
-        """Cycle-model cycles after an output's last issue: its output register, the window
+        """Cycle-model cycles after an output's last issue: the issue pipeline
+        (:data:`ISSUE_STAGES`: fetched operands, product), its output register, the window
         slot it frees, and the requantizer's latency."""
-        return 1 + 1 + self.requant.latency
+        return ISSUE_STAGES + 1 + 1 + self.requant.latency
 
     @property
     def cnt_bits(self) -> int:

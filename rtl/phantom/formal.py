@@ -5,6 +5,11 @@ Configuration (small, for the solver): 2 threads, 4-position chunks, 2 packed va
 a window of 2 chunks, 1 lane. Any chunk stream (masks and counts unconstrained, so
 also inconsistent ones), any back-pressure.
 
+The scheduler ranks threads from per-slot counts, so the properties that read it
+(threads, once, offsets) assert :func:`window_invariants` as strengthening: per valid
+slot ``uoff`` = prefix popcounts of ``useful``, ``issued`` + ``ucnt`` = popcount(useful),
+``elig`` (registered a cycle ahead) = its function of the window, and ``n_iss`` <= T.
+
 ``phantom.o_hold``
     the stream rule on ``o``; k-induction.
 ``phantom.threads``
@@ -16,15 +21,15 @@ also inconsistent ones), any back-pressure.
     each set bit of the AND mask is issued exactly once: the useful positions held
     in the window (set bits of ``rem`` of the valid slots) change only by the
     accepted chunks' ``wmask & amask`` coming in and the issued positions going out,
-    and ``stat_products`` counts exactly the issued ones (a conservation law: nothing
+    and ``stat_products`` counts exactly the issued ones, a cycle later (a conservation law: nothing
     leaves unissued, nothing is issued twice); the window's valid slots form a
     prefix (white box: the inductive strengthening); k-induction.
 ``phantom.count``
     in/out counting (:func:`rtl.common.formal.stream_count_checks`): each accepted chunk
     with ``last`` owes one output, and exactly that many valid lanes leave ``o``, under
     any chunks and back-pressure. Strengthening (white box): the outputs owed equal the
-    window's closing chunks (``valid & last``), the output register and the
-    requantizer's valid bits whose lane bit is set (a valid stage's lane bit is set,
+    window's closing chunks (``valid & last``), the issue pipeline's closes
+    (``n_cl1``, ``n_cl2``), the output register and the requantizer's valid bits whose lane bit is set (a valid stage's lane bit is set,
     ``out_valid`` implies ``out_n >= 1``, the window's valid slots form a prefix:
     :func:`core_held`); k-induction.
 ``phantom.offsets``
@@ -36,8 +41,9 @@ also inconsistent ones), any back-pressure.
     to. The counts are not stored by the core: the wrapper keeps them in a shadow of the
     window, moved as the window moves (``d_eff`` slots out, the new chunk at
     ``n_after``). Strengthening: in every valid slot each useful position not yet
-    issued has offsets below the slot's counts; k-induction. Without the assumption
-    (inconsistent masks, which the core flags in ``stat_errors``) it fails.
+    issued has offsets below the slot's counts (asserted only with the assumption);
+    k-induction. Without the assumption (inconsistent masks, which the core flags in
+    ``stat_errors``) it fails.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from dataclasses import asdict
 
 from amaranth.hdl import Cat, Mux, Signal
 
-from rtl.phantom.config import PhantomConfig
+from rtl.phantom.config import ISSUE_STAGES, PhantomConfig
 from rtl.phantom.core import PhantomCore
 from rtl.common.formal import EngineTop, FormalTop, Property, StreamHoldTop, stream_count_checks
 
@@ -59,8 +65,9 @@ def popcount(value) -> object:
 
 def core_held(top: FormalTop, m, g: dict, cfg: PhantomConfig, prefix: str = ""):
     """The outputs a 1-lane Phantom core holds (white box, signals ``prefix + name`` of
-    an elaborated design): the window's closing chunks (``valid & last``), the output
-    register and the requantizer's valid stages whose lane bit is set. Asserts what
+    an elaborated design): the window's closing chunks (``valid & last``), the closes in
+    the issue pipeline (``n_cl1``, ``n_cl2``), the output register and the requantizer's
+    valid stages whose lane bit is set. Asserts what
     makes this count inductive: a valid requantizer stage has its lane bit, a valid
     output register has a lane, the window's valid slots form a prefix."""
     L, lat = cfg.window, cfg.requant.latency
@@ -72,8 +79,31 @@ def core_held(top: FormalTop, m, g: dict, cfg: PhantomConfig, prefix: str = ""):
         top.assert_(m, g[prefix + "out_n"] != 0, "the output register valid with no lane")
     for s in range(L - 1):
         top.assert_(m, g[f"{prefix}valid{s}"] | ~g[f"{prefix}valid{s + 1}"], "a hole in the window")
-    return (sum(g[f"{prefix}valid{s}"] & g[f"{prefix}last{s}"] for s in range(L)) + g[prefix + "out_valid"]
+    return (sum(g[f"{prefix}valid{s}"] & g[f"{prefix}last{s}"] for s in range(L))
+            + g[prefix + "n_cl1"] + g[prefix + "n_cl2"] + g[prefix + "out_valid"]
             + popcount(Cat(rq_valid[k] & g[f"{prefix}lanes_s{k}"][0] for k in range(lat))))
+
+
+def window_invariants(top: FormalTop, m, g: dict, cfg: PhantomConfig, prefix: str = ""):
+    """What the scheduler's registers keep about each valid slot of the window (white
+    box, the inductive strengthening of the properties that read the scheduler): ``uoff``
+    holds the prefix popcounts of ``useful``; ``issued`` + ``ucnt`` = popcount(useful);
+    ``elig`` (registered a cycle ahead) = valid with at most ``lanes`` closing chunks
+    before it; and the products counted a cycle late (``n_iss``) are at most T."""
+    M, L, NL, T = cfg.chunk, cfg.window, cfg.lanes, cfg.threads
+    PB = M.bit_length()
+    for s in range(L):
+        useful, uoff = g[f"{prefix}useful{s}"], g[f"{prefix}uoff{s}"]
+        lasts_before = sum(g[f"{prefix}last{j}"] for j in range(s)) if s else 0
+        top.assert_(m, g[f"{prefix}elig{s}"] == (g[f"{prefix}valid{s}"] & (lasts_before <= NL)),
+                    "elig differs from its window")
+        with m.If(g[f"{prefix}valid{s}"]):
+            for q in range(M):
+                top.assert_(m, uoff.word_select(q, PB) == popcount(useful[:q]) if q else uoff[:PB] == 0,
+                            "uoff is not the prefix popcount of useful")
+            top.assert_(m, g[f"{prefix}issued{s}"] + g[f"{prefix}ucnt{s}"] == popcount(useful),
+                        "issued + ucnt differs from the useful count")
+    top.assert_(m, g[prefix + "n_iss"] <= T, "more than T products pending for the counter")
 
 
 class PhantomTop(EngineTop):
@@ -96,10 +126,12 @@ class PhantomTop(EngineTop):
         if self.check == "count":
             self._count(m, g)
             return
+        window_invariants(self, m, g, cfg)
         if self.check == "offsets":
             self._offsets(m, g)
             return
         products = self.past(m, d.stat_products, name="past_products")
+        pending = self.past(m, g["n_iss"], name="past_pending")  # stat_products counts a cycle late
         issued = self.past(m, Mux(go, n_taken, 0), name="past_issued")
         if self.check == "threads":
             self.assert_(m, n_taken <= T, "more than T positions taken in a cycle")
@@ -125,14 +157,16 @@ class PhantomTop(EngineTop):
             self.assert_(m, g[f"valid{s}"] | ~g[f"valid{s + 1}"], "a hole in the window")
         with m.If(self.started):
             self.assert_(m, total == expect, "useful positions appeared or vanished unissued")
-            self.assert_(m, (d.stat_products - products)[:32] == issued, "stat_products differs from the issued count")
+            self.assert_(m, g["n_iss"] == issued, "the pending count differs from the issued count")
+            self.assert_(m, (d.stat_products - products)[:32] == pending,
+                         "stat_products differs from the issued count (a cycle late)")
 
 
     def _count(self, m, g):
         d = self.dut
         held = core_held(self, m, g, self.cfg)
         stream_count_checks(self, m, d.o, incoming=d.i.valid & d.i.ready & d.i.payload.last, held=held,
-                            capacity=self.cfg.window + 1 + self.cfg.requant.latency,
+                            capacity=self.cfg.window + ISSUE_STAGES + 1 + self.cfg.requant.latency,
                             outgoing=d.o.valid & d.o.ready & d.o.payload.lane0_valid)
 
     def _offsets(self, m, g):
@@ -174,7 +208,9 @@ class PhantomTop(EngineTop):
                 self.assert_(m, wo_k < wc, "a weight offset past the chunk's packed count")
                 self.assert_(m, ao_k < ac, "an activation offset past the chunk's packed count")
         # strengthening: every useful position still held has offsets inside its slot's counts
-        for s in range(L):
+        # (a consequence of the consistency assumed above: without it only the threads' reads
+        # are checked, so a bad chunk fails where a thread reads it)
+        for s in range(L if self.consistent else 0):
             rem, wo, ao = g[f"rem{s}"], g[f"woff{s}"], g[f"aoff{s}"]
             for p in range(M):
                 with m.If(g[f"valid{s}"] & rem[p]):

@@ -34,9 +34,11 @@ from golden.layer import LayerVectors
 from rtl.phantom.config import PhantomConfig
 from rtl.phantom.mapper import Plan, closes, cut_chunks, operands
 
-# After the last close the model counts ``cfg.tail`` cycles (output register, freed slot,
-# requantizer latency: PhantomConfig.tail), and one more before the first issue: a chunk
-# enters the window the cycle before it issues.
+# After the last close the model counts ``cfg.tail`` cycles (issue pipeline, output
+# register, freed slot, requantizer latency: PhantomConfig.tail), and one more before the
+# first issue: a chunk enters the window the cycle before it issues. The issue pipeline
+# (ISSUE_STAGES) delays every product and close by the same cycles, so it moves only the
+# tail while the output is never stalled (the mesh model, which stalls, carries it).
 
 
 def cycles(plan: Plan) -> dict:

@@ -28,6 +28,7 @@ from amaranth.hdl import Cat, Mux, Signal
 
 from rtl.common.formal import (EngineTop, Property, popcount, stream_count_checks,
                                stream_out_checks)
+from rtl.phantom.config import ISSUE_STAGES
 from rtl.phantom.formal import core_held
 from rtl.phantom2d.config import Phantom2DConfig
 from rtl.phantom2d.mesh import PhantomMesh
@@ -68,7 +69,7 @@ class MeshTop(EngineTop):
             incoming = incoming + wrote
             held = held + queued + core_held(self, m, g, cfg.core, prefix=p)
         lanes = popcount(Cat(getattr(d.o.payload, f"lane{j}_valid") for j in range(len(cores))))
-        per_core = cfg.fifo + cfg.window + 1 + cfg.core.requant.latency
+        per_core = cfg.fifo + cfg.window + ISSUE_STAGES + 1 + cfg.core.requant.latency
         stream_count_checks(self, m, d.o, incoming=incoming, held=held, capacity=len(cores) * per_core,
                             max_incoming=len(cores), outgoing=Mux(d.o.valid & d.o.ready, lanes, 0))
 

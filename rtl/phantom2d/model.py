@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rtl.phantom.config import ISSUE_STAGES
 from rtl.phantom2d.config import Phantom2DConfig
 from rtl.phantom2d.mapper import Plan, assign, blocks, core_streams, row_chunks
 from rtl.phantom.model import LayerMasks, cycle_model, dense_rate, schedule, static_cycles
@@ -43,7 +44,10 @@ def mesh_sim(words: int, sent: list, useful: list, last: list, cfg: Phantom2DCon
     """Cycle-exact model of the mesh RTL (input always valid, output never stalled) for
     ``words`` input words; per core, the words that carry a chunk for it (``sent``) and
     each chunk's useful products and close flag. Per core: its queue, window
-    (:func:`rtl.phantom.model.schedule`), output register and requantizer pipeline; the
+    (:func:`rtl.phantom.model.schedule`), issue pipeline (``ISSUE_STAGES``: a close
+    reaches the output register that many cycles after its last issue, and stalls the
+    core there while the output register cannot pass it on), output register and
+    requantizer pipeline; the
     mesh takes a word when every queue has room; each core has its own output lane.
     ``cycles`` matches the harness's count, the counters the RTL's stat_* sums."""
     T, L, D = cfg.threads, cfg.window, cfg.fifo
@@ -56,6 +60,7 @@ def mesh_sim(words: int, sent: list, useful: list, last: list, cfg: Phantom2DCon
     slots = [[] for _ in range(n_c)]
     out_valid = [False] * n_c
     pipe = [[False] * lat for _ in range(n_c)]
+    issue = [[False] * ISSUE_STAGES for _ in range(n_c)]  # closes in the issue pipeline
     busy, products = [0] * n_c, [0] * n_c
     word, collected, total = 0, 0, int(sum(np.asarray(la).sum() for la in last))
     t = 0
@@ -68,7 +73,8 @@ def mesh_sim(words: int, sent: list, useful: list, last: list, cfg: Phantom2DCon
             o_ready = j in grants
             en = not pipe[j][-1] or o_ready
             takes, d, fin = schedule(slots[j], T, 1)
-            go = not (fin and out_valid[j] and not en)
+            fin_out = issue[j][-1]  # the close leaving the issue pipeline
+            go = not (fin_out and out_valid[j] and not en)
             if slots[j]:
                 busy[j] += 1
             if go:
@@ -76,11 +82,12 @@ def mesh_sim(words: int, sent: list, useful: list, last: list, cfg: Phantom2DCon
                     s[0] -= take
                 products[j] += sum(takes)
                 del slots[j][:d]
+                issue[j] = [bool(fin)] + issue[j][:-1]
             accept = bool(fifo[j]) and len(slots[j]) < L  # room after this cycle's issue
             if en:
                 pipe[j] = [out_valid[j]] + pipe[j][:-1]
                 out_valid[j] = False
-            if go and fin:
+            if go and fin_out:
                 out_valid[j] = True
             if accept:
                 u, lst = fifo[j].pop(0)
