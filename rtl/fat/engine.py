@@ -83,12 +83,20 @@ class FatEngine(wiring.Component):
 
         cmd = self.i.payload
         # ---- SACU state ----------------------------------------------------------------
-        # Registers that address the array (bit, acc_base, op_base, carry, inv, cur, and
-        # mask, slot0_row, from which the next operand row is registered) are
-        # assigned through their next values (``nxt``): the read ports take the rows of the
-        # next cycle from them.
+        # Registers that address the array (bit, acc_base, op_base, carry, inv, cur) and the
+        # SACU's lookahead (mask, rest, first_row, code, more, last) are assigned through
+        # their next values (``nxt``): the read ports take the rows of the next cycle from
+        # them. The lookahead holds what the next issue needs, computed from registers a
+        # cycle or more before it: rest = mask without its lowest set bit, first_row and
+        # code = the first operand row and the code of mask's lowest weight, more = some
+        # weight left, last = bit == acc_bits - 1 (an operation's last step).
         codes = Signal(2 * W)
         mask = Signal(W)  # weights still to issue
+        rest = Signal(W)  # mask without its lowest set bit (mask after the next issue)
+        first_row = Signal(16 + 8)  # first operand row of mask's lowest weight
+        code = Signal(2)  # code of mask's lowest weight
+        more = Signal()  # mask != 0
+        last = Signal()  # bit == B - 1
         slot0_row = Signal(16 + 8)  # first operand row of the WEIGHTS word (slot0 * op_bits)
         acc_base = Signal(16)  # accumulator base row (WEIGHTS, CLEAR, READ)
         op_base = Signal(16 + 8)  # first row of the current operand
@@ -99,13 +107,40 @@ class FatEngine(wiring.Component):
         phase = Signal()  # parapim: 0 = carry step, 1 = sum step
         cur = Signal()  # parapim: which carry row holds the carry in
         nxt = {}
-        for reg in (bit, acc_base, op_base, carry, inv, cur, mask, slot0_row):
+        for reg in (bit, acc_base, op_base, carry, inv, cur, mask, rest, first_row, code, more, slot0_row):
             nxt[reg.name] = Signal.like(reg, name=f"{reg.name}_next")
             m.d.comb += nxt[reg.name].eq(reg)
             m.d.sync += reg.eq(nxt[reg.name])
+        m.d.sync += last.eq(nxt["bit"] == B - 1)
 
         def upd(reg, value):
             m.d.comb += nxt[reg.name].eq(value)
+
+        # The rows a step reads and writes, kept as registers next to bit (bitskip computes
+        # its rows from its search instead): acc_row = acc_base + bit, op_row = op_base +
+        # min(bit, op_bits - 1), op_sat = bit >= op_bits - 1. The state machine moves bit
+        # with restart() (to 0, acc_base and op_base taking their next values) and advance()
+        # (bit + 1).
+        acc_row, acc_row_next = Signal(16), Signal(16)
+        op_row, op_row_next = Signal(16), Signal(16)
+        op_sat, op_sat_next = Signal(), Signal()
+        restarting, advancing = Signal(), Signal()
+        m.d.sync += [acc_row.eq(acc_row_next), op_row.eq(op_row_next), op_sat.eq(op_sat_next)]
+        m.d.comb += [acc_row_next.eq(acc_row), op_row_next.eq(op_row), op_sat_next.eq(op_sat)]
+        with m.If(restarting):
+            m.d.comb += [acc_row_next.eq(nxt["acc_base"]), op_row_next.eq(nxt["op_base"]),
+                         op_sat_next.eq(A == 1)]
+        with m.Elif(advancing):
+            m.d.comb += [acc_row_next.eq(acc_row + 1), op_row_next.eq(op_row + ~op_sat),
+                         op_sat_next.eq(bit + 1 >= A - 1)]
+
+        def restart():
+            upd(bit, 0)
+            m.d.comb += restarting.eq(1)
+
+        def advance():
+            upd(bit, bit + 1)
+            m.d.comb += advancing.eq(1)
 
         # ---- readout state -------------------------------------------------------------
         tbuf = Signal(B * C)
@@ -117,41 +152,50 @@ class FatEngine(wiring.Component):
         em_col = Signal(16)
         em_busy = Signal()
 
-        # Priority encoder: the next weight to issue (lowest set bit of mask).
-        j = Signal(range(W))
-        for k in reversed(range(W)):
-            with m.If(mask[k]):
-                m.d.comb += j.eq(k)
-        code_j = codes.word_select(j, 2)
-        # The first row of weight j's operand, slot0_row + j * op_bits, without a multiplier
-        # (an AND-OR over the one-hot lowest bit of mask), registered from mask's and
-        # slot0_row's next values so that it is ready when the weight issues.
-        def first_row_of(mask_v, slot0_v):
-            lowest = mask_v & (~mask_v + 1)
+        def load_mask(mask_v, codes_v, slot0_v):
+            """Load the SACU with the weights mask_v: its lookahead from mask_v alone.
+
+            The first row of the lowest weight, slot0 + j * op_bits, is an AND-OR over the
+            one-hot lowest bit (no multiplier), as is its code."""
+            # the lowest set bit in logic, not as mask_v & -mask_v: an adder would be shared
+            # between the two loads (WEIGHTS, issue), with the state's mux in front of it
+            lowest = Signal(W, name="lowest")
+            m.d.comb += lowest.eq(Cat(mask_v[k] & ~mask_v[:k].any() if k else mask_v[0] for k in range(W)))
             j_rows = Const(0, 16)
-            for k in range(1, W):
+            code_v = Const(0, 2)
+            for k in range(W):
                 j_rows = j_rows | Mux(lowest[k], Const(k * A, 16), 0)
-            return slot0_v + j_rows
-        first_row = Signal(16 + 8)
-        m.d.sync += first_row.eq(first_row_of(nxt["mask"], nxt["slot0_row"]))
+                code_v = code_v | Mux(lowest[k], codes_v.word_select(k, 2), 0)
+            upd(mask, mask_v)
+            upd(rest, mask_v & ~lowest)
+            upd(first_row, slot0_v + j_rows)
+            upd(code, code_v)
+            upd(more, mask_v.any())
 
         # ---- the array's ports: writes one cycle late, reads addressed one cycle ahead ---
+        # The bypass compares registers only: the row a port reads in this cycle (r_addr,
+        # its address of the last cycle) against the writes of the last two cycles (wq: the
+        # array writes it now, so the port read the old row; wq2: written a cycle ago, while
+        # the port's address was taken).
         w_addr, w_data, w_en = Signal(16), Signal(C), Signal()  # this cycle's write (a step's sum)
         wq_addr, wq_data, wq_en = Signal(16), Signal(C), Signal()  # written to the array now
-        m.d.sync += [wq_addr.eq(w_addr), wq_data.eq(w_data), wq_en.eq(w_en)]
+        wq2_addr, wq2_data, wq2_en = Signal(16), Signal(C), Signal()  # written in the last cycle
+        m.d.sync += [wq_addr.eq(w_addr), wq_data.eq(w_data), wq_en.eq(w_en),
+                     wq2_addr.eq(wq_addr), wq2_data.eq(wq_data), wq2_en.eq(wq_en)]
         m.d.comb += [wr.addr.eq(wq_addr), wr.data.eq(wq_data), wr.en.eq(wq_en)]
         rows = {}  # each port's row in this cycle, as a combinational array would read it
         next_addr = {}  # each port's row in the next cycle
         for name, port in ports.items():
             a_next = next_addr[name] = Signal(16, name=f"{name}_row_next")
-            hit_w = Signal(name=f"{name}_hit_w")  # the row written in this cycle (now in wq)
-            hit_q = Signal(name=f"{name}_hit_q")  # the row the array writes in this cycle
-            held = Signal(C, name=f"{name}_held")
+            n = len(port.addr)
+            r_addr = Signal(n, name=f"{name}_r_addr")  # the row read in this cycle
             m.d.comb += port.addr.eq(a_next)
-            same = lambda addr: addr[:len(port.addr)] == a_next[:len(port.addr)]  # the rows the array sees
-            m.d.sync += [hit_w.eq(w_en & same(w_addr)), hit_q.eq(wq_en & same(wq_addr)), held.eq(wq_data)]
+            m.d.sync += r_addr.eq(a_next[:n])
+            hit_w = Signal(name=f"{name}_hit_w")
+            hit_q = Signal(name=f"{name}_hit_q")
+            m.d.comb += [hit_w.eq(wq_en & (wq_addr[:n] == r_addr)), hit_q.eq(wq2_en & (wq2_addr[:n] == r_addr))]
             rows[name] = Signal(C, name=f"{name}_row")
-            m.d.comb += rows[name].eq(Mux(hit_w, wq_data, Mux(hit_q, held, port.data)))
+            m.d.comb += rows[name].eq(Mux(hit_w, wq_data, Mux(hit_q, wq2_data, port.data)))
 
         # Operand bit planes of the current slot, and the bit-level-sparsity search.
         planes_nz = Signal(A)
@@ -178,29 +222,35 @@ class FatEngine(wiring.Component):
 
         # ---- datapath of one FAT step --------------------------------------------------
         a_vec = rows["acc"]
-        o_vec = Mux(zero_op, 0, rows["op"] ^ Mux(inv, ones, 0))
+        o_vec = rows["op"] ^ Mux(inv, ones, 0)
+        if cfg.mode != "fat":  # the SACU of "fat" issues no zero weight
+            o_vec = Mux(zero_op, 0, o_vec)
         c_in = carry if fat_steps else rows["car"]
         s_vec = a_vec ^ o_vec ^ c_in
         c_out = Signal(C)
         m.d.comb += c_out.eq((a_vec & o_vec) | (a_vec & c_in) | (o_vec & c_in))
+        if fat_steps:
+            # The latch takes every cycle's carry out unless an operation starts: it is only
+            # read by steps, which follow a start (no enable of its own on the array's path).
+            upd(carry, c_out)
 
         def start_op():
-            """Issue weight j: load the operation, then go to its first step."""
+            """Issue mask's lowest weight: load the operation, then go to its first step."""
             m.d.sync += [
-                zero_op.eq((code_j == Code.ZERO) | (code_j == Code.INVALID)),
+                zero_op.eq((code == Code.ZERO) | (code == Code.INVALID)),
                 phase.eq(0),
             ]
-            upd(mask, mask & (mask - 1))  # weight j, the lowest set bit, issued
+            load_mask(rest, codes, slot0_row)  # the lowest weight issued
             upd(op_base, first_row)
             m.d.comb += starting.eq(1)
-            upd(inv, code_j == Code.MINUS)
-            upd(carry, Mux(code_j == Code.MINUS, ones, 0))  # carry-in 1 for subtract
-            upd(bit, 0)
+            upd(inv, code == Code.MINUS)
+            upd(carry, Mux(code == Code.MINUS, ones, 0))  # carry-in 1 for subtract
+            restart()
             if cfg.bitskip:
                 m.d.comb += stepping.eq(1)
-            with m.If(code_j == Code.MINUS):
+            with m.If(code == Code.MINUS):
                 count("subs")
-            with m.Elif(code_j == Code.PLUS):
+            with m.Elif(code == Code.PLUS):
                 count("adds")
             with m.Else():
                 count("zero_ops")
@@ -218,13 +268,12 @@ class FatEngine(wiring.Component):
             m.d.sync += [found_r.eq(found_n), t_r.eq(t_n)]
             stepping = Signal()  # the next cycle is a step (else READ's rows are plain bits)
             row_bit = Mux(stepping, t_n, nxt["bit"])
+            m.d.comb += [next_addr["acc"].eq(nxt["acc_base"] + row_bit),
+                         next_addr["op"].eq(nxt["op_base"] + Mux(row_bit < A, row_bit, A - 1))]
         else:
-            row_bit = nxt["bit"]
-        m.d.comb += [next_addr["acc"].eq(nxt["acc_base"] + row_bit),
-                     next_addr["op"].eq(nxt["op_base"] + Mux(row_bit < A, row_bit, A - 1))]
-        if not cfg.bitskip:  # a first step reads its operand's row 0: no add after first_row
-            with m.If(starting):
-                m.d.comb += next_addr["op"].eq(first_row)
+            # The rows of the next step are registers' next values: no add after the
+            # decision to advance, restart or start an operation.
+            m.d.comb += [next_addr["acc"].eq(acc_row_next), next_addr["op"].eq(op_row_next)]
         if not fat_steps:
             m.d.comb += next_addr["car"].eq(Mux(nxt["cur"], cfg.carry_rows[1], cfg.carry_rows[0]))
 
@@ -240,20 +289,22 @@ class FatEngine(wiring.Component):
                             count("row_writes")
                         with m.Case(Op.CLEAR):
                             upd(acc_base, cmd.addr)
-                            upd(bit, 0)
+                            restart()
                             m.next = "CLEAR"
                         with m.Case(Op.WEIGHTS):
                             codes_in = cmd.data[:2 * W]
                             # fat: the SACU issues only +1 / -1; the baselines issue every weight.
-                            live = Cat((((codes_in.word_select(k, 2) == Code.PLUS)
+                            live = Signal(W)
+                            m.d.comb += live.eq(Cat((((codes_in.word_select(k, 2) == Code.PLUS)
                                          | (codes_in.word_select(k, 2) == Code.MINUS)) if cfg.mode == "fat"
-                                        else Const(1)) & (k < cmd.cnt) for k in range(W))
+                                        else Const(1)) & (k < cmd.cnt) for k in range(W)))
                             bad = Cat((codes_in.word_select(k, 2) == Code.INVALID) & (k < cmd.cnt)
                                       for k in range(W))
                             m.d.sync += codes.eq(codes_in)
-                            upd(mask, live)
+                            load_mask(live, codes_in, cmd.addr * A)
                             upd(slot0_row, cmd.addr * A)
                             upd(acc_base, cmd.aux)
+                            restart()
                             # every invalid code in the word counts (as the cycle model and the
                             # docs say), not the word once
                             with m.If(bad.any()):
@@ -263,14 +314,14 @@ class FatEngine(wiring.Component):
                         with m.Case(Op.READ):
                             m.d.sync += [rd_cols.eq(cmd.aux), rd_params.eq(cmd.data[:70])]
                             upd(acc_base, cmd.addr)
-                            upd(bit, 0)
+                            restart()
                             m.next = "READ"
 
             with m.State("CLEAR"):
-                m.d.comb += [w_addr.eq(acc_base + bit), w_data.eq(0), w_en.eq(1), busy.eq(1)]
+                m.d.comb += [w_addr.eq(acc_row), w_data.eq(0), w_en.eq(1), busy.eq(1)]
                 count("row_writes")
-                upd(bit, bit + 1)
-                with m.If(bit == B - 1):
+                advance()
+                with m.If(last):
                     m.next = "IDLE"
 
             with m.State("ISSUE"):
@@ -284,10 +335,10 @@ class FatEngine(wiring.Component):
                         # Jump straight to the next bit whose step can change anything.
                         with m.If(~found_r):  # every plane left is zero, every carry matches
                             count("skipped_bits", B - bit)
-                            self._op_done(m, mask, start_op, first_state)
+                            self._op_done(m, more, start_op, first_state)
                         with m.Else():
                             self._fat_step(m, acc_base + t_r, s_vec, c_out, (w_addr, w_data, w_en), busy,
-                                           count, lambda: upd(carry, c_out))
+                                           count)
                             step_next = Signal(range(B + 2))
                             m.d.comb += step_next.eq(t_r + 1)
                             upd(bit, step_next)
@@ -297,13 +348,12 @@ class FatEngine(wiring.Component):
                             finished = (step_next == B) | ((step_next >= A) & (c_out == o_vec))
                             count("skipped_bits", (t_r - bit) + Mux(finished, B - step_next, 0))
                             with m.If(finished):
-                                self._op_done(m, mask, start_op, first_state)
+                                self._op_done(m, more, start_op, first_state)
                     else:
-                        self._fat_step(m, acc_base + bit, s_vec, c_out, (w_addr, w_data, w_en), busy, count,
-                                       lambda: upd(carry, c_out))
-                        upd(bit, bit + 1)
-                        with m.If(bit == B - 1):
-                            self._op_done(m, mask, start_op, first_state)
+                        self._fat_step(m, acc_row, s_vec, c_out, (w_addr, w_data, w_en), busy, count)
+                        advance()
+                        with m.If(last):
+                            self._op_done(m, more, start_op, first_state)
             else:
                 with m.State("PINIT"):
                     # ParaPIM keeps the carry in a row: write the carry-in first.
@@ -321,20 +371,20 @@ class FatEngine(wiring.Component):
                                      w_data.eq(c_out), w_en.eq(1)]
                         m.d.sync += phase.eq(1)
                     with m.Else():  # sum step
-                        m.d.comb += [w_addr.eq(acc_base + bit), w_data.eq(s_vec), w_en.eq(1)]
+                        m.d.comb += [w_addr.eq(acc_row), w_data.eq(s_vec), w_en.eq(1)]
                         m.d.sync += phase.eq(0)
                         upd(cur, ~cur)
-                        upd(bit, bit + 1)
-                        with m.If(bit == B - 1):
-                            self._op_done(m, mask, start_op, first_state)
+                        advance()
+                        with m.If(last):
+                            self._op_done(m, more, start_op, first_state)
 
             with m.State("READ"):
                 m.d.comb += busy.eq(1)
                 m.d.sync += tbuf.word_select(bit, C).eq(a_vec)
-                upd(bit, bit + 1)
+                advance()
                 count("row_reads")
                 count("steps")
-                with m.If(bit == B - 1):
+                with m.If(last):
                     m.next = "HANDOFF"
 
             with m.State("HANDOFF"):  # give the sensed accumulator to the emitter
@@ -364,20 +414,20 @@ class FatEngine(wiring.Component):
         return m
 
     @staticmethod
-    def _fat_step(m, row, s_vec, c_out, write, busy, count, latch):
-        """One FAT step: sense accumulator and operand rows, write the sum, latch the carry."""
+    def _fat_step(m, row, s_vec, c_out, write, busy, count):
+        """One FAT step: sense accumulator and operand rows, write the sum (the carry latch
+        takes c_out every cycle)."""
         w_addr, w_data, w_en = write
         m.d.comb += [w_addr.eq(row), w_data.eq(s_vec), w_en.eq(1), busy.eq(1)]
-        latch()
         count("steps")
         count("row_reads", 2)
         count("row_writes")
         count("latch_ops")
 
-    def _op_done(self, m, mask, start_op, first_state):
+    def _op_done(self, m, more, start_op, first_state):
         """The operation ends this cycle; the SACU issues the next non-zero weight in
         the same cycle (its lookahead hides the issue), or the word is finished."""
-        with m.If(mask.any()):
+        with m.If(more):
             start_op()
             m.next = first_state
         with m.Else():
