@@ -93,7 +93,7 @@ class FatEngine(wiring.Component):
         codes = Signal(2 * W)
         mask = Signal(W)  # weights still to issue
         rest = Signal(W)  # mask without its lowest set bit (mask after the next issue)
-        first_row = Signal(16 + 8)  # first operand row of mask's lowest weight
+        first_row = Signal(16 + 8)  # first operand row of mask's lowest weight (set by an issue)
         code = Signal(2)  # code of mask's lowest weight
         more = Signal()  # mask != 0
         last = Signal()  # bit == B - 1
@@ -152,23 +152,48 @@ class FatEngine(wiring.Component):
         em_col = Signal(16)
         em_busy = Signal()
 
-        def load_mask(mask_v, codes_v, slot0_v):
-            """Load the SACU with the weights mask_v: its lookahead from mask_v alone.
-
-            The first row of the lowest weight, slot0 + j * op_bits, is an AND-OR over the
-            one-hot lowest bit (no multiplier), as is its code."""
-            # the lowest set bit in logic, not as mask_v & -mask_v: an adder would be shared
-            # between the two loads (WEIGHTS, issue), with the state's mux in front of it
+        def lowest_of(v):
+            """The lowest set bit of v, one-hot, in logic (v & -v would be an adder, which
+            Yosys shares between the loads of the SACU, with the state's mux in front)."""
             lowest = Signal(W, name="lowest")
-            m.d.comb += lowest.eq(Cat(mask_v[k] & ~mask_v[:k].any() if k else mask_v[0] for k in range(W)))
+            m.d.comb += lowest.eq(Cat(v[k] & ~v[:k].any() if k else v[0] for k in range(W)))
+            return lowest
+
+        def row_of(lowest, slot0_v):
+            """The first row of the weight ``lowest`` (one-hot), slot0 + j * op_bits: an
+            AND-OR over the one-hot bit, no multiplier."""
             j_rows = Const(0, 16)
+            for k in range(1, W):
+                j_rows = j_rows | Mux(lowest[k], Const(k * A, 16), 0)
+            return slot0_v + j_rows
+
+        # The rows an issue needs, from registers without an add behind the decision (and in
+        # registers of their own, so that Yosys does not share their adders with the
+        # state's multiplexer in front): word_row / word_row2, the first rows of the lowest
+        # two weights of the command offered on ``i`` (registered in every cycle: the ISSUE
+        # after a WEIGHTS word reads them), and next_row, the first row of rest's lowest
+        # weight (the one after the next issue) from registers in every cycle; it lags rest
+        # by a cycle, so an issue that follows another within two cycles (bitskip only)
+        # computes the row itself.
+        codes_in = cmd.data[:2 * W]
+        live = Signal(W)  # the word's weights to issue (fat: only +1 / -1; the baselines: all)
+        m.d.comb += live.eq(Cat((((codes_in.word_select(k, 2) == Code.PLUS) | (codes_in.word_select(k, 2) == Code.MINUS))
+                                 if cfg.mode == "fat" else Const(1)) & (k < cmd.cnt) for k in range(W)))
+        slot0_in = cmd.addr * A
+        live_lowest = lowest_of(live)
+        word_row, word_row2, next_row = Signal(16 + 8), Signal(16 + 8), Signal(16 + 8)
+        m.d.sync += [word_row.eq(row_of(live_lowest, slot0_in)),
+                     word_row2.eq(row_of(lowest_of(live & ~live_lowest), slot0_in)),
+                     next_row.eq(row_of(lowest_of(rest), slot0_row))]
+
+        def load_mask(mask_v, codes_v):
+            """Load the SACU with the weights mask_v (and the code of its lowest)."""
+            lowest = lowest_of(mask_v)
             code_v = Const(0, 2)
             for k in range(W):
-                j_rows = j_rows | Mux(lowest[k], Const(k * A, 16), 0)
                 code_v = code_v | Mux(lowest[k], codes_v.word_select(k, 2), 0)
             upd(mask, mask_v)
             upd(rest, mask_v & ~lowest)
-            upd(first_row, slot0_v + j_rows)
             upd(code, code_v)
             upd(more, mask_v.any())
 
@@ -180,11 +205,15 @@ class FatEngine(wiring.Component):
         w_addr, w_data, w_en = Signal(16), Signal(C), Signal()  # this cycle's write (a step's sum)
         wq_addr, wq_data, wq_en = Signal(16), Signal(C), Signal()  # written to the array now
         wq2_addr, wq2_data, wq2_en = Signal(16), Signal(C), Signal()  # written in the last cycle
-        m.d.sync += [wq_addr.eq(w_addr), wq_data.eq(w_data), wq_en.eq(w_en),
+        w_next = Signal(C)  # wq_data's next value: w_data, or a step's sum
+        w_sum = Signal()  # a FAT step: the sum is written
+        m.d.comb += w_next.eq(w_data)
+        m.d.sync += [wq_addr.eq(w_addr), wq_data.eq(w_next), wq_en.eq(w_en),
                      wq2_addr.eq(wq_addr), wq2_data.eq(wq_data), wq2_en.eq(wq_en)]
         m.d.comb += [wr.addr.eq(wq_addr), wr.data.eq(wq_data), wr.en.eq(wq_en)]
         rows = {}  # each port's row in this cycle, as a combinational array would read it
         next_addr = {}  # each port's row in the next cycle
+        bypass = {}  # each port's (bypass hit, bypassed row, array's row)
         for name, port in ports.items():
             a_next = next_addr[name] = Signal(16, name=f"{name}_row_next")
             n = len(port.addr)
@@ -194,8 +223,13 @@ class FatEngine(wiring.Component):
             hit_w = Signal(name=f"{name}_hit_w")
             hit_q = Signal(name=f"{name}_hit_q")
             m.d.comb += [hit_w.eq(wq_en & (wq_addr[:n] == r_addr)), hit_q.eq(wq2_en & (wq2_addr[:n] == r_addr))]
+            # the bypass decided from registers (kept: one LUT after the array's row)
+            hit = Signal(name=f"{name}_hit", attrs={"keep": 1})
+            byp = Signal(C, name=f"{name}_bypassed", attrs={"keep": 1})
+            m.d.comb += [hit.eq(hit_w | hit_q), byp.eq(Mux(hit_w, wq_data, wq2_data))]
             rows[name] = Signal(C, name=f"{name}_row")
-            m.d.comb += rows[name].eq(Mux(hit_w, wq_data, Mux(hit_q, wq2_data, port.data)))
+            m.d.comb += rows[name].eq(Mux(hit, byp, port.data))
+            bypass[name] = (hit, byp, port.data)
 
         # Operand bit planes of the current slot, and the bit-level-sparsity search.
         planes_nz = Signal(A)
@@ -229,19 +263,38 @@ class FatEngine(wiring.Component):
         s_vec = a_vec ^ o_vec ^ c_in
         c_out = Signal(C)
         m.d.comb += c_out.eq((a_vec & o_vec) | (a_vec & c_in) | (o_vec & c_in))
-        if fat_steps:
-            # The latch takes every cycle's carry out unless an operation starts: it is only
-            # read by steps, which follow a start (no enable of its own on the array's path).
-            upd(carry, c_out)
 
-        def start_op():
-            """Issue mask's lowest weight: load the operation, then go to its first step."""
+        def late_rows(f, name):
+            """f(a_vec, o_vec) with the array's rows entering last.
+
+            The block RAM's outputs arrive late (ECP5 DP16KD: 5.8 ns clock to out); so f is
+            evaluated on each of the four values an (accumulator, operand) bit pair can
+            take, from the early signals (bypass, inv, carry, state), and the rows only
+            select among the four (one LUT level after the RAM)."""
+            a_hit, a_byp, x = bypass["acc"]
+            o_hit, o_byp, y = bypass["op"]
+            table = {}
+            for xv in (0, 1):
+                for yv in (0, 1):
+                    a_v = Mux(a_hit, a_byp, ones if xv else 0)
+                    o_v = Mux(o_hit, o_byp, ones if yv else 0) ^ Mux(inv, ones, 0)
+                    if cfg.mode != "fat":
+                        o_v = Mux(zero_op, 0, o_v)
+                    t = table[xv, yv] = Signal(C, name=f"{name}_if_{xv}{yv}", attrs={"keep": 1})
+                    m.d.comb += t.eq(f(a_v, o_v))
+            return (x & ((y & table[1, 1]) | (~y & table[1, 0]))) | (~x & ((y & table[0, 1]) | (~y & table[0, 0])))
+
+        def start_op(row_now, row_after):
+            """Issue mask's lowest weight: load the operation, then go to its first step.
+            row_now: its operand's first row; row_after: the first row of the weight after
+            it (rest's lowest)."""
             m.d.sync += [
                 zero_op.eq((code == Code.ZERO) | (code == Code.INVALID)),
                 phase.eq(0),
             ]
-            load_mask(rest, codes, slot0_row)  # the lowest weight issued
-            upd(op_base, first_row)
+            load_mask(rest, codes)
+            upd(first_row, row_after)
+            upd(op_base, row_now)
             m.d.comb += starting.eq(1)
             upd(inv, code == Code.MINUS)
             upd(carry, Mux(code == Code.MINUS, ones, 0))  # carry-in 1 for subtract
@@ -278,6 +331,7 @@ class FatEngine(wiring.Component):
             m.d.comb += next_addr["car"].eq(Mux(nxt["cur"], cfg.carry_rows[1], cfg.carry_rows[0]))
 
         first_state = "STEP" if fat_steps else "PINIT"
+        row_after = row_of(lowest_of(rest), slot0_row) if cfg.bitskip else next_row  # an issue from a step
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
@@ -292,17 +346,11 @@ class FatEngine(wiring.Component):
                             restart()
                             m.next = "CLEAR"
                         with m.Case(Op.WEIGHTS):
-                            codes_in = cmd.data[:2 * W]
-                            # fat: the SACU issues only +1 / -1; the baselines issue every weight.
-                            live = Signal(W)
-                            m.d.comb += live.eq(Cat((((codes_in.word_select(k, 2) == Code.PLUS)
-                                         | (codes_in.word_select(k, 2) == Code.MINUS)) if cfg.mode == "fat"
-                                        else Const(1)) & (k < cmd.cnt) for k in range(W)))
                             bad = Cat((codes_in.word_select(k, 2) == Code.INVALID) & (k < cmd.cnt)
                                       for k in range(W))
                             m.d.sync += codes.eq(codes_in)
-                            load_mask(live, codes_in, cmd.addr * A)
-                            upd(slot0_row, cmd.addr * A)
+                            load_mask(live, codes_in)
+                            upd(slot0_row, slot0_in)
                             upd(acc_base, cmd.aux)
                             restart()
                             # every invalid code in the word counts (as the cycle model and the
@@ -326,7 +374,7 @@ class FatEngine(wiring.Component):
 
             with m.State("ISSUE"):
                 # The SACU issues the next weight; zero weights never get here in fat mode.
-                start_op()
+                start_op(word_row, word_row2)
                 m.next = first_state
 
             if fat_steps:
@@ -335,9 +383,9 @@ class FatEngine(wiring.Component):
                         # Jump straight to the next bit whose step can change anything.
                         with m.If(~found_r):  # every plane left is zero, every carry matches
                             count("skipped_bits", B - bit)
-                            self._op_done(m, more, start_op, first_state)
+                            self._op_done(m, more, start_op, first_state, (first_row, row_after))
                         with m.Else():
-                            self._fat_step(m, acc_base + t_r, s_vec, c_out, (w_addr, w_data, w_en), busy,
+                            self._fat_step(m, acc_base + t_r, w_sum, c_out, (w_addr, w_data, w_en), busy,
                                            count)
                             step_next = Signal(range(B + 2))
                             m.d.comb += step_next.eq(t_r + 1)
@@ -348,12 +396,12 @@ class FatEngine(wiring.Component):
                             finished = (step_next == B) | ((step_next >= A) & (c_out == o_vec))
                             count("skipped_bits", (t_r - bit) + Mux(finished, B - step_next, 0))
                             with m.If(finished):
-                                self._op_done(m, more, start_op, first_state)
+                                self._op_done(m, more, start_op, first_state, (first_row, row_after))
                     else:
-                        self._fat_step(m, acc_row, s_vec, c_out, (w_addr, w_data, w_en), busy, count)
+                        self._fat_step(m, acc_row, w_sum, c_out, (w_addr, w_data, w_en), busy, count)
                         advance()
                         with m.If(last):
-                            self._op_done(m, more, start_op, first_state)
+                            self._op_done(m, more, start_op, first_state, (first_row, row_after))
             else:
                 with m.State("PINIT"):
                     # ParaPIM keeps the carry in a row: write the carry-in first.
@@ -376,11 +424,12 @@ class FatEngine(wiring.Component):
                         upd(cur, ~cur)
                         advance()
                         with m.If(last):
-                            self._op_done(m, more, start_op, first_state)
+                            self._op_done(m, more, start_op, first_state, (first_row, row_after))
 
             with m.State("READ"):
                 m.d.comb += busy.eq(1)
-                m.d.sync += tbuf.word_select(bit, C).eq(a_vec)
+                # shifts in from the top: the array's row drives one register per column
+                m.d.sync += tbuf.eq(Cat(tbuf[C:], a_vec))
                 advance()
                 count("row_reads")
                 count("steps")
@@ -395,6 +444,17 @@ class FatEngine(wiring.Component):
 
         with m.If(busy):
             count("busy")
+
+        if fat_steps:
+            # The array's rows enter the carry latch and the written sum last. The latch takes
+            # every cycle's carry out unless an operation starts (its carry-in): it is only
+            # read by steps, which follow a start (no enable of its own on the array's path).
+            init = Mux(code == Code.MINUS, ones, 0)
+            m.d.comb += [
+                nxt["carry"].eq(late_rows(lambda a, o: Mux(starting, init, (a & o) | (a & carry) | (o & carry)),
+                                          "carry")),
+                w_next.eq(late_rows(lambda a, o: Mux(w_sum, a ^ o ^ carry, w_data), "sum")),
+            ]
 
         # ---- emitter: columns -> bias -> requantizer --------------------------------
         # obuf shifts one column down per accepted output, so the column on offer is always
@@ -414,21 +474,22 @@ class FatEngine(wiring.Component):
         return m
 
     @staticmethod
-    def _fat_step(m, row, s_vec, c_out, write, busy, count):
-        """One FAT step: sense accumulator and operand rows, write the sum (the carry latch
-        takes c_out every cycle)."""
+    def _fat_step(m, row, w_sum, c_out, write, busy, count):
+        """One FAT step: sense accumulator and operand rows, write the sum (``w_sum``: computed
+        with the rows entering last, see ``late_rows``; the carry latch takes c_out every
+        cycle)."""
         w_addr, w_data, w_en = write
-        m.d.comb += [w_addr.eq(row), w_data.eq(s_vec), w_en.eq(1), busy.eq(1)]
+        m.d.comb += [w_addr.eq(row), w_sum.eq(1), w_en.eq(1), busy.eq(1)]
         count("steps")
         count("row_reads", 2)
         count("row_writes")
         count("latch_ops")
 
-    def _op_done(self, m, more, start_op, first_state):
+    def _op_done(self, m, more, start_op, first_state, rows):
         """The operation ends this cycle; the SACU issues the next non-zero weight in
         the same cycle (its lookahead hides the issue), or the word is finished."""
         with m.If(more):
-            start_op()
+            start_op(*rows)
             m.next = first_state
         with m.Else():
             m.next = "IDLE"
