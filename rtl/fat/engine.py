@@ -121,10 +121,10 @@ class FatEngine(wiring.Component):
         # min(bit, op_bits - 1), op_sat = bit >= op_bits - 1. The state machine moves bit
         # with restart() (to 0, acc_base and op_base taking their next values) and advance()
         # (bit + 1).
-        acc_row, acc_row_next = Signal(16), Signal(16)
-        op_row, op_row_next = Signal(16), Signal(16)
-        op_sat, op_sat_next = Signal(), Signal()
-        restarting, advancing = Signal(), Signal()
+        acc_row, acc_row_next = Signal(16, name="acc_row"), Signal(16, name="acc_row_next")
+        op_row, op_row_next = Signal(16, name="op_row"), Signal(16, name="op_row_next")
+        op_sat, op_sat_next = Signal(name="op_sat"), Signal(name="op_sat_next")
+        restarting, advancing = Signal(name="restarting"), Signal(name="advancing")
         m.d.sync += [acc_row.eq(acc_row_next), op_row.eq(op_row_next), op_sat.eq(op_sat_next)]
         m.d.comb += [acc_row_next.eq(acc_row), op_row_next.eq(op_row), op_sat_next.eq(op_sat)]
         with m.If(restarting):
@@ -177,11 +177,13 @@ class FatEngine(wiring.Component):
         # computes the row itself.
         codes_in = cmd.data[:2 * W]
         live = Signal(W)  # the word's weights to issue (fat: only +1 / -1; the baselines: all)
-        m.d.comb += live.eq(Cat((((codes_in.word_select(k, 2) == Code.PLUS) | (codes_in.word_select(k, 2) == Code.MINUS))
-                                 if cfg.mode == "fat" else Const(1)) & (k < cmd.cnt) for k in range(W)))
+        nonzero_in = [(codes_in.word_select(k, 2) == Code.PLUS) | (codes_in.word_select(k, 2) == Code.MINUS)
+                      for k in range(W)]
+        m.d.comb += live.eq(Cat((nonzero_in[k] if cfg.mode == "fat" else Const(1)) & (k < cmd.cnt) for k in range(W)))
         slot0_in = cmd.addr * A
         live_lowest = lowest_of(live)
-        word_row, word_row2, next_row = Signal(16 + 8), Signal(16 + 8), Signal(16 + 8)
+        word_row, word_row2 = Signal(16 + 8, name="word_row"), Signal(16 + 8, name="word_row2")
+        next_row = Signal(16 + 8, name="next_row")
         m.d.sync += [word_row.eq(row_of(live_lowest, slot0_in)),
                      word_row2.eq(row_of(lowest_of(live & ~live_lowest), slot0_in)),
                      next_row.eq(row_of(lowest_of(rest), slot0_row))]
@@ -202,9 +204,12 @@ class FatEngine(wiring.Component):
         # its address of the last cycle) against the writes of the last two cycles (wq: the
         # array writes it now, so the port read the old row; wq2: written a cycle ago, while
         # the port's address was taken).
-        w_addr, w_data, w_en = Signal(16), Signal(C), Signal()  # this cycle's write (a step's sum)
-        wq_addr, wq_data, wq_en = Signal(16), Signal(C), Signal()  # written to the array now
-        wq2_addr, wq2_data, wq2_en = Signal(16), Signal(C), Signal()  # written in the last cycle
+        w_addr, w_data, w_en = (Signal(16, name="w_addr"), Signal(C, name="w_data"),
+                                Signal(name="w_en"))  # this cycle's write (a step's sum)
+        wq_addr, wq_data, wq_en = (Signal(16, name="wq_addr"), Signal(C, name="wq_data"),
+                                   Signal(name="wq_en"))  # written to the array now
+        wq2_addr, wq2_data, wq2_en = (Signal(16, name="wq2_addr"), Signal(C, name="wq2_data"),
+                                      Signal(name="wq2_en"))  # written in the last cycle
         w_next = Signal(C)  # wq_data's next value: w_data, or a step's sum
         w_sum = Signal()  # a FAT step: the sum is written
         m.d.comb += w_next.eq(w_data)
@@ -317,7 +322,7 @@ class FatEngine(wiring.Component):
             m.d.comb += planes_next.eq(Mux(starting, nz.bit_select(nxt["op_base"], A), planes_nz))
             m.d.sync += planes_nz.eq(planes_next)
             found_n, t_n = first_bit(nxt["bit"], nxt["carry"], nxt["inv"], planes_next)
-            found_r, t_r = Signal(), Signal(range(B + 1))
+            found_r, t_r = Signal(name="found_r"), Signal(range(B + 1), name="t_r")
             m.d.sync += [found_r.eq(found_n), t_r.eq(t_n)]
             stepping = Signal()  # the next cycle is a step (else READ's rows are plain bits)
             row_bit = Mux(stepping, t_n, nxt["bit"])
