@@ -12,7 +12,8 @@ skipping). Any command stream, any back-pressure.
     non-zero weights among its ``cnt`` the engine is busy (``i.ready`` low) for
     exactly ``1 + nnz * acc_bits`` cycles (0 when nnz = 0), whatever the number of
     zero (or invalid) weights; k-induction, with the cycles left tied to the SACU's
-    state, mask and bit counter (white box) as strengthening.
+    state, mask and bit counter (white box) as strengthening, with the helper invariants
+    of the SACU's lookahead registers (:meth:`FatTop.sacu_lookahead`).
 ``fat.count``
     in/out counting (:func:`rtl.common.formal.stream_count_checks`): a READ command
     accepted owes ``aux`` outputs (its first ``aux`` columns; any ``aux``, also past
@@ -26,7 +27,7 @@ skipping). Any command stream, any back-pressure.
     ``mask`` of weights still to issue): a WEIGHTS word loads the mask with exactly
     its non-zero weights below ``cnt``; afterwards the mask only loses bits, one
     per issue and always the lowest; it is empty when the engine is back in IDLE;
-    k-induction.
+    k-induction, with the lookahead's helper invariants.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class FatTop(EngineTop):
             stream_count_checks(self, m, d.o, incoming=Mux(d.i.valid & d.i.ready & (cmd.op == Op.READ), cmd.aux, 0),
                                 held=held, capacity=2 * cols_max + cfg.requant.latency, max_incoming=cols_max)
             return
+        if self.check in ("zero_free", "sacu_order"):
+            self.sacu_lookahead(m, g)
         if self.check == "zero_free":
             left = Signal(range(1 + W * B + 2), name="busy_left")  # cycles still to be busy
             watching = Signal(name="watching")
@@ -119,6 +122,16 @@ class FatTop(EngineTop):
         nz = Cat((stored.word_select(k, 2) == Code.PLUS) | (stored.word_select(k, 2) == Code.MINUS)
                  for k in range(W))
         self.assert_(m, (mask & ~nz) == 0, "a zero weight in the SACU mask")
+
+    def sacu_lookahead(self, m, g):
+        """Helper invariants (white box) of the SACU's lookahead registers, which decide an
+        issue a cycle ahead: without them the induction step starts from states where they
+        disagree with mask and bit. last = the bit counter at an operation's last step;
+        rest = mask without its lowest set bit; more = some weight left in mask."""
+        mask = g["mask"]
+        self.assert_(m, g["last"] == (g["bit"] == self.cfg.acc_bits - 1), "last is not bit == acc_bits - 1")
+        self.assert_(m, g["rest"] == (mask & (mask - 1))[:len(mask)], "rest is not mask without its lowest bit")
+        self.assert_(m, g["more"] == mask.any(), "more is not mask != 0")
 
 
 PROPERTIES = [
