@@ -375,7 +375,8 @@ class FatEngine(wiring.Component):
                             m.d.sync += codes.eq(codes_in)
                             load_mask(live, codes_in)
                             upd(slot0_row, slot0_in)
-                            m.d.sync += slot0.eq(cmd.addr)
+                            if cfg.bitskip:
+                                m.d.sync += slot0.eq(cmd.addr)
                             upd(acc_base, cmd.aux)
                             restart()
                             # every invalid code in the word counts (as the cycle model and the
