@@ -187,6 +187,20 @@ class FatEngine(wiring.Component):
         m.d.sync += [word_row.eq(row_of(live_lowest, slot0_in)),
                      word_row2.eq(row_of(lowest_of(live & ~live_lowest), slot0_in)),
                      next_row.eq(row_of(lowest_of(rest), slot0_row))]
+        # bitskip reads the operand's bit planes (``nz``) by slot, not by row (a word select
+        # instead of a shift by any row): the slots of the issues alongside their rows
+        slot0, word_slot, word_slot2, first_slot = (Signal(16, name="slot0"), Signal(16, name="word_slot"),
+                                                     Signal(16, name="word_slot2"), Signal(16, name="first_slot"))
+        issue_slot = Signal(16, name="issue_slot")  # the slot an issue starts (comb)
+
+        def slot_of(lowest, base):
+            j = Const(0, 16)
+            for k in range(1, W):
+                j = j | Mux(lowest[k], k, 0)
+            return base + j
+        if cfg.bitskip:
+            m.d.sync += [word_slot.eq(slot_of(live_lowest, cmd.addr)),
+                         word_slot2.eq(slot_of(lowest_of(live & ~live_lowest), cmd.addr))]
 
         def load_mask(mask_v, codes_v):
             """Load the SACU with the weights mask_v (and the code of its lowest)."""
@@ -289,10 +303,13 @@ class FatEngine(wiring.Component):
                     m.d.comb += t.eq(f(a_v, o_v))
             return (x & ((y & table[1, 1]) | (~y & table[1, 0]))) | (~x & ((y & table[0, 1]) | (~y & table[0, 0])))
 
-        def start_op(row_now, row_after):
+        def start_op(row_now, row_after, slot_now=None, slot_after=None):
             """Issue mask's lowest weight: load the operation, then go to its first step.
             row_now: its operand's first row; row_after: the first row of the weight after
-            it (rest's lowest)."""
+            it (rest's lowest); the same as slots for bitskip."""
+            if cfg.bitskip:
+                m.d.comb += issue_slot.eq(slot_now)
+                m.d.sync += first_slot.eq(slot_after)
             m.d.sync += [
                 zero_op.eq((code == Code.ZERO) | (code == Code.INVALID)),
                 phase.eq(0),
@@ -319,7 +336,7 @@ class FatEngine(wiring.Component):
             # The search runs a cycle ahead on the next cycle's bit, carry and planes; the
             # step uses its registered result (found_r, t_r).
             planes_next = Signal(A)
-            m.d.comb += planes_next.eq(Mux(starting, nz.bit_select(nxt["op_base"], A), planes_nz))
+            m.d.comb += planes_next.eq(Mux(starting, nz.word_select(issue_slot, A), planes_nz))
             m.d.sync += planes_nz.eq(planes_next)
             found_n, t_n = first_bit(nxt["bit"], nxt["carry"], nxt["inv"], planes_next)
             found_r, t_r = Signal(name="found_r"), Signal(range(B + 1), name="t_r")
@@ -336,7 +353,9 @@ class FatEngine(wiring.Component):
             m.d.comb += next_addr["car"].eq(Mux(nxt["cur"], cfg.carry_rows[1], cfg.carry_rows[0]))
 
         first_state = "STEP" if fat_steps else "PINIT"
-        row_after = row_of(lowest_of(rest), slot0_row) if cfg.bitskip else next_row  # an issue from a step
+        # an issue from a step
+        issue_after_step = ((first_row, row_of(lowest_of(rest), slot0_row), first_slot, slot_of(lowest_of(rest), slot0))
+                            if cfg.bitskip else (first_row, next_row))
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
@@ -356,6 +375,8 @@ class FatEngine(wiring.Component):
                             m.d.sync += codes.eq(codes_in)
                             load_mask(live, codes_in)
                             upd(slot0_row, slot0_in)
+                            if cfg.bitskip:
+                                m.d.sync += slot0.eq(cmd.addr)
                             upd(acc_base, cmd.aux)
                             restart()
                             # every invalid code in the word counts (as the cycle model and the
@@ -379,7 +400,7 @@ class FatEngine(wiring.Component):
 
             with m.State("ISSUE"):
                 # The SACU issues the next weight; zero weights never get here in fat mode.
-                start_op(word_row, word_row2)
+                start_op(word_row, word_row2, word_slot, word_slot2)
                 m.next = first_state
 
             if fat_steps:
@@ -388,7 +409,7 @@ class FatEngine(wiring.Component):
                         # Jump straight to the next bit whose step can change anything.
                         with m.If(~found_r):  # every plane left is zero, every carry matches
                             count("skipped_bits", B - bit)
-                            self._op_done(m, more, start_op, first_state, (first_row, row_after))
+                            self._op_done(m, more, start_op, first_state, issue_after_step)
                         with m.Else():
                             self._fat_step(m, acc_base + t_r, w_sum, c_out, (w_addr, w_data, w_en), busy,
                                            count)
@@ -401,12 +422,12 @@ class FatEngine(wiring.Component):
                             finished = (step_next == B) | ((step_next >= A) & (c_out == o_vec))
                             count("skipped_bits", (t_r - bit) + Mux(finished, B - step_next, 0))
                             with m.If(finished):
-                                self._op_done(m, more, start_op, first_state, (first_row, row_after))
+                                self._op_done(m, more, start_op, first_state, issue_after_step)
                     else:
                         self._fat_step(m, acc_row, w_sum, c_out, (w_addr, w_data, w_en), busy, count)
                         advance()
                         with m.If(last):
-                            self._op_done(m, more, start_op, first_state, (first_row, row_after))
+                            self._op_done(m, more, start_op, first_state, issue_after_step)
             else:
                 with m.State("PINIT"):
                     # ParaPIM keeps the carry in a row: write the carry-in first.
@@ -429,7 +450,7 @@ class FatEngine(wiring.Component):
                         upd(cur, ~cur)
                         advance()
                         with m.If(last):
-                            self._op_done(m, more, start_op, first_state, (first_row, row_after))
+                            self._op_done(m, more, start_op, first_state, issue_after_step)
 
             with m.State("READ"):
                 m.d.comb += busy.eq(1)
