@@ -19,7 +19,7 @@ from amaranth.lib import data
 
 from golden.winograd import integer_transforms, winograd_widths
 from rtl.common.params import check_ints
-from rtl.requant.config import RequantConfig, check_requant
+from rtl.requant.config import RequantConfig, check_dsp, check_requant
 from rtl.winograd import transforms as tf
 
 ACT_BITS = 8  # int8 activations and zero point
@@ -52,13 +52,11 @@ class WinogradConfig:
     requant_dsp: str = "inferred"
     uv_dsp: str = "inferred"
 
-
     def __post_init__(self):
         if self.m not in (2, 4):
             raise ValueError(f"m must be 2 or 4 (F(2x2,3x3) or F(4x4,3x3)), not {self.m!r}")
         check_requant(self.requant_pipeline, self.requant_dsp)
-        if self.uv_dsp not in ("inferred", "ecp5"):
-            raise ValueError(f"uv_dsp must be one of inferred, ecp5 (how U*V reaches the DSPs), not {self.uv_dsp!r}")
+        check_dsp(self.uv_dsp, "uv_dsp")
         check_ints(self, {"channels": (1, 64), "max_in_channels": (1, 1 << 16)})
 
     # --- transforms and widths -------------------------------------------------------

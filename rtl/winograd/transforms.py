@@ -125,7 +125,6 @@ def exact_div_part(q: Value, s2: int, width: int, part: int, parts: int) -> Valu
     if part == 0:
         q = q[:width]
     per = -(-len(shifts) // parts)
-    for j in range(part * per, min(len(shifts), (part + 1) * per)):
-        sign_first = j == 0
-        q = ((q - (q << shifts[j])) if sign_first else (q + (q << shifts[j])))[:width]
+    for j in range(part * per, min(len(shifts), (part + 1) * per)):  # (1 - 2**k), then (1 + 2**e)
+        q = ((q - (q << shifts[j])) if j == 0 else (q + (q << shifts[j])))[:width]
     return q.as_signed() if part == parts - 1 else q
