@@ -57,6 +57,10 @@ class FatEngine(wiring.Component):
         C, B, A, W = cfg.cols, cfg.acc_bits, cfg.op_bits, cfg.word_weights
         fat_steps = cfg.mode in ("fat", "dense")
         ones = Const((1 << C) - 1, unsigned(C))
+        # A row of the subarray: the block RAM's address width (10 bits for 1,024 rows); every
+        # row register, sum and compare below is that wide (the array wraps rows modulo 2**R,
+        # as its address port always did), so no register carries bits no row can set.
+        R = max(1, (cfg.rows - 1).bit_length())
 
         # The subarray: synchronous-read ports (block RAM: ECP5 DP16KD), each addressed one
         # cycle ahead with the rows the state machine will step on in the next cycle; the
@@ -93,13 +97,13 @@ class FatEngine(wiring.Component):
         codes = Signal(2 * W)
         mask = Signal(W)  # weights still to issue
         rest = Signal(W)  # mask without its lowest set bit (mask after the next issue)
-        first_row = Signal(16 + 8)  # first operand row of mask's lowest weight (set by an issue)
+        first_row = Signal(R)  # first operand row of mask's lowest weight (set by an issue)
         code = Signal(2)  # code of mask's lowest weight
         more = Signal()  # mask != 0
         last = Signal()  # bit == B - 1
-        slot0_row = Signal(16 + 8)  # first operand row of the WEIGHTS word (slot0 * op_bits)
-        acc_base = Signal(16)  # accumulator base row (WEIGHTS, CLEAR, READ)
-        op_base = Signal(16 + 8)  # first row of the current operand
+        slot0_row = Signal(R)  # first operand row of the WEIGHTS word (slot0 * op_bits)
+        acc_base = Signal(R)  # accumulator base row (WEIGHTS, CLEAR, READ)
+        op_base = Signal(R)  # first row of the current operand
         inv = Signal()  # subtract: inverted operand, carry-in 1
         zero_op = Signal()  # a zero weight processed as an add of 0 (dense / parapim)
         bit = Signal(range(B + 1))
@@ -121,8 +125,8 @@ class FatEngine(wiring.Component):
         # min(bit, op_bits - 1), op_sat = bit >= op_bits - 1. The state machine moves bit
         # with restart() (to 0, acc_base and op_base taking their next values) and advance()
         # (bit + 1).
-        acc_row, acc_row_next = Signal(16, name="acc_row"), Signal(16, name="acc_row_next")
-        op_row, op_row_next = Signal(16, name="op_row"), Signal(16, name="op_row_next")
+        acc_row, acc_row_next = Signal(R, name="acc_row"), Signal(R, name="acc_row_next")
+        op_row, op_row_next = Signal(R, name="op_row"), Signal(R, name="op_row_next")
         op_sat, op_sat_next = Signal(name="op_sat"), Signal(name="op_sat_next")
         restarting, advancing = Signal(name="restarting"), Signal(name="advancing")
         m.d.sync += [acc_row.eq(acc_row_next), op_row.eq(op_row_next), op_sat.eq(op_sat_next)]
@@ -162,10 +166,10 @@ class FatEngine(wiring.Component):
         def row_of(lowest, slot0_v):
             """The first row of the weight ``lowest`` (one-hot), slot0 + j * op_bits: an
             AND-OR over the one-hot bit, no multiplier."""
-            j_rows = Const(0, 16)
+            j_rows = Const(0, R)
             for k in range(1, W):
-                j_rows = j_rows | Mux(lowest[k], Const(k * A, 16), 0)
-            return slot0_v + j_rows
+                j_rows = j_rows | Mux(lowest[k], Const((k * A) % (1 << R), R), 0)
+            return (slot0_v + j_rows)[:R]
 
         # The rows an issue needs, from registers without an add behind the decision (and in
         # registers of their own, so that Yosys does not share their adders with the
@@ -180,10 +184,10 @@ class FatEngine(wiring.Component):
         nonzero_in = [(codes_in.word_select(k, 2) == Code.PLUS) | (codes_in.word_select(k, 2) == Code.MINUS)
                       for k in range(W)]
         m.d.comb += live.eq(Cat((nonzero_in[k] if cfg.mode == "fat" else Const(1)) & (k < cmd.cnt) for k in range(W)))
-        slot0_in = cmd.addr * A
+        slot0_in = (cmd.addr[:R] * A)[:R]
         live_lowest = lowest_of(live)
-        word_row, word_row2 = Signal(16 + 8, name="word_row"), Signal(16 + 8, name="word_row2")
-        next_row = Signal(16 + 8, name="next_row")
+        word_row, word_row2 = Signal(R, name="word_row"), Signal(R, name="word_row2")
+        next_row = Signal(R, name="next_row")
         m.d.sync += [word_row.eq(row_of(live_lowest, slot0_in)),
                      word_row2.eq(row_of(lowest_of(live & ~live_lowest), slot0_in)),
                      next_row.eq(row_of(lowest_of(rest), slot0_row))]
@@ -218,11 +222,11 @@ class FatEngine(wiring.Component):
         # its address of the last cycle) against the writes of the last two cycles (wq: the
         # array writes it now, so the port read the old row; wq2: written a cycle ago, while
         # the port's address was taken).
-        w_addr, w_data, w_en = (Signal(16, name="w_addr"), Signal(C, name="w_data"),
+        w_addr, w_data, w_en = (Signal(R, name="w_addr"), Signal(C, name="w_data"),
                                 Signal(name="w_en"))  # this cycle's write (a step's sum)
-        wq_addr, wq_data, wq_en = (Signal(16, name="wq_addr"), Signal(C, name="wq_data"),
+        wq_addr, wq_data, wq_en = (Signal(R, name="wq_addr"), Signal(C, name="wq_data"),
                                    Signal(name="wq_en"))  # written to the array now
-        wq2_addr, wq2_data, wq2_en = (Signal(16, name="wq2_addr"), Signal(C, name="wq2_data"),
+        wq2_addr, wq2_data, wq2_en = (Signal(R, name="wq2_addr"), Signal(C, name="wq2_data"),
                                       Signal(name="wq2_en"))  # written in the last cycle
         w_next = Signal(C)  # wq_data's next value: w_data, or a step's sum
         w_sum = Signal()  # a FAT step: the sum is written
@@ -234,8 +238,9 @@ class FatEngine(wiring.Component):
         next_addr = {}  # each port's row in the next cycle
         bypass = {}  # each port's (bypass hit, bypassed row, array's row)
         for name, port in ports.items():
-            a_next = next_addr[name] = Signal(16, name=f"{name}_row_next")
+            a_next = next_addr[name] = Signal(R, name=f"{name}_row_next")
             n = len(port.addr)
+            assert n == R, (n, R)
             r_addr = Signal(n, name=f"{name}_r_addr")  # the row read in this cycle
             m.d.comb += port.addr.eq(a_next)
             m.d.sync += r_addr.eq(a_next[:n])
