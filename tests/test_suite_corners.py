@@ -32,6 +32,12 @@ REQUANT_MUTANTS = [
     # zero point bit 1 tied to 0 (the base scenarios' zero points -3 and -20 both have it 0)
     ("zero-point-bit1", r"\$signed\(round_r\) \+ \$signed\(zero_point\);",
      "$signed(round_r) + $signed({ zero_point[7:2], 1'h0, zero_point[0] });", "statics zp=2 [19, 127]"),
+    # act_max's bit 0 tied to 1 (survivor #33): only an even act_max with an output of act_max + 1 shows it
+    ("act-max-bit0", r"\$signed\(y\) > \$signed\(act_max\);", "$signed(y) > $signed({ act_max[7:1], 1'h1 });",
+     "statics zp=-1 [-127, 126]"),
+    # the positive nudge off by 2**24 (survivor #53): only a product within 2**24 below a half shows it,
+    # and only at a shift that keeps the one-step slip in int8
+    ("nudge-bit-24", r"33'h040000000 :", "33'h041000000 :", "statics zp=-1 [-127, 126]"),
 ]
 
 
@@ -71,6 +77,16 @@ FAT_MUTANTS = [
     # bit moves the random layers' outputs by far less than one)
     ("mult-bit-12", r"(\[63:32\] )= em_params\[63:32\];", r"\g<1>= { em_params[63:45], 1'h0, em_params[43:32] };",
      "read-params"),
+    # the block RAM's bypass from the write two cycles older never taken: only a READ right
+    # after a LOAD of its first row reads a row the array has not yet written
+    ("no-bypass-from-older-write", r"assign acc_hit_q = [^;]*;", "assign acc_hit_q = 1'h0;", "bypass"),
+    # the SACU takes weight 10 whatever cnt says: only a word with cnt <= 10 and a non-zero
+    # code in slot 10 shows it (the suite's partial words have cnt 11)
+    ("cnt-ignored-for-weight-10", r"(assign \\\$\d+  = )i__payload\[42:35\] > 4'h9;", r"\g<1>1'h1;", "slots"),
+    # the saturation detector blind to bit 27 of the accumulator (FAT's layers never READ an
+    # accumulator of INT32_MIN with the multiplier INT32_MIN)
+    ("saturation-near-miss", r"shift_x == 32'd2147483648;", "{ shift_x[31:28], 1'h0, shift_x[26:0] } == 32'd2147483648;",
+     "requant-params"),
 ]
 
 

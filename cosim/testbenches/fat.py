@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import torch
 
 from cosim.stream import StreamResult, run_stream
 from golden.layer import LayerVectors, layer_vectors_from
+from golden.quant import requantize
 from rtl.export import Design
 from rtl.fat import mapper, model
 from rtl.fat.config import Code, Op
@@ -180,6 +182,156 @@ def read_params_layer(rng: np.random.Generator, *, n: int = 3, c: int = 4) -> La
                               act_min=-128, act_max=127)
 
 
+def _hand_plan(name: str, cmds: dict, cfg, reads: list, *, zero_point=0, act_min=-128, act_max=127) -> mapper.Plan:
+    """A hand-made command stream as a plan: ``reads`` holds each READ's (bias, mult,
+    shift) in stream order; the expected outputs are the cycle model's replayed
+    accumulators (its array contents, not the RTL's) plus bias, through the golden
+    requantizer with the run's statics."""
+    replayed = model.replay(cmds, cfg)
+    acc = [(v, rd) for vals, rd in zip(replayed["accumulators"], reads) for v in vals]
+    expected = np.zeros(0, dtype=np.int64)
+    if acc:
+        expected = requantize(torch.tensor([v + rd[0] for v, rd in acc], dtype=torch.int64),
+                              torch.tensor([rd[1] for _, rd in acc], dtype=torch.int64),
+                              torch.tensor([rd[2] for _, rd in acc], dtype=torch.int64),
+                              zero_point, act_min, act_max).numpy()
+    # the layer only names the plan and carries the statics (run() reads them from it)
+    stub = random_layer(np.random.default_rng(0), kind="linear", c=1, o=1, name=name, output_zero_point=zero_point,
+                        act_min=act_min, act_max=act_max)
+    return mapper.Plan(stub, cfg, cmds, np.arange(len(expected)), expected, tiles={}, model=replayed)
+
+
+EXACT_READ = (1 << 30, 1)  # (mult, shift): the requantizer passes acc through unchanged (x 2, / 2)
+
+
+def _twos_rows(values: np.ndarray, bits: int) -> np.ndarray:
+    """(cols,) signed values -> (bits, cols) 0/1 bit planes, two's complement."""
+    return ((values.astype(np.int64)[None, :] >> np.arange(bits)[:, None]) & 1).astype(np.uint8)
+
+
+def bypass_plan(cfg, rng: np.random.Generator, rounds: int = 3) -> mapper.Plan:
+    """An accumulator LOADed row by row, its row 0 last, then READ at once: the READ's first
+    row is the LOAD two cycles older, which the array has not yet written (the block
+    RAM's bypass from the older write, ``acc_hit_q``; the mapper never reads a row it
+    has just loaded). Accumulators at the top rows (from rows - 43 to the last), so the
+    per-row flags of every row up there are set; values within int8, read exactly."""
+    B, C = cfg.acc_bits, cfg.cols
+    lim = min(120, (1 << (B - 1)) - 8)
+    cmds, reads = mapper._Cmds(cfg), []
+    bases = sorted({max(0, cfg.rows - 43), max(0, cfg.rows - 23), cfg.rows - B})
+    for _ in range(rounds):
+        for base in bases:
+            planes = mapper._row_words(_twos_rows(rng.integers(-lim, lim + 1, size=C), B), cmds.limbs)
+            for b in [*range(B - 1, 0, -1), 0]:
+                cmds.add(Op.LOAD, addr=base + b, data=planes[b])
+            bias = int(rng.integers(-7, 8))
+            cmds.add(Op.READ, addr=base, aux=C, data=mapper._read_data(bias, *EXACT_READ))
+            reads.append((bias, *EXACT_READ))
+    return _hand_plan("bypass", cmds.arrays(), cfg, reads)
+
+
+def slot_words(W: int, rng: np.random.Generator) -> list[tuple[int, list[int]]]:
+    """WEIGHTS words (cnt, codes) that reach every slot of the SACU's decode: every pair
+    of non-zero weights (the lowest weight's and the next one's priority encoders), every
+    triple's upper pair behind a lower weight (the second weight's encoder and the rest
+    of the mask), an invalid code in each slot (alone and among weights), and each cnt
+    from 0 to W with garbage above it (+1 / -1 codes, then invalid codes)."""
+    pm = lambda: int(rng.choice([Code.PLUS.value, Code.MINUS.value]))  # noqa: E731
+    words = []
+
+    def word(cnt, spots, fill=None):
+        codes = [Code.ZERO.value] * W
+        for j, c in spots.items():
+            codes[j] = c
+        if fill is not None:
+            for j in range(cnt, W):
+                codes[j] = fill()
+        words.append((cnt, codes))
+
+    for a in range(W):
+        for b in range(a + 1, W):
+            word(W, {a: pm(), b: pm()})
+    for b in range(1, W):
+        for k in range(b + 1, W):
+            word(W, {int(rng.integers(0, b)): pm(), b: pm(), k: pm()})
+    for s in range(W):
+        others = [j for j in range(W) if j != s]
+        word(W, {s: Code.INVALID.value})
+        word(W, {s: Code.INVALID.value, **{int(j): pm() for j in rng.choice(others, size=2, replace=False)}})
+    for cnt in range(W + 1):
+        below = {int(j): pm() for j in rng.choice(cnt, size=min(cnt, 2), replace=False)} if cnt else {}
+        word(cnt, below, fill=lambda: int(rng.choice([Code.PLUS.value, Code.MINUS.value])))
+        word(cnt, below, fill=lambda: Code.INVALID.value)
+    return words
+
+
+SLOT_BASES = (0, 1, 2, 4, 8, 16, 32, 64)  # WEIGHTS slot addresses: every bit of the slot field up there
+
+
+def slots_plan(cfg, rng: np.random.Generator) -> mapper.Plan | None:
+    """:func:`slot_words` over operands of random small u in every column (each slot its
+    own), at slot addresses :data:`SLOT_BASES` in turn, into accumulators READ exactly
+    (all columns) whenever the next word could leave int8: a weight issued from the
+    wrong slot, a garbage code taken, a valid one dropped or an invalid one miscounted
+    shows in an output or in a counter. The slot addresses that fit the array (None
+    when not even slot 0's do)."""
+    A, B, C, W = cfg.op_bits, cfg.acc_bits, cfg.cols, cfg.word_weights
+    bases = [b for b in SLOT_BASES if (b + W) * A + 4 * B <= cfg.usable_rows]
+    if not bases:
+        return None
+    cmds, reads = mapper._Cmds(cfg), []
+    n_slots = max(bases) + W
+    u_lim = min(4, (1 << (A - 1)) - 1)
+    lim = min(120, (1 << (B - 1)) - 8)
+    u = rng.integers(-u_lim, u_lim + 1, size=(n_slots, C))
+    for slot in range(n_slots):
+        planes = mapper._row_words(_twos_rows(u[slot], A), cmds.limbs)
+        for b in range(A):
+            cmds.add(Op.LOAD, addr=slot * A + b, data=planes[b])
+    acc_rows = [n_slots * A + r * B for r in range(4)]
+    sign = {Code.PLUS.value: 1, Code.MINUS.value: -1}
+    acc, group, k = np.zeros(C, dtype=np.int64), 0, 0
+
+    def read():
+        bias = int(rng.integers(-7, 8))
+        cmds.add(Op.READ, addr=acc_rows[group % 4], aux=C, data=mapper._read_data(bias, *EXACT_READ))
+        reads.append((bias, *EXACT_READ))
+
+    cmds.add(Op.CLEAR, addr=acc_rows[0])
+    for cnt, codes in slot_words(W, rng):
+        base = bases[k % len(bases)]
+        k += 1
+        delta = sum(sign.get(c, 0) * u[base + j] for j, c in enumerate(codes[:cnt]))
+        if np.abs(acc + delta).max() > lim:
+            read()
+            group += 1
+            acc[:] = 0
+            cmds.add(Op.CLEAR, addr=acc_rows[group % 4])
+        acc += delta
+        word = sum(c << (2 * j) for j, c in enumerate(codes))
+        cmds.add(Op.WEIGHTS, addr=base, aux=acc_rows[group % 4], cnt=cnt, data=np.array([word], dtype=np.uint64))
+    read()
+    return _hand_plan("slots", cmds.arrays(), cfg, reads)
+
+
+def requant_plan(cfg, rng: np.random.Generator, *, zero_point=-3) -> mapper.Plan:
+    """The requantizer suite's edge and corner vectors through the engine's READ path:
+    a cleared accumulator READ once per vector (one column), the vector's accumulator as
+    the bias (saturating products, exact and near halves of both roundings, every shift,
+    left shifts around the int32 wrap; :func:`cosim.testbenches.requant.half_vectors`):
+    FAT's own layers reach few of them."""
+    from cosim.testbenches import requant as requant_tb
+    edges, halves = requant_tb.edge_vectors(rng), requant_tb.half_vectors(rng)
+    vec = {f: np.concatenate([edges[f], halves[f]]) for f in edges}
+    cmds, reads = mapper._Cmds(cfg), []
+    base = cfg.usable_rows - cfg.acc_bits
+    cmds.add(Op.CLEAR, addr=base)
+    for a, m, s in zip(vec["acc"].tolist(), vec["mult"].tolist(), vec["shift"].tolist()):
+        cmds.add(Op.READ, addr=base, aux=1, data=mapper._read_data(a, m, s))
+        reads.append((a, m, s))
+    return _hand_plan("requant-params", cmds.arrays(), cfg, reads, zero_point=zero_point)
+
+
 # Corner layers (each a scenario of the suite; tests/test_suite_corners.py shows each can fail):
 CORNER_LAYERS = (
     # every column and (with the reduction split in two operand tiles) nearly every row in use
@@ -195,8 +347,9 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
           timeout_s=300) -> list[StreamResult]:
     """Random layers (``vectors`` is ignored: the layer set is fixed, seeded), odd ones
     with idle input and back-pressure, then the corner layers, partial weight words
-    with garbage above ``cnt`` and invalid weight codes (several in one word); every run
-    checked against the cycle model."""
+    with garbage above ``cnt``, invalid weight codes (several in one word) and the
+    hand-made streams :func:`bypass_plan`, :func:`slots_plan` and :func:`requant_plan`;
+    every run checked against the cycle model."""
     rng = np.random.default_rng(seed)
     results = []
 
@@ -225,6 +378,13 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
     # the error path: invalid weight codes are counted (errors), each one, and processed as zeros
     vec = random_layer(np.random.default_rng(seed), name="invalid-codes", **RANDOM_LAYERS[0])
     bad = invalid_codes(mapper.plan(vec, design.config), np.random.default_rng(seed), n=8, per_word=3)
-    go(bad, f"invalid-codes ({bad.model['errors']} invalid weight codes, up to 3 in a word: each counted in "
-            "errors, processed as zeros)", len(results))
+    if not go(bad, f"invalid-codes ({bad.model['errors']} invalid weight codes, up to 3 in a word: each counted in "
+                   "errors, processed as zeros)", len(results)):
+        return results
+    # hand-made command streams: the bypass from the older write (LOAD then READ) at the top
+    # rows, every slot pattern of the SACU's decode, the requantizer's corners through READ
+    for name, make in (("bypass", bypass_plan), ("slots", slots_plan), ("requant-params", requant_plan)):
+        p = make(design.config, np.random.default_rng(seed))
+        if p is not None and not go(p, name, len(results)):
+            break
     return results
