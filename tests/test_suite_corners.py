@@ -112,3 +112,34 @@ def test_fat_corner_layers_reach_their_corners(fat_design):
     p = mapper.plan(fat_tb.random_layer(np.random.default_rng(1), **fat_tb.RANDOM_LAYERS[0]), cfg)
     assert fat_tb.partial_words(p, np.random.default_rng(1)).cmds["data"][:, 0].tolist() != \
         p.cmds["data"][:, 0].tolist()
+
+
+def test_fat_hand_made_streams_reach_their_corners(fat_design):
+    """bypass READs each accumulator right after LOADing its row 0 and LOADs every row from
+    rows - 43 to the last; slots has every pair of non-zero weights, an invalid code in each
+    slot, each cnt with garbage above, several slot addresses and every column read; and
+    requant-params carries the saturating product and every shift."""
+    from rtl.fat.config import Code, Op
+    cfg = fat_design.config
+    W = cfg.word_weights
+    by = fat_tb.bypass_plan(cfg, np.random.default_rng(1))
+    op, addr = by.cmds["op"], by.cmds["addr"]
+    reads = np.flatnonzero(op == Op.READ.value)
+    assert all(op[i - 1] == Op.LOAD.value and addr[i - 1] == addr[i] for i in reads)
+    assert set(range(cfg.rows - 43, cfg.rows)) <= set(addr[op == Op.LOAD.value].tolist())
+    sl = fat_tb.slots_plan(cfg, np.random.default_rng(1))
+    words = [(int(c), [(int(d) >> (2 * j)) & 3 for j in range(W)])
+             for o, c, d in zip(sl.cmds["op"], sl.cmds["cnt"], sl.cmds["data"][:, 0]) if o == Op.WEIGHTS.value]
+    live = {tuple(j for j in range(c) if codes[j] in (Code.PLUS.value, Code.MINUS.value)) for c, codes in words}
+    assert all((a, b) in live for a in range(W) for b in range(a + 1, W))
+    assert all(any(codes[s] == Code.INVALID.value and s < c for c, codes in words) for s in range(W))
+    assert {c for c, _ in words} == set(range(W + 1))
+    assert set(sl.cmds["addr"][sl.cmds["op"] == Op.WEIGHTS.value].tolist()) == set(fat_tb.SLOT_BASES)
+    assert (sl.cmds["aux"][sl.cmds["op"] == Op.READ.value] == cfg.cols).all() and len(sl.expected) > 0
+    rq = fat_tb.requant_plan(cfg, np.random.default_rng(1))
+    d = rq.cmds["data"]
+    v = [int(a) | (int(b) << 64) for a, b in d[rq.cmds["op"] == Op.READ.value]]  # {bias, mult, shift}
+    bias = [((x & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000 for x in v]
+    mult = [(((x >> 32) & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000 for x in v]
+    shift = {(((x >> 64) & 0x3F) ^ 0x20) - 0x20 for x in v}
+    assert (-(1 << 31), -(1 << 31)) in set(zip(bias, mult)) and shift == set(range(-31, 31))
