@@ -80,13 +80,16 @@ FAT_MUTANTS = [
     # the block RAM's bypass from the write two cycles older never taken: only a READ right
     # after a LOAD of its first row reads a row the array has not yet written
     ("no-bypass-from-older-write", r"assign acc_hit_q = [^;]*;", "assign acc_hit_q = 1'h0;", "bypass"),
+    # the operand port's bypass never taken: only an operand that overlaps the accumulator
+    # its own steps write reads a row written a cycle before
+    ("no-operand-bypass", r"assign op_hit_w = [^;]*;", "assign op_hit_w = 1'h0;", "alias"),
     # the SACU takes weight 10 whatever cnt says: only a word with cnt <= 10 and a non-zero
     # code in slot 10 shows it (the suite's partial words have cnt 11)
     ("cnt-ignored-for-weight-10", r"(assign \\\$\d+  = )i__payload\[42:35\] > 4'h9;", r"\g<1>1'h1;", "slots"),
     # the saturation detector blind to bit 27 of the accumulator (FAT's layers never READ an
     # accumulator of INT32_MIN with the multiplier INT32_MIN)
-    ("saturation-near-miss", r"shift_x == 32'd2147483648;", "{ shift_x[31:28], 1'h0, shift_x[26:0] } == 32'd2147483648;",
-     "requant-params"),
+    ("saturation-near-miss", r"shift_x == 32'd2147483648;",
+     "{ shift_x[31:28], 1'h0, shift_x[26:0] } == 32'd2147483648;", "requant-params"),
 ]
 
 

@@ -265,6 +265,34 @@ def slot_words(W: int, rng: np.random.Generator) -> list[tuple[int, list[int]]]:
     return words
 
 
+def alias_plan(cfg, rng: np.random.Generator, rounds: int = 4) -> mapper.Plan:
+    """Operations whose operand overlaps their own accumulator, one or two rows below it:
+    each step reads an operand row the step before (or the one before that) has just
+    written, through the operand port's bypass (``op_hit_w``, ``op_hit_q``), which the
+    mapper's streams never take (their operands are never written by steps). The cycle
+    model replays the array row by row, as a combinational array reads; the accumulator
+    starts within int8 and is READ divided by 8 (mult 2**30, shift -2)."""
+    A, B, C = cfg.op_bits, cfg.acc_bits, cfg.cols
+    cmds, reads = mapper._Cmds(cfg), []
+    lim = min(60, (1 << (B - 1)) - 1)
+    for _ in range(rounds):
+        for d in (1, 2):
+            for code in (Code.PLUS, Code.MINUS):
+                slot = int(rng.integers(0, 8))
+                base = slot * A + d
+                if base + B > cfg.usable_rows:
+                    continue
+                low = rng.integers(0, 2, size=(d, C)).astype(np.uint8)
+                bits = np.concatenate([low, _twos_rows(rng.integers(-lim, lim + 1, size=C), B)])
+                planes = mapper._row_words(bits, cmds.limbs)
+                for r in range(d + B):
+                    cmds.add(Op.LOAD, addr=slot * A + r, data=planes[r])
+                cmds.add(Op.WEIGHTS, addr=slot, aux=base, cnt=1, data=np.array([code.value], dtype=np.uint64))
+                cmds.add(Op.READ, addr=base, aux=C, data=mapper._read_data(0, 1 << 30, -2))
+                reads.append((0, 1 << 30, -2))
+    return _hand_plan("alias", cmds.arrays(), cfg, reads)
+
+
 SLOT_BASES = (0, 1, 2, 4, 8, 16, 32, 64)  # WEIGHTS slot addresses: every bit of the slot field up there
 
 
@@ -348,7 +376,8 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
     """Random layers (``vectors`` is ignored: the layer set is fixed, seeded), odd ones
     with idle input and back-pressure, then the corner layers, partial weight words
     with garbage above ``cnt``, invalid weight codes (several in one word) and the
-    hand-made streams :func:`bypass_plan`, :func:`slots_plan` and :func:`requant_plan`;
+    hand-made streams :func:`bypass_plan`, :func:`alias_plan`, :func:`slots_plan` and
+    :func:`requant_plan`;
     every run checked against the cycle model."""
     rng = np.random.default_rng(seed)
     results = []
@@ -382,8 +411,10 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
                    "errors, processed as zeros)", len(results)):
         return results
     # hand-made command streams: the bypass from the older write (LOAD then READ) at the top
-    # rows, every slot pattern of the SACU's decode, the requantizer's corners through READ
-    for name, make in (("bypass", bypass_plan), ("slots", slots_plan), ("requant-params", requant_plan)):
+    # rows, operands that overlap their accumulator (the operand port's bypass), every slot
+    # pattern of the SACU's decode, the requantizer's corners through READ
+    for name, make in (("bypass", bypass_plan), ("alias", alias_plan), ("slots", slots_plan),
+                       ("requant-params", requant_plan)):
         p = make(design.config, np.random.default_rng(seed))
         if p is not None and not go(p, name, len(results)):
             break
