@@ -234,8 +234,9 @@ def slot_words(W: int, rng: np.random.Generator) -> list[tuple[int, list[int]]]:
     """WEIGHTS words (cnt, codes) that reach every slot of the SACU's decode: every pair
     of non-zero weights (the lowest weight's and the next one's priority encoders), every
     triple's upper pair behind a lower weight (the second weight's encoder and the rest
-    of the mask), an invalid code in each slot (alone and among weights), and each cnt
-    from 0 to W with garbage above it (+1 / -1 codes, then invalid codes)."""
+    of the mask), an invalid code in each slot (alone and among weights), each cnt
+    from 0 to W with garbage above it (+1 / -1 codes, then invalid codes), and a lone
+    weight in each slot."""
     pm = lambda: int(rng.choice([Code.PLUS.value, Code.MINUS.value]))  # noqa: E731
     words = []
 
@@ -262,6 +263,8 @@ def slot_words(W: int, rng: np.random.Generator) -> list[tuple[int, list[int]]]:
         below = {int(j): pm() for j in rng.choice(cnt, size=min(cnt, 2), replace=False)} if cnt else {}
         word(cnt, below, fill=lambda: int(rng.choice([Code.PLUS.value, Code.MINUS.value])))
         word(cnt, below, fill=lambda: Code.INVALID.value)
+    for s in range(W):  # a lone weight in each slot (the last slot is never the lowest of a pair)
+        word(W, {s: pm()})
     return words
 
 
