@@ -299,7 +299,8 @@ def dense_exact_layer(cfg, rng: np.random.Generator, *, blocks: int = 3, n: int 
                               act_min=-128, act_max=127)
 
 
-def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, name: str = "rank-sweep") -> LayerVectors:
+def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, passes: int = 3, fill: str = "alternate",
+                     name: str = "rank-sweep") -> LayerVectors:
     """``rank-sweep``: a linear layer whose chunk stream puts every thread on every mask
     position of every window slot it can reach while input and output run free.
 
@@ -314,21 +315,23 @@ def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, name: st
     and beyond are reached behind 1 .. window - lanes chunks left over from the word
     before (a chunk of threads + j useful products, 0 < j < threads, issues for two
     cycles): threads j .. threads - 1 go past them. The positions are picked greedily
-    until every such (thread, slot, position) is made; thread 0 behind a leftover slot
-    needs a stalled core and is left to the paced scenarios.
+    until every such (thread, slot, position) is made, ``passes`` times over (each pass
+    fetches other offsets there); thread 0 behind a leftover slot needs a stalled core or
+    lanes + 1 outputs closing and is left to the other scenarios.
 
     The chunks of ``images`` outputs (one output channel, one per image) follow one
     another, each over the same run of ``chunk``-position blocks (weights shared,
     activations per image); weights beside the useful positions (where no image has an
     activation) and activations beside them (where there is no weight) vary the packed
-    offsets the threads fetch. Weights and activations are +-1, packed value i of a
+    offsets the threads fetch (``fill`` "low": those of every block fill its lowest free
+    positions; "alternate": every other block's, the others at random). Weights and activations are +-1, packed value i of a
     chunk signed by the parity of i's set bits (so a fetch from an offset with one bit
     wrong gets the other sign), each dot product kept within +-``values`` and the
     multiplier 1: the int8 output is the accumulator, so a product lost, taken twice or
     fetched from a wrong offset shows."""
     T, L, NL, M, V = cfg.threads, cfg.window, cfg.lanes, cfg.chunk, cfg.values
     images = max(1, min(images, V // (2 * T - 1)))  # the images' useful positions share a block's weights
-    todo = {(k, s, q) for k in range(T) for s in range(L) for q in range(M)}
+    todo: set = set()
     chunks: list[list[int]] = []  # useful positions of each chunk, in stream order
 
     def place(groups: list[list[int]], slots: range, fixed: tuple) -> list[list[int]] | None:
@@ -363,36 +366,38 @@ def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, name: st
         bounds = [0, *cut_lo.tolist(), *cut_hi.tolist(), len(threads)]
         return [threads[bounds[n]:bounds[n + 1]] for n in range(len(slots))]
 
-    for target in sorted(todo, key=lambda t: (t[1], t[0], t[2])):
-        if target not in todo:
-            continue
-        k, s, q = target
-        hs = [h for h in range(0, min(NL, L - NL) + 1) if h <= s < h + NL and (h == 0 or 1 <= k)]
-        if T == 1 and s >= NL or not hs:
-            continue  # thread 0 behind a leftover: only a stalled core gets there
-        h = int(rng.choice(hs))
-        j = int(rng.integers(1, k + 1)) if h else 0
-        slots = range(h, h + NL)
-        event = None
-        for _ in range(8):  # the threads after the target's may idle (a word with fewer useful products)
-            busy = list(range(j, int(rng.integers(k, T)) + 1 if q > M - T else T))
-            event = place(spread(busy, slots, target), slots, target)
-            if event is not None:
-                break
-        if event is None:
-            continue
-        if h:  # first the word that leaves T + j useful products at slot lanes - h, then h - 1 empty ones
-            x = place([list(range(T))], range(NL - h, NL - h + 1), (-1, -1, M))[0]
-            room = np.setdiff1d(np.arange(M), x)
-            x = sorted(x + rng.choice(room[room > x[0]] if (room > x[0]).sum() >= j else room, size=j,
-                                      replace=False).tolist())
-            chunks += [[] for _ in range(NL - h)] + [x] + [[] for _ in range(h - 1)]
-        chunks += event
-        thread = j
-        for ss, pos in zip(slots, event):
-            for qq in pos:
-                todo.discard((thread, ss, qq))
-                thread += 1
+    for _ in range(passes):  # each pass makes every combination again, with other offsets
+        todo = {(k, s, q) for k in range(T) for s in range(L) for q in range(M)}
+        for target in sorted(todo, key=lambda t: (t[1], t[0], t[2])):
+            if target not in todo:
+                continue
+            k, s, q = target
+            hs = [h for h in range(0, min(NL, L - NL) + 1) if h <= s < h + NL and (h == 0 or 1 <= k)]
+            if T == 1 and s >= NL or not hs:
+                continue  # thread 0 behind a leftover: only a stalled core gets there
+            h = int(rng.choice(hs))
+            j = int(rng.integers(1, k + 1)) if h else 0
+            slots = range(h, h + NL)
+            event = None
+            for _ in range(8):  # the threads after the target's may idle (a word with fewer useful products)
+                busy = list(range(j, int(rng.integers(k, T)) + 1 if q > M - T else T))
+                event = place(spread(busy, slots, target), slots, target)
+                if event is not None:
+                    break
+            if event is None:
+                continue
+            if h:  # first the word that leaves T + j useful products at slot lanes - h, then h - 1 empty ones
+                x = place([list(range(T))], range(NL - h, NL - h + 1), (-1, -1, M))[0]
+                room = np.setdiff1d(np.arange(M), x)
+                x = sorted(x + rng.choice(room[room > x[0]] if (room > x[0]).sum() >= j else room, size=j,
+                                          replace=False).tolist())
+                chunks += [[] for _ in range(NL - h)] + [x] + [[] for _ in range(h - 1)]
+            chunks += event
+            thread = j
+            for ss, pos in zip(slots, event):
+                for qq in pos:
+                    todo.discard((thread, ss, qq))
+                    thread += 1
     chunks += [[] for _ in range(-len(chunks) % (images * NL))]
     blocks = len(chunks) // images  # chunk i of image n is block i % blocks
     k = blocks * M
@@ -405,7 +410,7 @@ def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, name: st
             w[u] = True
         free = np.flatnonzero(~w)
         spare = V - int(w.sum())
-        low = b % 2 == 1  # every other block: the extra weights fill the lowest positions, so
+        low = fill == "low" or b % 2 == 1  # every other block: the extra weights fill the lowest positions, so
         order = free if low else rng.permutation(free)  # the offsets fetched reach their top bits
         n_w = spare if low else int(rng.integers(0, spare + 1))
         w[order[:n_w]] = True  # weights where no image has an activation
@@ -413,7 +418,7 @@ def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, name: st
         for n, u in enumerate(useful):
             a = np.zeros(M, dtype=bool)
             a[u] = True
-            low = (b + n) % 2 == 0
+            low = fill == "low" or (b + n) % 2 == 0
             n_a = min(len(rest), V - len(u) if low else int(rng.integers(0, V - len(u) + 1)))
             a[rest[:n_a] if low else rng.choice(rest, size=n_a, replace=False)] = True
             amask[n, sl] = a
