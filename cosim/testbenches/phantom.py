@@ -326,11 +326,10 @@ def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, passes: 
     offsets the threads fetch (``fill`` "low": those of every block fill its lowest free
     positions; "alternate": every other block's, the others at random). Weights and activations are +-1, packed value i of a
     chunk signed by the parity of i's set bits (so a fetch from an offset with one bit
-    wrong gets the other sign), each dot product kept within +-``values`` and the
-    multiplier 1: the int8 output is the accumulator, so a product lost, taken twice or
+    wrong gets the other sign), each dot product kept within +-``values``, a bias of 16 .. 99 and the
+    multiplier 1: the int8 output is the accumulator plus the bias, so a product lost, taken twice or
     fetched from a wrong offset shows."""
     T, L, NL, M, V = cfg.threads, cfg.window, cfg.lanes, cfg.chunk, cfg.values
-    images = max(1, min(images, V // (2 * T - 1)))  # the images' useful positions share a block's weights
     todo: set = set()
     chunks: list[list[int]] = []  # useful positions of each chunk, in stream order
 
@@ -372,25 +371,25 @@ def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, passes: 
             if target not in todo:
                 continue
             k, s, q = target
-            hs = [h for h in range(0, min(NL, L - NL) + 1) if h <= s < h + NL and (h == 0 or 1 <= k)]
+            hs = [h for h in range(0, min(NL, L - NL) + 1)
+                  if h <= s < h + NL and (h == 0 or 1 <= k and T < min(V, M))]  # a leftover holds T + j
             if T == 1 and s >= NL or not hs:
                 continue  # thread 0 behind a leftover: only a stalled core gets there
             h = int(rng.choice(hs))
-            j = int(rng.integers(1, k + 1)) if h else 0
+            j = int(rng.integers(1, min(k, min(V, M) - T) + 1)) if h else 0
             slots = range(h, h + NL)
             event = None
             for _ in range(8):  # the threads after the target's may idle (a word with fewer useful products)
                 busy = list(range(j, int(rng.integers(k, T)) + 1 if q > M - T else T))
-                event = place(spread(busy, slots, target), slots, target)
+                groups = spread(busy, slots, target)
+                event = place(groups, slots, target) if max(map(len, groups)) <= min(V, M) else None
                 if event is not None:
                     break
             if event is None:
                 continue
             if h:  # first the word that leaves T + j useful products at slot lanes - h, then h - 1 empty ones
                 x = place([list(range(T))], range(NL - h, NL - h + 1), (-1, -1, M))[0]
-                room = np.setdiff1d(np.arange(M), x)
-                x = sorted(x + rng.choice(room[room > x[0]] if (room > x[0]).sum() >= j else room, size=j,
-                                          replace=False).tolist())
+                x = sorted(x + rng.choice(np.setdiff1d(np.arange(M), x), size=j, replace=False).tolist())
                 chunks += [[] for _ in range(NL - h)] + [x] + [[] for _ in range(h - 1)]
             chunks += event
             thread = j
@@ -398,6 +397,7 @@ def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, passes: 
                 for qq in pos:
                     todo.discard((thread, ss, qq))
                     thread += 1
+    images = max(1, min(images, V // max(map(len, chunks))))  # the images' useful positions share a block's weights
     chunks += [[] for _ in range(-len(chunks) % (images * NL))]
     blocks = len(chunks) // images  # chunk i of image n is block i % blocks
     k = blocks * M
@@ -444,7 +444,7 @@ def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, passes: 
             sign = -1 if run[n] * part > 0 else 1
             x[n, b * M + pos] = sign * vals
             run[n] += sign * part
-    bias = np.zeros(1, dtype=np.int64)  # input zero point 0: x = u; multiplier 1: the output is the accumulator
+    bias = rng.integers(16, 100, size=1)  # input zero point 0: x = u; multiplier 1: the output is acc + bias
     return layer_vectors_from(name=name, kind="linear", x=x, w=wt, bias=bias, input_zero_point=0,
                               real_multipliers=[1.0], output_zero_point=0, act_min=-128, act_max=127)
 
