@@ -324,11 +324,14 @@ def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, passes: 
     activations per image); weights beside the useful positions (where no image has an
     activation) and activations beside them (where there is no weight) vary the packed
     offsets the threads fetch (``fill`` "low": those of every block fill its lowest free
-    positions; "alternate": every other block's, the others at random). Weights and activations are +-1, packed value i of a
-    chunk signed by the parity of i's set bits (so a fetch from an offset with one bit
-    wrong gets the other sign), each dot product kept within +-``values``, a bias of 16 .. 99 and the
-    multiplier 1: the int8 output is the accumulator plus the bias, so a product lost, taken twice or
-    fetched from a wrong offset shows."""
+    positions; "alternate": every other block's, the others at random). Weights and
+    activations are +-1, packed value i of a chunk signed by the parity of i's set bits
+    (so a fetch from an offset with one bit wrong gets the other sign), each dot product
+    within +-``values``, the bias 16 .. 99 and the multiplier 1: the int8 output is the
+    accumulator plus the bias, so a product lost, taken twice or fetched from a wrong
+    offset shows."""
+    if fill not in ("low", "alternate"):
+        raise ValueError(f"fill must be 'low' or 'alternate', not {fill!r}")
     T, L, NL, M, V = cfg.threads, cfg.window, cfg.lanes, cfg.chunk, cfg.values
     todo: set = set()
     chunks: list[list[int]] = []  # useful positions of each chunk, in stream order
@@ -423,7 +426,8 @@ def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, passes: 
             a[rest[:n_a] if low else rng.choice(rest, size=n_a, replace=False)] = True
             amask[n, sl] = a
         wmask[sl] = w
-    assert (amask.reshape(images, blocks, M).sum(axis=2) <= V).all() and (wmask.reshape(blocks, M).sum(axis=1) <= V).all()
+    assert (amask.reshape(images, blocks, M).sum(axis=2) <= V).all()
+    assert (wmask.reshape(blocks, M).sum(axis=1) <= V).all()
     # packed value i of every chunk is +-(-1)**popcount(i) (Thue-Morse): an offset with one
     # bit wrong fetches the other sign; the sign of each block's activations is chosen to
     # keep every image's running sum near 0
