@@ -6,6 +6,7 @@ mutants of counters nothing compared before (``stat_slots``, ``stat_error_core``
 docs/mutate.md explains the corners."""
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -132,4 +133,42 @@ def test_dense_exact_chunks_are_full(engine):
     assert all(int(m) == ones for m in dense.fields["wmask"]) and (dense.useful == core.values).all()
     if engine == "phantom":
         names = [name for name, _ in phantom_tb.corner_plans(cfg, 1)]
-        assert [n.split(" ")[0] for n in names] == ["requant-params"] * 5 + ["dense-exact"] * 2
+        assert [n.split(" ")[0] for n in names] == ["requant-params"] * 5 + ["dense-exact"] * 2 + ["rank-sweep"]
+
+
+# The select of thread 1's weight offset drops bit 2 at window slot 2, position 14: wrong
+# only when thread 1 takes that position in the last slot (behind a chunk left over from
+# the word before) with 4 or more weights below it, which rank-sweep makes and the
+# scenarios before it do not. (Thread 0 has its own AND on the same field: the pattern
+# names thread 1's one-hot bit.)
+def rank_select_mutant(verilog: str) -> str:
+    bits = re.search(r"assign one2_1 = \{ ([^}]*) \};", verilog)[1].split(" , ")
+    sel = re.escape(bits[len(bits) - 1 - 14].strip())
+    return mutate(verilog, rf"(assign \\\$\d+  = woff2\[74:70\]) & \{{ ({sel} ), \2, \2, \2, \2 \}};",
+                  r"\g<1> & 5'h1b & { \g<2>, \g<2>, \g<2>, \g<2>, \g<2> };")
+
+
+@pytest.mark.icarus
+def test_rank_sweep_kills_a_mutant_the_other_scenarios_miss(phantom_design):
+    _killed_by(phantom_design, rank_select_mutant(phantom_design.verilog), "rank-sweep")
+
+
+@pytest.mark.parametrize("engine_cfg", ["small", "default"])
+def test_rank_sweep_puts_every_thread_on_every_reachable_position(engine_cfg):
+    """Per the exact cycle model, rank-sweep's chunk stream puts thread k on position q of
+    window slot s for every (k, s, q) a free-running core can reach by input words alone
+    (thread 0 past slot ``lanes`` - 1 needs a stalled core or lanes + 1 closing outputs,
+    thread k in slot 0 takes a rank of at least k); its outputs are the accumulators
+    themselves (multiplier 1, |acc| <= 127), and no chunk is cut short."""
+    from rtl.phantom.config import PhantomConfig
+    cfg = config_for("phantom") if engine_cfg == "small" else PhantomConfig()
+    vec = phantom_tb.rank_sweep_layer(cfg, np.random.default_rng(1))
+    plan = mapper.plan(vec, cfg)
+    T, L, NL, M = cfg.threads, cfg.window, cfg.lanes, cfg.chunk
+    made = phantom_tb.thread_positions(plan)
+    want = {(k, s, q) for k in range(T) for s in range(L) for q in range(M)
+            if (s < NL or k >= 1) and (s > 0 or q >= k)}
+    assert want <= made, sorted(want - made)[:10]
+    acc = (vec.x - vec.layer.input_zero_point) @ vec.w.T + vec.bias
+    assert (np.abs(acc - vec.bias) <= cfg.values).all() and (vec.y.ravel() == acc.ravel()).all()
+    assert (plan.fields["wcnt"] <= cfg.values).all() and (plan.useful > 0).any()

@@ -299,11 +299,199 @@ def dense_exact_layer(cfg, rng: np.random.Generator, *, blocks: int = 3, n: int 
                               act_min=-128, act_max=127)
 
 
+def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, passes: int = 3, fill: str = "alternate",
+                     name: str = "rank-sweep") -> LayerVectors:
+    """``rank-sweep``: a linear layer whose chunk stream puts every thread on every mask
+    position of every window slot it can reach while input and output run free.
+
+    The scheduler's parallel ranking gives thread k, per slot s, a one-hot vector over
+    the chunk's positions (``one{s}_{k}`` in ``rtl/phantom/core.py``): thread k takes
+    slot s when the eligible slots before it hold at most k useful products, and then
+    the position whose rank among the chunk's useful ones is k minus those. Random
+    chunks rarely put a high position at a low rank, or any chunk behind emptied slots.
+    Here every input word is an *event* of ``lanes`` chunks carrying ``threads`` useful
+    products in all (chunks without any make the slots before), issued in one cycle
+    into an empty window: thread k lands on a chosen slot and position. Slots ``lanes``
+    and beyond are reached behind 1 .. window - lanes chunks left over from the word
+    before (a chunk of threads + j useful products, 0 < j < threads, issues for two
+    cycles): threads j .. threads - 1 go past them. The positions are picked greedily
+    until every such (thread, slot, position) is made, ``passes`` times over (each pass
+    fetches other offsets there); thread 0 behind a leftover slot needs a stalled core or
+    lanes + 1 outputs closing and is left to the other scenarios.
+
+    The chunks of ``images`` outputs (one output channel, one per image) follow one
+    another, each over the same run of ``chunk``-position blocks (weights shared,
+    activations per image); weights beside the useful positions (where no image has an
+    activation) and activations beside them (where there is no weight) vary the packed
+    offsets the threads fetch (``fill`` "low": those of every block fill its lowest free
+    positions; "alternate": every other block's, the others at random). Weights and
+    activations are +-1, packed value i of a chunk signed by the parity of i's set bits
+    (so a fetch from an offset with one bit wrong gets the other sign), each dot product
+    within +-``values``, the bias 16 .. 99 and the multiplier 1: the int8 output is the
+    accumulator plus the bias, so a product lost, taken twice or fetched from a wrong
+    offset shows."""
+    if fill not in ("low", "alternate"):
+        raise ValueError(f"fill must be 'low' or 'alternate', not {fill!r}")
+    T, L, NL, M, V = cfg.threads, cfg.window, cfg.lanes, cfg.chunk, cfg.values
+    todo: set = set()
+    chunks: list[list[int]] = []  # useful positions of each chunk, in stream order
+
+    def place(groups: list[list[int]], slots: range, fixed: tuple) -> list[list[int]] | None:
+        """Positions for the threads of each slot (in rank order): thread k* of ``fixed``
+        (k*, s*, q*) at q*, the others at combinations not made yet where they can; None
+        when q* cannot have its rank."""
+        out = []
+        for s, ks in zip(slots, groups):
+            pos, lo = [], 0
+            for i, k in enumerate(ks):
+                hi = M - (len(ks) - i)
+                if (k, s) == fixed[:2]:
+                    if not lo <= fixed[2] <= hi:
+                        return None
+                    q = fixed[2]
+                else:
+                    top = min(hi, fixed[2] - 1) if s == fixed[1] and k < fixed[0] else hi
+                    cand = [q for q in range(lo, top + 1) if (k, s, q) in todo]
+                    q = int(rng.choice(cand[:max(1, len(cand) // (len(ks) - i))])) if cand else lo
+                pos.append(q)
+                lo = q + 1
+            out.append(pos)
+        return out
+
+    def spread(threads: list[int], slots: range, target: tuple) -> list[list[int]]:
+        """``threads`` (in order) over ``slots`` (in order, each may get none), at random,
+        with the target's thread in the target's slot."""
+        k, s = target[:2]
+        i, si = threads.index(k), slots.index(s)
+        cut_lo = np.sort(rng.integers(0, i + 1, size=si)) if si else np.zeros(0, dtype=int)
+        cut_hi = np.sort(rng.integers(i + 1, len(threads) + 1, size=len(slots) - 1 - si))
+        bounds = [0, *cut_lo.tolist(), *cut_hi.tolist(), len(threads)]
+        return [threads[bounds[n]:bounds[n + 1]] for n in range(len(slots))]
+
+    for _ in range(passes):  # each pass makes every combination again, with other offsets
+        todo = {(k, s, q) for k in range(T) for s in range(L) for q in range(M)}
+        for target in sorted(todo, key=lambda t: (t[1], t[0], t[2])):
+            if target not in todo:
+                continue
+            k, s, q = target
+            hs = [h for h in range(0, min(NL, L - NL) + 1)
+                  if h <= s < h + NL and (h == 0 or 1 <= k and T < min(V, M))]  # a leftover holds T + j
+            if T == 1 and s >= NL or not hs:
+                continue  # thread 0 behind a leftover: only a stalled core gets there
+            h = int(rng.choice(hs))
+            j = int(rng.integers(1, min(k, min(V, M) - T) + 1)) if h else 0
+            slots = range(h, h + NL)
+            event = None
+            for _ in range(8):  # the threads after the target's may idle (a word with fewer useful products)
+                busy = list(range(j, int(rng.integers(k, T)) + 1 if q > M - T else T))
+                groups = spread(busy, slots, target)
+                event = place(groups, slots, target) if max(map(len, groups)) <= min(V, M) else None
+                if event is not None:
+                    break
+            if event is None:
+                continue
+            if h:  # first the word that leaves T + j useful products at slot lanes - h, then h - 1 empty ones
+                x = place([list(range(T))], range(NL - h, NL - h + 1), (-1, -1, M))[0]
+                x = sorted(x + rng.choice(np.setdiff1d(np.arange(M), x), size=j, replace=False).tolist())
+                chunks += [[] for _ in range(NL - h)] + [x] + [[] for _ in range(h - 1)]
+            chunks += event
+            thread = j
+            for ss, pos in zip(slots, event):
+                for qq in pos:
+                    todo.discard((thread, ss, qq))
+                    thread += 1
+    images = max(1, min(images, V // max(map(len, chunks))))  # the images' useful positions share a block's weights
+    chunks += [[] for _ in range(-len(chunks) % (images * NL))]
+    blocks = len(chunks) // images  # chunk i of image n is block i % blocks
+    k = blocks * M
+    wmask, amask = np.zeros(k, dtype=bool), np.zeros((images, k), dtype=bool)
+    for b in range(blocks):
+        sl = slice(b * M, (b + 1) * M)
+        useful = [chunks[n * blocks + b] for n in range(images)]
+        w = np.zeros(M, dtype=bool)
+        for u in useful:
+            w[u] = True
+        free = np.flatnonzero(~w)
+        spare = V - int(w.sum())
+        low = fill == "low" or b % 2 == 1  # every other block: the extra weights fill the lowest positions, so
+        order = free if low else rng.permutation(free)  # the offsets fetched reach their top bits
+        n_w = spare if low else int(rng.integers(0, spare + 1))
+        w[order[:n_w]] = True  # weights where no image has an activation
+        rest = np.setdiff1d(free, order[:n_w])
+        for n, u in enumerate(useful):
+            a = np.zeros(M, dtype=bool)
+            a[u] = True
+            low = fill == "low" or (b + n) % 2 == 0
+            n_a = min(len(rest), V - len(u) if low else int(rng.integers(0, V - len(u) + 1)))
+            a[rest[:n_a] if low else rng.choice(rest, size=n_a, replace=False)] = True
+            amask[n, sl] = a
+        wmask[sl] = w
+    assert (amask.reshape(images, blocks, M).sum(axis=2) <= V).all()
+    assert (wmask.reshape(blocks, M).sum(axis=1) <= V).all()
+    # packed value i of every chunk is +-(-1)**popcount(i) (Thue-Morse): an offset with one
+    # bit wrong fetches the other sign; the sign of each block's activations is chosen to
+    # keep every image's running sum near 0
+    def thue_morse(count):
+        i = np.arange(count)
+        return 1 - 2 * (np.array([bin(v).count("1") for v in i], dtype=np.int64) & 1)
+
+    wt, x = np.zeros((1, k), dtype=np.int64), np.zeros((images, k), dtype=np.int64)
+    run = np.zeros(images, dtype=np.int64)
+    for b in range(blocks):
+        sl = slice(b * M, (b + 1) * M)
+        pos = np.flatnonzero(wmask[sl])
+        wt[0, b * M + pos] = int(rng.choice([-1, 1])) * thue_morse(len(pos))
+        for n in range(images):
+            pos = np.flatnonzero(amask[n, sl])
+            vals = thue_morse(len(pos))
+            part = int(vals @ wt[0, b * M + pos])
+            sign = -1 if run[n] * part > 0 else 1
+            x[n, b * M + pos] = sign * vals
+            run[n] += sign * part
+    bias = rng.integers(16, 100, size=1)  # input zero point 0: x = u; multiplier 1: the output is acc + bias
+    return layer_vectors_from(name=name, kind="linear", x=x, w=wt, bias=bias, input_zero_point=0,
+                              real_multipliers=[1.0], output_zero_point=0, act_min=-128, act_max=127)
+
+
+def thread_positions(plan: mapper.Plan) -> set[tuple[int, int, int]]:
+    """The (thread, window slot, mask position) triples a free-running core's scheduler
+    selects for ``plan`` -- the bits of its one-hot vectors ``one{slot}_{thread}`` that
+    rise -- per the exact cycle model (:func:`rtl.phantom.model.schedule`, one cycle at a
+    time): the functional coverage :func:`rank_sweep_layer` is built for."""
+    from rtl.phantom.model import schedule
+    cfg = plan.config
+    T, L, NL, M = cfg.threads, cfg.window, cfg.lanes, cfg.chunk
+
+    def bits(name):
+        arr = np.asarray(plan.fields[name])
+        arr = arr.astype(np.int64).view(np.uint64)[:, None] if arr.ndim == 1 else arr
+        return np.unpackbits(arr.astype("<u8").view(np.uint8), axis=1, bitorder="little")[:, :M].astype(bool)
+
+    both = bits("wmask") & bits("amask")
+    made, slots, i, n = set(), [], 0, len(plan.last)
+    while i < n or slots:
+        takes, d, _ = schedule([[s[0], s[1]] for s in slots], T, NL)
+        k = 0
+        for si, (s, take) in enumerate(zip(slots, takes)):
+            for r in range(take):
+                made.add((k, si, int(s[2][s[3] + r])))
+                k += 1
+            s[0] -= take
+            s[3] += take
+        del slots[:d]
+        if i < n and len(slots) <= L - NL:
+            for _ in range(min(NL, n - i)):
+                pos = np.flatnonzero(both[i])
+                slots.append([len(pos), bool(plan.last[i]), pos, 0])
+                i += 1
+    return made
+
+
 def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, waves=False,
           timeout_s=300) -> list[StreamResult]:
     """Random sparse layers (``vectors`` is ignored: the layer set is fixed, seeded), then
     the sparse demo net's layers on one image, the corners (:func:`corner_plans`:
-    ``requant-params``, ``dense-exact``) and the error path (``bad-chunks``); odd random
+    ``requant-params``, ``dense-exact``, ``rank-sweep``) and the error path (``bad-chunks``); odd random
     layers run with idle input and back-pressure, the others are also checked counter
     for counter against the cycle model."""
     from golden.nets import digits
@@ -338,7 +526,8 @@ def corner_plans(cfg, seed: int) -> list[tuple[str, mapper.Plan]]:
     """The core's corner scenarios, (name, plan): :func:`requant_params_layers`, then
     :func:`dense_exact_layer` through the sparse mapping (negative u) and through the
     dense one (masks of all ones over ``values`` positions, zeros packed; positive u),
-    both run on the design's (sparse or dense) core: the hardware is the same."""
+    then :func:`rank_sweep_layer` (sparse mapping), all run on the design's (sparse or
+    dense) core: the hardware is the same."""
     out = [(vec.name, mapper.plan(vec, cfg)) for vec in requant_params_layers(seed)]
     rng = np.random.default_rng(seed)
     vec = dense_exact_layer(cfg, rng)
@@ -347,6 +536,9 @@ def corner_plans(cfg, seed: int) -> list[tuple[str, mapper.Plan]]:
     vec = dense_exact_layer(cfg, rng, input_zero_point=-128, name="dense-exact-dense")
     out.append((f"dense-exact (dense mapping: masks all ones, {cfg.values} values)",
                 mapper.plan(vec, dataclasses.replace(cfg, dense=True))))
+    vec = rank_sweep_layer(cfg, rng)
+    out.append((f"rank-sweep (every thread on every position of every slot it reaches unstalled, "
+                f"{len(vec.y.ravel())} outputs)", mapper.plan(vec, dataclasses.replace(cfg, dense=False))))
     return [(name, dataclasses.replace(p, config=cfg)) for name, p in out]
 
 
