@@ -216,8 +216,8 @@ def params_layer(name: str, acc, mult, shift, statics: dict, rng: np.random.Gene
 def requant_params_layers(seed: int) -> list[LayerVectors]:
     """``requant-params``: the requantizer's parameters at their extremes through the core.
 
-    The first layer carries the requantizer suite's edge and corner vectors
-    (:func:`cosim.testbenches.requant.edge_vectors`: multipliers INT32_MIN / INT32_MAX /
+    The first layer carries :func:`cosim.testbenches.requant.params_vectors`: the
+    requantizer suite's edge and corner vectors (multipliers INT32_MIN / INT32_MAX /
     0 / -1, every shift from -31 to 30, the saturating and near-saturating products,
     exact and near halves of both roundings, left shifts around the int32 wrap) plus,
     per multiplier bit k, the raw multiplier 2**k with an accumulator near t * 2**(31 - k)
@@ -231,24 +231,8 @@ def requant_params_layers(seed: int) -> list[LayerVectors]:
     from cosim.testbenches import requant as rq
 
     rng = np.random.default_rng(seed)
-    edges = rq.edge_vectors(rng)
-    acc, mult, shift = (list(edges[k]) for k in ("acc", "mult", "shift"))
-    for k in range(31):
-        t = int(rng.integers(-100, 101))
-        acc.append(int(np.clip(t * (1 << (31 - k)) + int(rng.integers(0, 1 << (31 - k))) - (1 << (30 - k)),
-                               -(1 << 31), (1 << 31) - 1)))
-        mult.append(1 << k)
-        shift.append(0)
-        # the doubling high multiply's product t * 2**31 + 2**30 + e * 2**k: exactly half (e = 0)
-        # and 2**k either side, with an int8 result at shift 0 (the suite's near halves
-        # carry random multipliers, so a rounding slip there hides behind the right shift)
-        for t in (0, 1, -1, int(rng.integers(2, 100)), -int(rng.integers(2, 100))):
-            for e in (-1, 0, 1):
-                a = t * (1 << (31 - k)) + (1 << (30 - k)) + e
-                if -(1 << 31) <= a < 1 << 31:
-                    acc.append(a)
-                    mult.append(1 << k)
-                    shift.append(0)
+    v = rq.params_vectors(rng)
+    acc, mult, shift = v["acc"], v["mult"], v["shift"]
     base = rq.SCENARIOS[0]
     out = [params_layer(f"requant-params zp={base.zero_point} [{base.act_min}, {base.act_max}]", acc, mult, shift,
                         base.statics(), rng)]

@@ -143,23 +143,72 @@ EVEN_CLAMP = Scenario("statics zp=-1 [-127, 126] + halves", zero_point=-1, act_m
                       stall=0.0)
 
 
+def _halves_at(k: int, rng: np.random.Generator) -> list[int]:
+    """Accumulators a whose product with the multiplier 2**k lands exactly at a half of
+    the doubling high multiply and 2**k either side: a * 2**k = t * 2**31 + 2**30 +
+    e * 2**k for e in -1, 0, 1 and small t (0, 1, -1 and two random, both signs)."""
+    out = []
+    for t in (0, 1, -1, int(rng.integers(2, 100)), -int(rng.integers(2, 100))):
+        for e in (-1, 0, 1):
+            a = t * (1 << (31 - k)) + (1 << (30 - k)) + e
+            if INT32_MIN <= a <= INT32_MAX:
+                out.append(a)
+    return out
+
+
 def half_vectors(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Products of the doubling high multiply exactly at a half and 2**k either side
-    (multiplier 2**k, acc = t * 2**(31 - k) + 2**(30 - k) + e, so a * b = t * 2**31 +
-    2**30 + e * 2**k, small t), at shift 0 so that the int8 output shows a rounding slip
-    of one step: the corner vectors' near halves carry random multipliers and shifts,
-    behind which a nudge off by 2**k hides (and phantom's requant-params, the same)."""
+    (multiplier 2**k, :func:`_halves_at`), at shift 0 so that the int8 output shows a
+    rounding slip of one step: the corner vectors' near halves carry random multipliers
+    and shifts, behind which a nudge off by 2**k hides (and the engines' requant-params
+    carry the same, :func:`params_vectors`)."""
     acc, mult = [], []
     for k in range(31):
-        for t in (0, 1, -1, int(rng.integers(2, 100)), -int(rng.integers(2, 100))):
-            for e in (-1, 0, 1):
-                a = t * (1 << (31 - k)) + (1 << (30 - k)) + e
-                if INT32_MIN <= a <= INT32_MAX:
-                    acc.append(a)
-                    mult.append(1 << k)
+        h = _halves_at(k, rng)
+        acc += h
+        mult += [1 << k] * len(h)
     n = len(acc)
     return {"acc": np.array(acc, dtype=np.int64), "mult": np.array(mult, dtype=np.int64),
             "shift": np.zeros(n, dtype=np.int64)}
+
+
+def params_vectors(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The first layer of the engines' ``requant-params`` scenarios (Phantom, Winograd):
+    :func:`edge_vectors`, then per multiplier bit k the raw multiplier 2**k at shift 0 with
+    an accumulator near t * 2**(31 - k) (|t| <= 100: bit k of mult moves the int8 output)
+    and with the half products of :func:`_halves_at` (an engine's random layers carry
+    TFLite multipliers, whose low bits move no output by a whole step)."""
+    edges = edge_vectors(rng)
+    acc, mult, shift = (list(edges[k]) for k in ("acc", "mult", "shift"))
+    for k in range(31):
+        t = int(rng.integers(-100, 101))
+        acc.append(int(np.clip(t * (1 << (31 - k)) + int(rng.integers(0, 1 << (31 - k))) - (1 << (30 - k)),
+                               INT32_MIN, INT32_MAX)))
+        h = _halves_at(k, rng)
+        acc += h
+        mult += [1 << k] * (1 + len(h))
+        shift += [0] * (1 + len(h))
+    return {k: np.array(v, dtype=np.int64) for k, v in (("acc", acc), ("mult", mult), ("shift", shift))}
+
+
+def deep_half_vectors(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Exact and near halves of the rounding right shift with a small quotient, at every
+    right shift e from 1 to 31: acc = 2x with mult 2**30 (the high multiply gives x
+    exactly), x = +-(t * 2**e + 2**(e - 1) + d) for d in -1, 0, 1 and t in 0, 1 and two
+    random below 100, so the int8 output shows whether x rounded to t or t + 1. The edge
+    vectors' exact ties have small quotients too, but their near misses
+    (:func:`corner_vectors`) carry quotients up to 2**(29 - e), which the clamp hides at
+    all but the deepest shifts."""
+    acc = []
+    for e in range(1, 32):
+        for t in (0, 1, int(rng.integers(2, 100)), int(rng.integers(2, 100))):
+            for sign in (1, -1):
+                for d in (-1, 0, 1):
+                    x = sign * (t * (1 << e) + (1 << (e - 1)) + d)
+                    if INT32_MIN <= 2 * x <= INT32_MAX:
+                        acc.append((2 * x, -e))
+    a = np.array(acc, dtype=np.int64).reshape(-1, 2)
+    return {"acc": a[:, 0], "mult": np.full(len(a), 1 << 30, dtype=np.int64), "shift": a[:, 1]}
 
 
 def sweep_vectors(sc: Scenario) -> dict[str, np.ndarray]:
