@@ -17,8 +17,9 @@ channels, output channels not a multiple of the engine's parallel channels,
 full-range extremes, and extremes at the configuration's ``max_in_channels``, where
 the accumulators reach the widths the configuration was analysed for), two layers
 chained in one simulation (:func:`run_chained`: the second starts on a pipeline the
-first has used, so a beat that ignores ``first`` is caught) and the dense int8 demo
-net's 3x3 stride-1 convolutions.
+first has used, so a beat that ignores ``first`` is caught), the dense int8 demo
+net's 3x3 stride-1 convolutions, and ``requant-params`` (:func:`requant_params_layers`:
+the requantizers' parameters at their extremes, which the random layers never reach).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from amaranth.hdl import Shape
 from cosim import hexio, runner
 from cosim.stream import StreamResult, run_stream
 from golden.layer import LayerVectors
+from golden.quant import INT32_MAX, INT32_MIN
 from rtl.export import Design
 from rtl.winograd import model
 from rtl.winograd.config import ACT_BITS, WinogradConfig
@@ -213,8 +215,10 @@ def demo_layers(n_images: int = 4, seed: int = 0) -> list[LayerVectors]:
 def cosim(design: Design, *, sim: str = "verilator", seed: int = 1, vectors: int = 20000,
           verilog: str | None = None, waves: bool = False, timeout_s: float = 300,
           demo: bool = True) -> list[StreamResult]:
-    """Random layers (about ``vectors`` input beats in all, at least one image each) and
-    the int8 demo net's 3x3 stride-1 convolutions; stops at the first failure."""
+    """Random layers (about ``vectors`` input beats in all, at least one image each), the
+    int8 demo net's 3x3 stride-1 convolutions, two layers chained in one run, then
+    ``requant-params`` (:func:`requant_params_layers`, a fixed set: ``vectors`` does not
+    size it); stops at the first failure."""
     if vectors < 0:
         raise ValueError(f"vectors must be >= 0, not {vectors}")
     cfg = design.config
@@ -231,6 +235,8 @@ def cosim(design: Design, *, sim: str = "verilator", seed: int = 1, vectors: int
             if maps(vec, cfg) is None:
                 jobs.append((f"demo-int8-{vec.name}", lambda vec=vec: plan(vec, cfg), 0.1, 0.1))
     jobs.append(("two-layers-chained-in-one-run", lambda: chained_layers(cfg, rng), 0.1, 0.2))
+    for name, made in requant_params_layers(cfg, seed):
+        jobs.append((name, lambda made=made: made, 0.0, 0.0))
     for k, (name, make, idle, stall) in enumerate(jobs):
         made = make()
         go = run_chained if isinstance(made, list) else run
@@ -258,11 +264,83 @@ def chained_layers(cfg: WinogradConfig, rng: np.random.Generator) -> list[LayerS
     return out
 
 
+def params_layer(cfg: WinogradConfig, name: str, acc, mult, shift, statics: dict, rng: np.random.Generator, *,
+                 input_zero_point: int = 127) -> LayerStream:
+    """A layer whose requantizers see exactly the vectors ``(acc[j], mult[j], shift[j])``
+    under ``statics`` (zero_point, act_min, act_max), every vector in every requantizer
+    of the engine: mutation samples the ``channels * m * m`` requantizers alike, and a
+    vector that reaches one of them only leaves the others' faults alive.
+
+    One image of one input channel, (m + 2) x (m + 2), padding 0: one tile, all of whose
+    m x m outputs are real (no edge surplus). The image is constant (-128 for
+    ``input_zero_point`` 127: u = -255; 127 for -128: u = 255), so the m x m outputs of an
+    output channel share one accumulator, bias + u * sum(w). Vector j is output channels
+    j * channels .. (j + 1) * channels - 1, one output-channel group: each channel has its
+    own random int8 weights (-128 among them) and the bias acc[j] - u * sum(w). A
+    channel whose bias would leave int32 (acc within 9 * 255 * 128 of a limit) has no
+    weights: its bias is the accumulator itself. The engine forms bias + (A^T M A) / s**2
+    and keeps 32 bits, the golden model (:func:`golden.conv.conv2d_int`) refuses a sum
+    outside int32: both agree because every sum here is acc[j], inside int32."""
+    acc, mult, shift = (np.repeat(np.asarray(v, dtype=np.int64), cfg.channels) for v in (acc, mult, shift))
+    o = len(acc)
+    x = np.full((1, 1, cfg.a, cfg.a), -128 if input_zero_point >= 0 else 127, dtype=np.int64)
+    u = int(x[0, 0, 0, 0]) - input_zero_point
+    w = rng.integers(-128, 128, (o, 1, 3, 3)) * (rng.random((o, 1, 3, 3)) < 0.6)
+    w[::7, 0, 1, 1] = -128
+    bias = acc - u * w.sum(axis=(1, 2, 3))
+    wide = (bias < INT32_MIN) | (bias > INT32_MAX)
+    w[wide], bias[wide] = 0, acc[wide]
+    return map_layer(cfg, x, w, bias, input_zero_point, mult, shift, statics["zero_point"], statics["act_min"],
+                     statics["act_max"], 0, name)
+
+
+def requant_params_layers(cfg: WinogradConfig, seed: int) -> list[tuple[str, list[LayerStream] | LayerStream]]:
+    """``requant-params``: the requantizers' parameters at their extremes through the
+    engine, as (scenario name, a chain of layers or one layer), each a run of its own.
+
+    The random layers keep multipliers in [2**30, 2**31), shifts in [-22, 1], output
+    zero points in [-20, 20), act_max at 127 and accumulators far from the int32 limits:
+    the multipliers' low bits, left shifts around the int32 wrap, the saturating
+    product, the halves of both roundings and most bits of the clamp bounds are never
+    tested. Here (every vector in every requantizer, :func:`params_layer`):
+
+    * under the requantizer suite's first static setting (zero point -3, [-128, 127]),
+      over u = -255, two layers chained in one run:
+      :func:`cosim.testbenches.requant.params_vectors` (edge and corner vectors:
+      multipliers INT32_MIN, INT32_MAX, 0, -1, every shift from -31 to 30, the
+      saturating and near-saturating products, exact and near halves of both roundings,
+      left shifts around the int32 wrap, accumulators at both int32 limits; and every
+      multiplier bit k, raw 2**k, with accumulators that make it show in int8 and place
+      the product at and 2**k either side of a half at shift 0), then
+      :func:`~cosim.testbenches.requant.deep_half_vectors` (near halves of the rounding
+      shift with an int8 quotient at every right shift);
+    * one run per other static setting of the requantizer suite (its second scenario
+      and :data:`~cosim.testbenches.requant.STATIC_SWEEP`: with the first, every bit of
+      the zero point and of both clamp bounds at both values), outputs swept across the
+      whole clamp (:func:`~cosim.testbenches.requant.sweep_vectors`), over u = 255 and
+      u = -255 in turn."""
+    from cosim.testbenches import requant as rq
+
+    rng = np.random.default_rng(seed)
+    base = rq.SCENARIOS[0]
+    name = lambda sc: f"requant-params zp={sc.zero_point} [{sc.act_min}, {sc.act_max}]"
+    chain = []
+    for part, v in (("params", rq.params_vectors(rng)), ("deep-halves", rq.deep_half_vectors(rng))):
+        chain.append(params_layer(cfg, f"{name(base)} {part}", v["acc"], v["mult"], v["shift"], base.statics(), rng))
+    out = [(name(base), chain)]
+    for k, sc in enumerate(rq.SCENARIOS[1:] + rq.STATIC_SWEEP):
+        v = rq.sweep_vectors(sc)
+        out.append((name(sc), params_layer(cfg, name(sc), v["acc"], v["mult"], v["shift"], sc.statics(), rng,
+                                           input_zero_point=-128 if k % 2 == 0 else 127)))
+    return out
+
+
 def run_chained(design: Design, plans: list[LayerStream], *, sim: str = "verilator", seed: int = 1,
                 idle: float = 0.0, stall: float = 0.0, verilog: str | None = None, waves: bool = False,
                 timeout_s: float = 300) -> StreamResult:
     """Several plans' beats back to back in one simulation (same static inputs), every
-    output beat checked exactly; a mismatch is named in the plan it belongs to."""
+    output beat checked exactly; a mismatch is named in the plan it belongs to (and the
+    plan's layer named)."""
     if len({tuple(sorted(p.statics.items())) for p in plans}) != 1:
         raise ValueError("chained plans must share their static inputs")
     fields = [beat_fields(p) for p in plans]
@@ -280,6 +358,8 @@ def run_chained(design: Design, plans: list[LayerStream], *, sim: str = "verilat
             if r.first_mismatch["index"] < olo + p.n_out:
                 r.first_mismatch = name_mismatch(p, dict(r.first_mismatch, index=r.first_mismatch["index"] - olo),
                                                  r.outputs - olo, 0)
+                if r.first_mismatch is not None:
+                    r.first_mismatch["layer"] = p.layer.name
                 break
             olo += p.n_out
     r.outputs = int(sum(p.useful.sum() for p in plans)) if r.passed else r.outputs
