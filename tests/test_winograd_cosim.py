@@ -39,8 +39,9 @@ def test_both_simulators_bit_exact_random_and_demo_layers(params):
     for sim, rs in results.items():
         assert all(r.passed for r in rs), f"{sim}: {[(r.extra['scenario'], r.first_mismatch) for r in rs]}"
         names = [r.extra["scenario"] for r in rs]
-        assert "demo-int8-conv1" in names and "demo-int8-conv3" in names and len(names) == 8
+        assert "demo-int8-conv1" in names and "demo-int8-conv3" in names and len(names) == 13
         assert {"extremes-max-in-channels", "two-layers-chained-in-one-run"} <= set(names)
+        assert [n.split(" ")[0] for n in names[8:]] == ["requant-params"] * 5
         for r in rs:  # RTL cycles against the cycle model (pacing adds idle/stall cycles)
             assert r.cycles >= r.extra["model_cycles"] - 2
     # Same vectors and pacing: both simulators take the same cycles.
