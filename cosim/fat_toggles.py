@@ -93,6 +93,7 @@ def _read_line(path: Path, line: str) -> str:
 
 
 def structure(name: str, text: str) -> str:
+    text = text.split("  # ")[0]  # the code, not its comment
     for label, name_re, text_re in STRUCTURES:
         if name_re and re.search(name_re, name):
             return label
@@ -122,7 +123,7 @@ def out_of_range(p: dict, cfg: FatConfig) -> str | None:
         return "structural (opt -full)"
     # command fields: rows < 2**R (slots < rows / op_bits), READ columns <= cols, cnt <= W, 4 opcodes
     fields = {"op": (0, 3, 2), "addr": (3, 16, R), "aux": (19, 16, R), "cnt": (35, 8, W.bit_length())}
-    if name.startswith("i__payload"):
+    if p["module"] == "fat" and re.fullmatch(r"i__payload(\.\w+)?", name):  # the engine's command port
         field = name.partition(".")[2]
         for f, (lo, w, used) in fields.items():
             if (field == f and bit >= used) or (not field and lo + used <= bit < lo + w):
