@@ -21,9 +21,10 @@ This helper reads the same run (``DIR/coverage-fat.dat`` and ``DIR/coverage-fat.
 
 This is an analysis of FAT's default configuration (``FatConfig()``); the rules read the
 configuration for their bounds, but they name FAT's signals and source lines, so after
-an RTL change read the report's ``unmatched`` list (out-of-range rules that matched no
-point) before trusting the figure. Not part of the coverage flow: the flow's figures
-stay Verilator's, with structural constants only.
+an RTL change read the report's ``unmatched`` list (entries of :data:`SACU_LOW_SLOTS` whose
+signal or driver no longer matches the Verilog) and its list of points missed within the
+range before trusting the figure. Not part of the coverage flow: the flow's figures stay
+Verilator's, with structural constants only.
 
     python -m cosim.fat_toggles DIR [--json FILE]
 """
