@@ -140,3 +140,28 @@ def _stream_coverage(out, design, text: str, n: int) -> dict:
                        depth_log2=requant_tb.DEPTH_LOG2)
     assert r.passed and r.build_reused and len(sink.files) == 1
     return coverage.summarize(coverage.merge(sink.files), "requant.v", text)
+
+
+def test_fat_value_range_rules():
+    """cosim.fat_toggles: each rule counts out the bits its bound names and keeps the bit below."""
+    from cosim.fat_toggles import out_of_range
+    from rtl.fat.config import FatConfig
+    cfg = FatConfig()
+
+    def why(signal, bit, d="0->1", width=16, driver="", text="", module="fat"):
+        return out_of_range({"module": module, "signal": signal, "bit": bit, "dir": d, "width": width,
+                             "driver": driver, "text": text, "fine_constant": False}, cfg)
+    assert why("i__payload.addr", 10) == "command field" and why("i__payload.addr", 9) is None
+    assert why("i__payload", 2) == "command field" and why("i__payload", 1) is None  # op bit 2: 4 opcodes
+    assert why("i__payload.cnt", 5, width=8) == "command field" and why("i__payload.cnt", 4, width=8) is None
+    assert why("rd_cols", 6) == "column count" and why("rd_cols", 5) is None
+    assert why("$9", 5, width=6, driver="assign \\$9 = \\bit + 1'h1;") == "bit counter"
+    errors = 'count("errors", sum(bad[k] for k in range(W)))'
+    assert why("$1", 5, width=17, driver="assign \\$1 = \\$2 + \\$3;", text=errors) == "error sum"
+    assert why("$1", 4, width=17, driver="assign \\$1 = \\$2 + \\$3;", text=errors) is None  # 16 invalid codes
+    # errors counts at most W = 16 per command: within the 2**20 commands of a harness run bit 23
+    # can fall (2**24 counts), bit 24 cannot
+    assert why("stat_errors", 23, "1->0", width=32) is None and why("stat_errors", 24, "1->0", width=32)
+    assert why("stat_zero_ops", 0, width=32) == "SACU invariant"  # fat mode issues no zero weight
+    assert why("act_min", 3, "1->0", width=8) == "static" and why("act_min", 3, "0->1", width=8) is None
+    assert why("rest", 0) == "SACU invariant" and why("rest", 1) is None

@@ -90,6 +90,9 @@ FAT_MUTANTS = [
     # accumulator of INT32_MIN with the multiplier INT32_MIN)
     ("saturation-near-miss", r"shift_x == 32'd2147483648;",
      "{ shift_x[31:28], 1'h0, shift_x[26:0] } == 32'd2147483648;", "requant-params"),
+    # the error adder's sum loses bits 2 and up: a word with 4 or more invalid codes is miscounted
+    # (invalid-codes puts at most 3 in a word, slots 1)
+    ("error-sum-two-bits", r"(assign \\\$\d+  = stat_errors \+ \\\$\d+) ;", r"\g<1> [1:0] ;", "error-words"),
 ]
 
 
@@ -146,3 +149,34 @@ def test_fat_hand_made_streams_reach_their_corners(fat_design):
     mult = [(((x >> 32) & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000 for x in v]
     shift = {(((x >> 64) & 0x3F) ^ 0x20) - 0x20 for x in v}
     assert (-(1 << 31), -(1 << 31)) in set(zip(bias, mult)) and shift == set(range(-31, 31))
+
+
+def test_fat_error_words_reach_their_corners(fat_design):
+    """error-words: for every k = 0..W a word with exactly its first k codes invalid (so each
+    partial sum of the error adder takes each of its values), stat_errors past 2**16, READ
+    column counts that fall in every bit of the count (and a READ of none), a clamp with
+    act_min's bits 6:5 set and a negative act_max; slots: a lone -1 in each slot (slot 15's
+    code as a word's lowest). Cheap: a few thousand cycles."""
+    from rtl.fat.config import Code, Op
+    cfg = fat_design.config
+    W, C = cfg.word_weights, cfg.cols
+    p = fat_tb.error_words_plan(cfg, np.random.default_rng(1))
+    op, cnt, data, aux = p.cmds["op"], p.cmds["cnt"], p.cmds["data"][:, 0], p.cmds["aux"]
+    weights = [[(int(d) >> (2 * j)) & 3 for j in range(int(c))] for o, c, d in zip(op, cnt, data)
+               if o == Op.WEIGHTS.value]
+    lead = [next((j for j, c in enumerate(w) if c != Code.INVALID.value), len(w)) for w in weights]
+    assert all(w.count(Code.INVALID.value) == k and len(w) == W for w, k in zip(weights, lead))
+    assert set(lead) == set(range(W + 1)) and p.model["errors"] >= 1 << 16
+    assert not any(c in (Code.PLUS.value, Code.MINUS.value) for w in weights for c in w)  # nothing issued
+    cols = aux[op == Op.READ.value].tolist()
+    assert 0 in cols and all(c <= C for c in cols)
+    assert all(any(a >> b & 1 and not c >> b & 1 for a, c in zip(cols, cols[1:])) for b in range(C.bit_length()))
+    st = fat_tb.ERROR_STATICS
+    assert st["act_min"] & 0x60 == 0x60 and st["act_max"] < 0 and st["act_min"] <= st["act_max"]
+    assert len(p.expected) == sum(cols) and p.model["cycles"] < 6000
+    sl = fat_tb.slots_plan(cfg, np.random.default_rng(1))
+    lone = {tuple(((int(d) >> (2 * j)) & 3) for j in range(W)) for o, d in zip(sl.cmds["op"], sl.cmds["data"][:, 0])
+            if o == Op.WEIGHTS.value}
+    for s_ in range(W):
+        for code in (Code.PLUS.value, Code.MINUS.value):
+            assert tuple(code if j == s_ else Code.ZERO.value for j in range(W)) in lone, (s_, code)

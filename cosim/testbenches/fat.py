@@ -263,8 +263,9 @@ def slot_words(W: int, rng: np.random.Generator) -> list[tuple[int, list[int]]]:
         below = {int(j): pm() for j in rng.choice(cnt, size=min(cnt, 2), replace=False)} if cnt else {}
         word(cnt, below, fill=lambda: int(rng.choice([Code.PLUS.value, Code.MINUS.value])))
         word(cnt, below, fill=lambda: Code.INVALID.value)
-    for s in range(W):  # a lone weight in each slot (the last slot is never the lowest of a pair)
-        word(W, {s: pm()})
+    for s in range(W):  # a lone +1 and a lone -1 in each slot (the last slot is never the lowest of a pair)
+        word(W, {s: Code.PLUS.value})
+        word(W, {s: Code.MINUS.value})
     return words
 
 
@@ -363,6 +364,43 @@ def requant_plan(cfg, rng: np.random.Generator, *, zero_point=-3) -> mapper.Plan
     return _hand_plan("requant-params", cmds.arrays(), cfg, reads, zero_point=zero_point)
 
 
+ERROR_BURST = 4096  # all-invalid words in error_words_plan: 16 errors each, 65,536 in all (stat_errors bit 16)
+READ_COLS = (31, 32, 0, 1, 0, 32)  # READ column counts of error_words_plan (every bit of the count falls)
+ERROR_STATICS = dict(zero_point=-5, act_min=-32, act_max=-1)  # a clamp wholly below zero (act_max's sign bit)
+
+
+def error_words_plan(cfg, rng: np.random.Generator, *, burst: int = ERROR_BURST) -> mapper.Plan:
+    """Weight words that are invalid codes only, which the SACU counts and skips (one cycle
+    each, no operation): the first k codes of a word invalid for k = 0..W and back down
+    (every partial sum of the engine's error adder takes each of its values, up to W in
+    one word: the other scenarios have at most 3), then ``burst`` words of W invalid codes
+    (stat_errors past 2**16); then an accumulator READ with :data:`READ_COLS` columns
+    (a count that falls in every bit, and none) under :data:`ERROR_STATICS` (act_min with
+    bits 6:5 set, a negative act_max). The outputs are the READs' biases through the
+    clamp: the accumulator stays cleared, since no weight is issued."""
+    W, C = cfg.word_weights, cfg.cols
+    inv = Code.INVALID.value
+    cmds, reads = mapper._Cmds(cfg), []
+    acc = cfg.usable_rows - cfg.acc_bits
+
+    def invalid(k):
+        word = sum(inv << (2 * j) for j in range(k))
+        cmds.add(Op.WEIGHTS, addr=0, aux=acc, cnt=W, data=np.array([word], dtype=np.uint64))
+
+    for _ in range(2):
+        for k in [*range(W + 1), *range(W - 1, -1, -1)]:
+            invalid(k)
+    for _ in range(burst):
+        invalid(W)
+    cmds.add(Op.CLEAR, addr=acc)
+    for cols in READ_COLS:
+        cols = min(cols, C)
+        bias = int(rng.integers(-40, 8))
+        cmds.add(Op.READ, addr=acc, aux=cols, data=mapper._read_data(bias, *EXACT_READ))
+        reads.append((bias, *EXACT_READ))
+    return _hand_plan("error-words", cmds.arrays(), cfg, reads, **ERROR_STATICS)
+
+
 # Corner layers (each a scenario of the suite; tests/test_suite_corners.py shows each can fail):
 CORNER_LAYERS = (
     # every column and (with the reduction split in two operand tiles) nearly every row in use
@@ -379,8 +417,8 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
     """Random layers (``vectors`` is ignored: the layer set is fixed, seeded), odd ones
     with idle input and back-pressure, then the corner layers, partial weight words
     with garbage above ``cnt``, invalid weight codes (several in one word) and the
-    hand-made streams :func:`bypass_plan`, :func:`alias_plan`, :func:`slots_plan` and
-    :func:`requant_plan`;
+    hand-made streams :func:`bypass_plan`, :func:`alias_plan`, :func:`slots_plan`,
+    :func:`requant_plan` and :func:`error_words_plan`;
     every run checked against the cycle model."""
     rng = np.random.default_rng(seed)
     results = []
@@ -415,9 +453,10 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
         return results
     # hand-made command streams: the bypass from the older write (LOAD then READ) at the top
     # rows, operands that overlap their accumulator (the operand port's bypass), every slot
-    # pattern of the SACU's decode, the requantizer's corners through READ
+    # pattern of the SACU's decode, the requantizer's corners through READ, words of invalid codes
+    # only (the error adder's every sum, stat_errors past 2**16) with READs of 31, 32, 0 and 1 columns
     for name, make in (("bypass", bypass_plan), ("alias", alias_plan), ("slots", slots_plan),
-                       ("requant-params", requant_plan)):
+                       ("requant-params", requant_plan), ("error-words", error_words_plan)):
         p = make(design.config, np.random.default_rng(seed))
         if p is not None and not go(p, name, len(results)):
             break
