@@ -38,6 +38,14 @@ REQUANT_MUTANTS = [
     # the positive nudge off by 2**24 (survivor #53): only a product within 2**24 below a half shows it,
     # and only at a shift that keeps the one-step slip in int8
     ("nudge-bit-24", r"33'h040000000 :", "33'h041000000 :", "statics zp=-1 [-127, 126]"),
+    # the high multiply's truncation toward zero blind to bit 3 of v = prod + nudge (Winograd's
+    # survivor #33): only a negative v of exactly t * 2**31 + 8 shows it (truncation_vectors)
+    ("truncation-bit-3", r"(= )\$signed\(v\) \+ \$signed\(\{ 1'h0, ",
+     r"\g<1>$signed({ v[64:4], 1'h0, v[2:0] }) + $signed({ 1'h0, ", "full-range"),
+    # bit 2 of v inverted where bit 50 is clear (Winograd's survivor #11): only a product of
+    # 2**50 or more with v = t * 2**31 (+ 4), t on a tie of the right shift, shows it
+    ("truncation-bit-2-wide", r"(= )\$signed\(v\) \+ \$signed\(\{ 1'h0, ",
+     r"\g<1>$signed({ v[64:3], v[2] ^ ~v[50], v[1:0] }) + $signed({ 1'h0, ", "full-range"),
 ]
 
 

@@ -116,6 +116,7 @@ def corner_vectors(rng: np.random.Generator, add) -> None:
                 x = sign * (hi + half + d)
                 if INT32_MIN <= 2 * x <= INT32_MAX:
                     add(2 * x, 1 << 30, -e)
+    truncation_vectors(rng, add)
     for s in range(1, SHIFT_MAX + 1):
         for _ in range(2):
             m = int(rng.integers(INT32_MIN, INT32_MAX, endpoint=True))
@@ -125,6 +126,44 @@ def corner_vectors(rng: np.random.Generator, add) -> None:
             edge = (1 << (31 - s)) + int(rng.integers(-2, 3))  # shifted acc just around 2**31
             add(edge, m, s)
             add(-edge, m, s)
+
+
+def truncation_vectors(rng: np.random.Generator, add) -> None:
+    """The high multiply's truncation toward zero, bit by bit (each ``add(acc, mult, shift)``).
+
+    For a negative product the high half is ceil(v / 2**31), v = prod + 1 - 2**30: a low
+    bit of v matters only when the bits below 31 are that bit alone (v = t * 2**31 + 2**j:
+    clearing it drops the result by one) or all zero (setting one raises it). The near
+    halves above put v at t * 2**31 + 1 +- 2**k, where neither shows. So, per bit j:
+
+    * small products: mult 1, acc = 2**j - 2**30 - 1 (v = -2**31 + 2**j, result 0, not -1
+      -- at shift 0 the int8 output shows it);
+    * products of 2**50 and more (the wide sum's high bits set or clear, so faults gated
+      by them are reached too): an odd multiplier q near 2**20 and the accumulator that
+      makes prod = t * 2**31 + 2**30 - 1 + 2**j (mod 2**31), with q searched until t,
+      the result, sits exactly on a tie of the rounding right shift with a quotient below
+      100, so a result one off moves the int8 output; j = 31 stands for v = t * 2**31.
+    """
+    M = 1 << 31
+    for j in range(31):
+        add((1 << j) - (1 << 30) - 1, 1, 0)
+    for j in range(32):
+        low = ((1 << 30) - 1 + (1 << j)) % M if j < 31 else (1 << 30) - 1
+        for bit50 in (0, 1):  # bit 50 of v clear (v in [-2**51, -2**50)), then set (in [-2**50, 0))
+            for _ in range(64):  # about one batch in two has one
+                q = rng.integers(1 << 19, 1 << 21, 1 << 14, dtype=np.int64) | 1
+                inv = q.astype(np.uint64)  # q**-1 mod 2**64 by Newton's iteration (q * q = 1 mod 8)
+                for _ in range(5):
+                    inv *= np.uint64(2) - q.astype(np.uint64) * inv
+                x = (np.uint64(low) * (inv & np.uint64(M - 1)) % np.uint64(M)).astype(np.int64) - M
+                t = (x * q - (1 << 30) + 1) >> 31  # x * q = t * 2**31 + 2**30 - 1 (+ 2**j), t < 0
+                s = np.log2(t & -t).astype(np.int64) + 1  # t = (2c + 1) * 2**(s - 1): a tie at shift s
+                hit = np.flatnonzero(((-t >> s) < 100) & (((t >> 19) & 1) == bit50))
+                if len(hit):
+                    add(int(x[hit[0]]), int(q[hit[0]]), -int(s[hit[0]]))
+                    break
+            else:
+                raise AssertionError(f"no truncation vector for bit {j}")  # not seen in 200 seeds
 
 
 # Static settings, each bit of zero_point, act_min and act_max at both values across the
