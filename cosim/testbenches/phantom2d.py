@@ -19,8 +19,8 @@ import dataclasses
 import numpy as np
 
 from cosim.stream import StreamResult
-from cosim.testbenches.phantom import (capacity, check_plan, check_slots, dense_exact_layer, random_layers,
-                                      requant_params_layers, settle, stream_plan, words)
+from cosim.testbenches.phantom import (capacity, check_plan, check_slots, dense_exact_layer, params_layer,
+                                      random_layers, requant_params_layers, settle, stream_plan, words)
 from rtl.export import Design
 from rtl.phantom2d import mapper
 from rtl.phantom2d.model import cycles
@@ -46,6 +46,7 @@ def run(design: Design, plan: mapper.Plan, *, sim="verilator", seed=1, idle=0.0,
     return r
 
 
+STALL = 0.5  # the back-pressure scenario's probability of an output cycle without ready
 FLAGS = ("products", "chunks", "errors", "error_core", "error_chunk")  # counters that do not depend on timing
 
 
@@ -61,37 +62,49 @@ def check_counters(r: StreamResult, model: dict) -> str | None:
     return (f"counters {got} != cycle model {want}" if got != want else check_slots(r))
 
 
-def bad_chunks(plan: mapper.Plan, rng: np.random.Generator, n: int = 3):
+def bad_chunks(plan: mapper.Plan, rng: np.random.Generator, n: int = 3, *, only: int | None = None,
+               first: int | None = None):
     """``plan`` with the packed count of ``n`` random cores' chunks (one each, picked among
-    the chunks the cores receive) made to disagree with its mask, and the flags the mesh
-    must then raise: ``errors`` (bad chunks, summed), ``error_core`` (the lowest such
-    core, from 1) and ``error_chunk`` (its first bad chunk in its own stream, from 1).
-    The counts only feed the consistency check, so the outputs stay those of the plan."""
+    the chunks the cores receive) made to disagree with its mask -- or, with ``only``, of
+    ``n`` chunks of that core alone, the first of them its chunk ``first`` (from 1; else at
+    random) -- and the flags the mesh must then raise: ``errors``
+    (bad chunks, summed), ``error_core`` (the lowest such core, from 1) and
+    ``error_chunk`` (its first bad chunk in its own stream, from 1). The counts only feed
+    the consistency check, so the outputs stay those of the plan."""
     cfg = plan.config
     fields = dict(plan.fields)
-    cores = [j for j in range(cfg.rows * cfg.cols) if len(plan.sent[j])]
-    picked = sorted(rng.choice(cores, size=min(n, len(cores)), replace=False))
-    first = None
-    for j in picked:
-        r, c = divmod(int(j), cfg.cols)
-        k = int(rng.integers(len(plan.sent[j])))  # the core's k-th chunk
+    if only is None:
+        cores = [j for j in range(cfg.rows * cfg.cols) if len(plan.sent[j])]
+        picked = [(int(j), None) for j in sorted(rng.choice(cores, size=min(n, len(cores)), replace=False))]
+    else:
+        count = len(plan.sent[only])
+        lo = first - 1 if first else 0
+        ks = rng.choice(np.arange(lo + 1 if first else lo, count), size=min(n, count - lo) - bool(first), replace=False)
+        picked = [(only, int(k)) for k in sorted(ks.tolist() + ([lo] if first else []))]
+    for i, (j, k) in enumerate(picked):
+        if k is None:
+            k = int(rng.integers(len(plan.sent[j])))  # core j's k-th chunk
+            picked[i] = (j, k)
+        r, c = divmod(j, cfg.cols)
         key = f"r{r}c{c}_cnt"
         fields[key] = fields[key].copy()
         w = plan.sent[j][k]
         fields[key][w] = (fields[key][w] + int(rng.integers(1, cfg.values + 1))) % (cfg.values + 1)
-        first = first or (int(j) + 1, k + 1)
     bad = dataclasses.replace(plan, fields=fields)
-    return bad, {"errors": len(picked), "error_core": first[0], "error_chunk": first[1]}
+    return bad, {"errors": len(picked), "error_core": picked[0][0] + 1, "error_chunk": picked[0][1] + 1}
 
 
-def run_bad_chunks(design: Design, plan: mapper.Plan, rng: np.random.Generator, *, sim="verilator", seed=1,
-                   verilog=None, waves=False, timeout_s=300) -> StreamResult:
-    """An error-path run: :func:`bad_chunks` of ``plan`` through the mesh, which must flag
-    exactly those chunks (``errors``, ``error_core``, ``error_chunk``) while its outputs
-    and its products and chunks stay those of the good plan."""
+def run_bad_chunks(design: Design, plan: mapper.Plan, rng: np.random.Generator, *, only: int | None = None,
+                   first: int | None = None, sim="verilator", seed=1, verilog=None, waves=False,
+                   timeout_s=300) -> StreamResult:
+    """An error-path run: :func:`bad_chunks` of ``plan`` (``only``: in that core alone, from
+    its chunk ``first``)
+    through the mesh, which must flag exactly those chunks (``errors``, ``error_core``,
+    ``error_chunk``) while its outputs and its products and chunks stay those of the good
+    plan."""
     cfg = design.config
     check_plan(plan, cfg)
-    bad, want = bad_chunks(plan, rng)
+    bad, want = bad_chunks(plan, rng, only=only, first=first)
     model = dict(cycles(plan), **want)
     r = stream_plan(design, bad.fields, bad, model, (cfg.cores, cfg.lane_bits), sim=sim, seed=seed,
                     verilog=verilog, waves=waves, timeout_s=timeout_s, expect_errors=True)
@@ -104,9 +117,16 @@ def run_bad_chunks(design: Design, plan: mapper.Plan, rng: np.random.Generator, 
 
 
 def corner_plans(cfg, seed: int) -> list[tuple[str, mapper.Plan]]:
-    """The mesh's corner scenarios, (name, plan): :func:`requant_params_layers` and
-    :func:`dense_exact_layer` through the mesh mapper, then :func:`rank_sweep_plan`."""
+    """The mesh's corner scenarios, (name, plan): :func:`requant_params_layers`, a layer of
+    :func:`cosim.testbenches.requant.bit_half_vectors` under the first static setting
+    (``requant-halves``) and :func:`dense_exact_layer` through the mesh mapper, then
+    :func:`rank_sweep_plan`."""
+    from cosim.testbenches import requant as rq
     out = [(vec.name, mapper.plan(vec, cfg)) for vec in requant_params_layers(seed)]
+    v, sc = rq.bit_half_vectors(), rq.SCENARIOS[0]
+    vec = params_layer(f"requant-halves zp={sc.zero_point} [{sc.act_min}, {sc.act_max}]", v["acc"], v["mult"],
+                       v["shift"], sc.statics(), np.random.default_rng(seed))
+    out.append((f"{vec.name} (near halves one remainder bit away, every right shift)", mapper.plan(vec, cfg)))
     vec = dense_exact_layer(cfg, np.random.default_rng(seed))
     out.append((vec.name, mapper.plan(vec, cfg)))
     plan = rank_sweep_plan(cfg, np.random.default_rng(seed))
@@ -144,6 +164,14 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
             bad = None if got == want else f"{got} != mesh model {want}"
         if settle(r, bad, results):
             return results
+    # back-pressure that stalls the cores: the odd random layers' 20 % seldom holds a core's
+    # requantizer pipeline while its next output waits in the output register
+    vec = random_layers(seed)[0]
+    r = run(design, mapper.plan(vec, design.config), sim=sim, seed=seed + len(results), stall=STALL,
+            verilog=verilog, waves=waves, timeout_s=timeout_s)
+    r.extra["scenario"] = f"{vec.name} (back-pressure {STALL:.0%}: the cores stall)"
+    if settle(r, None, results):
+        return results
     # corners: the requantizers' parameters at their extremes, chunks full to ``values``,
     # every thread on every position of every window slot it reaches
     for name, plan in corner_plans(design.config, seed):
@@ -164,7 +192,22 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
     want = r.extra["expected_flags"]
     r.extra["scenario"] = (f"bad-chunks ({want['errors']} cores with a wrong count, first core {want['error_core'] - 1} "
                            f"chunk {want['error_chunk'] - 1}: the error flags must name them)")
-    settle(r, None, results)
+    if settle(r, None, results):
+        return results
+    # ... and with the bad chunks in one core alone, for every core but the first (the run
+    # above names core 0 or 1: the others' error_chunk reaches the mesh's flag only so),
+    # twice, the first bad chunk's index + 1 with alternating bits and then the others
+    rng = np.random.default_rng(seed + 1)
+    for j in range(1, design.config.cores):
+        top = len(plan.sent[j]).bit_length() - 1  # chunk numbers of `top` bits fit the core's stream
+        for first in (int("10" * 16, 2) >> (32 - top), int("01" * 16, 2) >> (32 - top)):
+            r = run_bad_chunks(design, plan, rng, only=j, first=first, sim=sim, seed=seed + len(results),
+                               verilog=verilog, waves=waves, timeout_s=timeout_s)
+            want = r.extra["expected_flags"]
+            r.extra["scenario"] = (f"bad-chunks (core {j} alone, {want['errors']} chunks from chunk "
+                                   f"{want['error_chunk'] - 1}: the error flags must name them)")
+            if settle(r, None, results):
+                return results
     return results
 
 
