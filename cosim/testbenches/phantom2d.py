@@ -131,7 +131,7 @@ def corner_plans(cfg, seed: int) -> list[tuple[str, mapper.Plan]]:
     out.append((vec.name, mapper.plan(vec, cfg)))
     plan = rank_sweep_plan(cfg, np.random.default_rng(seed))
     out.append((f"rank-sweep (every thread of every core on every position of every slot it reaches, "
-                f"{plan.work['outputs']} outputs per core)", plan))
+                f"{plan.work['outputs'] // cfg.cores} outputs per core)", plan))
     return out
 
 
@@ -213,10 +213,10 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
 
 # ---- rank-sweep on the mesh: a hand-made chunk stream -----------------------------------
 
-def _thue_morse(count: int) -> np.ndarray:
-    """(-1) ** popcount(i) for i < count: packed value i of a chunk, so that a fetch from an
+def _thue_morse(i: int) -> int:
+    """(-1) ** popcount(i): the sign of packed value i of a chunk, so that a fetch from an
     offset with one bit wrong gets the other sign."""
-    return 1 - 2 * (np.array([bin(i).count("1") for i in range(count)], dtype=np.int64) & 1)
+    return 1 - 2 * (bin(i).count("1") & 1)
 
 
 def core_positions(plan: mapper.Plan) -> list[set[tuple[int, int, int]]]:
@@ -267,14 +267,19 @@ def rank_sweep_plan(cfg, rng: np.random.Generator, *, passes: int = 2, tries: in
     each sees the whole sweep. The stream is a series of *episodes*, each a few chunks
     (some without useful products, closing or not) followed by empty words (no row valid)
     until the core has drained: for each (thread, slot, position) not yet made in this
-    pass, random episode shapes (useful products and close flags per chunk) are traced
-    through the cycle-exact mesh model (:func:`core_positions`) until one gives that
-    thread that slot at a rank that fits the position; its chunks' useful positions are
-    then placed rank by rank, the target's at its position and the others, where they
-    can, at combinations not made yet. ``passes`` times over (each pass fetches other
-    offsets there). Weights beside the useful positions and activations beside them
-    vary the offsets fetched (``fill`` "low": they take the lowest free positions;
-    "alternate": every other episode's, the others at random).
+    pass, random episode shapes (useful products and close flags per chunk; one in three
+    with an empty chunk that closes and one that does not behind chunks of many products,
+    which is how thread 0 gets past two slots) are traced through the cycle-exact mesh
+    model (:func:`rtl.phantom2d.model.mesh_sim` with a ``trace``) until one gives that
+    thread that slot at a rank that fits the position, trying ``tries`` shapes; its
+    chunks' useful positions are then placed rank by rank, the target's at its position
+    and the others, where they can, at combinations not made yet. ``passes`` times over
+    (each pass fetches other offsets there). Weights beside the useful positions and
+    activations beside them vary the offsets fetched (``fill`` "low": they take the
+    lowest free positions; "alternate": every other chunk's, the others at random); at
+    the target position one of the two offsets has odd Thue-Morse parity where it can, so
+    that its product differs from that of entry 0, which a thread whose one-hot vector
+    loses its bit fetches.
 
     Weights and activations are +-1, packed value i of a chunk signed by the parity of
     i's set bits; every output's multiplier is 1 (2**30, shift 1), its bias within +-40
@@ -284,6 +289,7 @@ def rank_sweep_plan(cfg, rng: np.random.Generator, *, passes: int = 2, tries: in
     from golden.quant import requantize
     from rtl.phantom.mapper import _mask_word, _pack
     from rtl.phantom2d.config import V_BITS
+    from rtl.phantom2d.model import mesh_sim
 
     core = cfg.core
     T, L, M, V = core.threads, core.window, core.chunk, core.values
@@ -317,7 +323,6 @@ def rank_sweep_plan(cfg, rng: np.random.Generator, *, passes: int = 2, tries: in
         """(chunk, rank) -> (thread, slot) of the episode alone, from the model's trace (one
         entry a cycle; the mesh takes a word a cycle), and the empty words it needs after
         it so that the next episode's first chunk finds the core empty."""
-        from rtl.phantom2d.model import mesh_sim
         trace: list = []
         pad = sum(-(-x // T) + 1 for x in u) + cfg.fifo + 2  # more than enough to drain
         mesh_sim(len(u) + pad, [np.arange(len(u))], [np.array(u)], [np.array(lst)],
@@ -399,13 +404,13 @@ def rank_sweep_plan(cfg, rng: np.random.Generator, *, passes: int = 2, tries: in
             n_a = min(len(rest), top - len(u) if low else int(rng.integers(0, top - len(u) + 1)))
             a[rest[:n_a] if low else rng.choice(rest, size=n_a, replace=False)] = True
             q = aim[i]
-            if not q or _thue_morse(int(w[:q].sum()) + 1)[-1] != _thue_morse(int(a[:q].sum()) + 1)[-1]:
+            if not q or _thue_morse(int(w[:q].sum())) != _thue_morse(int(a[:q].sum())):
                 break
             low = False
         wmask[i], amask[i] = w, a
         nw, na = int(w.sum()), int(a.sum())
-        wv[i, :nw] = int(rng.choice([-1, 1])) * _thue_morse(nw)
-        av[i, :na] = int(rng.choice([-1, 1])) * _thue_morse(na)
+        wv[i, :nw] = int(rng.choice([-1, 1])) * np.array([_thue_morse(j) for j in range(nw)])
+        av[i, :na] = int(rng.choice([-1, 1])) * np.array([_thue_morse(j) for j in range(na)])
         wpos, apos = np.flatnonzero(w), np.flatnonzero(a)
         acc += sum(int(wv[i, np.searchsorted(wpos, q)]) * int(av[i, np.searchsorted(apos, q)]) for q in u)
         if last[i]:
@@ -435,6 +440,6 @@ def rank_sweep_plan(cfg, rng: np.random.Generator, *, passes: int = 2, tries: in
     stand_in = layer_vectors_from(name=name, kind="linear", x=np.zeros((1, 1)), w=np.zeros((1, 1)), bias=[0],
                                   input_zero_point=0, mult=[1 << 30], shift=[1], output_zero_point=0,
                                   act_min=-128, act_max=127)  # the statics and the name: the stream is not a layer's
-    work = {"outputs": len(accs), "words": words, "useful_macs": int(u_arr.sum())}
+    work = {"outputs": n_c * len(accs), "words": words, "useful_macs": n_c * int(u_arr.sum())}  # over the cores
     return mapper.Plan(stand_in, cfg, False, fields, words, expected, np.full(n_c, len(accs)), [sent] * n_c,
                        [u_arr] * n_c, [l_arr] * n_c, work)
