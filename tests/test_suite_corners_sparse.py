@@ -172,3 +172,116 @@ def test_rank_sweep_puts_every_thread_on_every_reachable_position(engine_cfg):
     acc = (vec.x - vec.layer.input_zero_point) @ vec.w.T + vec.bias
     assert (np.abs(acc - vec.bias) <= cfg.values).all() and (vec.y.ravel() == acc.ravel()).all()
     assert (plan.fields["wcnt"] <= cfg.values).all() and (plan.useful > 0).any()
+
+
+# ---- Phantom-2D: the survivors of `nnaccel mutate phantom2d` (2026-12-06, docs/mutate.md) ----
+# Each is a survivor's mutation re-applied by text edit to the generated Verilog (in the
+# first core, or in the survivor's core where the first core's copy is already killed by
+# the older scenarios, or in the mesh), with the scenario that now kills it; the scenarios
+# before it pass.
+
+def _edits(verilog: str, edits: list, module: str | None = None) -> str:
+    """``edits`` [(pattern, replacement)] applied in turn, each to its first match (after the
+    header of ``module`` when given)."""
+    for pattern, repl in edits:
+        if module:
+            pattern, repl = rf"(module \\{re.escape(module)} (?s:(?!\nendmodule).)*?){pattern}", r"\g<1>" + repl
+        verilog = mutate(verilog, pattern, repl)
+    return verilog
+
+
+def slot2_thread0_rank_bit3(verilog: str) -> str:
+    """#62: thread 0's rank in window slot 2 with bit 3 inverted (thread 0 gets past two
+    emptied slots only behind an empty chunk that does not close, which no layer's stream
+    has). The compares read the subtraction, not the ``rank2_0`` wire."""
+    sub = re.escape(re.search(r"assign rank2_0 = (\\\$\d+ )\[4:0\];", verilog)[1])
+    return mutate(verilog, rf"(assign {sub} = )([^;]*);", r"\g<1>(\g<2>) ^ 7'h08;")
+
+
+MESH_SURVIVORS = [
+    ("slot2-thread0-rank-bit3", slot2_thread0_rank_bit3, "rank-sweep"),
+    # #10: slot 2's packed weight 6 read with bit 0 inverted (both threads' selects)
+    ("slot2-weight6-bit0", lambda v: _edits(v, [(r"\{ wval2, wval1, wval0 \} >>",
+                                                 "{ wval2 ^ 128'h1000000000000, wval1, wval0 } >>")] * 2),
+     "rank-sweep"),
+    # #26: a stalled core's count of slot 2's useful products left flips bit 1 each stall
+    # cycle, in the last core as the survivor (core 0 stalls under rand5's back-pressure)
+    ("stall-slot2-count-bit1", lambda v: _edits(v, [(r"stall \? \{ 1'h0, ucnt2 \} :",
+                                                     "stall ? { 1'h0, ucnt2 ^ { 3'h0, ~ucnt2[4], 1'h0 } } :")] * 3,
+                                                 "phantom2d.core_1_1"),
+     "rand0-conv (back-pressure"),
+    # #9: the rounding mask's bit 8 XOR its bit 23 (right shifts of 24 and more lose bit 8)
+    ("round-mask-bit8", lambda v: _edits(v, [(r"(assign \\\$\d+  = high_h & )(\\\$\d+ )\[31:0\];",
+                                              r"\g<1>(\g<2>[31:0] ^ { 23'h0, \g<2>[23], 8'h0 });")]),
+     "requant-halves"),
+    # #67: the last core's error_chunk with bit 16 flipped when its bit 3 is 0
+    ("last-core-error-chunk-bit16", lambda v: _edits(v, [(r"stat_error_chunk = (\\stat_error_chunk\$\d+ );",
+                                                          r"stat_error_chunk = \g<1> ^ { 15'h0, ~\g<1>[3], 16'h0 };")]),
+     "bad-chunks (core 3 alone"),
+]
+
+
+@pytest.mark.icarus
+@pytest.mark.parametrize("name,edit,scenario", MESH_SURVIVORS, ids=[m[0] for m in MESH_SURVIVORS])
+def test_mesh_scenarios_kill_the_survivors_of_the_mutation_run(name, edit, scenario, mesh_design):
+    _killed_by(mesh_design, edit(mesh_design.verilog), scenario)
+
+
+@pytest.mark.parametrize("engine_cfg", ["small", "default"])
+def test_mesh_rank_sweep_puts_every_thread_on_every_reachable_position(engine_cfg):
+    """Per the cycle-exact mesh model, the mesh's rank-sweep puts thread k of every core on
+    position q of window slot s for every (k, s, q) but thread k in slot 0 below position k
+    (its rank there is at least k) -- thread 0 in slot 2 included, which no layer's stream
+    reaches: the mapper sends no empty part that does not close its output. Outputs are
+    acc + bias, never clamped, and every chunk holds at most ``values`` of each operand."""
+    from rtl.phantom2d import mapper as mesh_mapper
+    from rtl.phantom2d.config import Phantom2DConfig
+    cfg = config_for("phantom2d") if engine_cfg == "small" else Phantom2DConfig()
+    T, L, M, V = cfg.threads, cfg.window, cfg.chunk, cfg.values
+    plan = mesh_tb.rank_sweep_plan(cfg, np.random.default_rng(1))
+    want = {(k, s, q) for k in range(T) for s in range(L) for q in range(M) if s > 0 or q >= k}
+    for j, made in enumerate(mesh_tb.core_positions(plan)):
+        assert want <= made, (j, sorted(want - made)[:10])
+    f = plan.fields
+    assert (f["r0_scnt"] <= V).all() and (f["r0c0_cnt"] <= V).all() and (f["r0c0_use"] == 0).any()
+    y = (plan.expected & 0xFF) - ((plan.expected & 0x80) << 1)
+    assert np.abs(y).max() < 127 and len(plan.expected) == plan.work["outputs"]
+    for vec in phantom_tb.random_layers(1):
+        p = mesh_mapper.plan(vec, cfg)
+        assert all(((u > 0) | la).all() for u, la in zip(p.useful, p.last))
+        assert not any(k == 0 and s >= 2 for made in mesh_tb.core_positions(p) for k, s, _ in made)
+
+
+def test_bit_half_vectors_set_every_remainder_bit_beside_the_half():
+    """requant-halves: for every right shift e of 2..31 and remainder bit j below e - 1, an
+    x (acc / 2, mult 2**30) of each sign whose remainder mod 2**e is the half with bit j set
+    (just above it) and with bits j..e - 2 set (just below it), within int32."""
+    from cosim.testbenches import requant as rq
+    v = rq.bit_half_vectors()
+    assert (v["mult"] == 1 << 30).all() and (v["acc"] % 2 == 0).all()
+    made = set()
+    for acc, shift in zip(v["acc"].tolist(), v["shift"].tolist()):
+        e, x = -shift, acc // 2
+        rem = x % (1 << e)
+        made.add((e, rem - (1 << (e - 1)), x > 0))
+    for e in range(2, 32):
+        for j in range(e - 1):
+            for pos in (True, False):
+                got = {d for ee, d, p in made if (ee, p) == (e, pos) and abs(d) == 1 << j}
+                # at e = 31 one of the two leaves int32 (|2x| > 2**31)
+                assert got == {1 << j, -(1 << j)} or (e == 31 and len(got) == 1), (e, j, pos, got)
+
+
+def test_mesh_bad_chunks_alone_name_each_core_and_chunk():
+    """The error path in one core alone: that core and its chunk ``first`` are what the
+    flags must name, with alternating-bit chunk numbers in both phases."""
+    cfg = config_for("phantom2d")
+    plan = mesh_tb.mapper.plan(phantom_tb.random_layers(1)[0], cfg)
+    rng = np.random.default_rng(2)
+    for j in range(1, cfg.cores):
+        for first in (0b101010, 0b010101):
+            bad, want = mesh_tb.bad_chunks(plan, rng, only=j, first=first)
+            assert want == {"errors": 3, "error_core": j + 1, "error_chunk": first}
+            key = f"r{j // cfg.cols}c{j % cfg.cols}_cnt"
+            changed = np.flatnonzero(bad.fields[key] != plan.fields[key])
+            assert changed[0] == plan.sent[j][first - 1] and len(changed) == 3

@@ -250,6 +250,25 @@ def deep_half_vectors(rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {"acc": a[:, 0], "mult": np.full(len(a), 1 << 30, dtype=np.int64), "shift": a[:, 1]}
 
 
+def bit_half_vectors() -> dict[str, np.ndarray]:
+    """Near halves of the rounding right shift one remainder bit away, at every right shift
+    e from 2 to 31: acc = 2x with mult 2**30 (the high multiply gives x exactly), x = +-(2**(e
+    - 1) + d) for d = +-2**j, j from 0 to e - 2, so that the remainder x mod 2**e has one bit
+    j set or cleared beside the half and the int8 output (-1, 0 or 1) shows whether x
+    rounded away: a rounding mask or remainder bit lost at a deep shift moves it, which
+    :func:`deep_half_vectors` (d in -1, 0, 1: bit j = 0 only) cannot show for j >= 1."""
+    acc = []
+    for e in range(2, 32):
+        for j in range(e - 1):
+            for sign in (1, -1):
+                for d in (1 << j, -(1 << j)):
+                    x = sign * ((1 << (e - 1)) + d)
+                    if INT32_MIN <= 2 * x <= INT32_MAX:
+                        acc.append((2 * x, -e))
+    a = np.array(acc, dtype=np.int64).reshape(-1, 2)
+    return {"acc": a[:, 0], "mult": np.full(len(a), 1 << 30, dtype=np.int64), "shift": a[:, 1]}
+
+
 def sweep_vectors(sc: Scenario) -> dict[str, np.ndarray]:
     """acc / 2 (mult 2**30, shift 0: exact for even acc, a tie for odd) plus the zero
     point sweeps every value from below -128 to above 127, each bound hit and missed by one."""

@@ -40,7 +40,7 @@ def _imbalance(c: np.ndarray) -> float:
 
 
 def mesh_sim(words: int, sent: list, useful: list, last: list, cfg: Phantom2DConfig, *,
-             max_cycles: int = 100_000_000) -> dict:
+             max_cycles: int = 100_000_000, trace: list | None = None) -> dict:
     """Cycle-exact model of the mesh RTL (input always valid, output never stalled) for
     ``words`` input words; per core, the words that carry a chunk for it (``sent``) and
     each chunk's useful products and close flag. Per core: its queue, window
@@ -49,7 +49,10 @@ def mesh_sim(words: int, sent: list, useful: list, last: list, cfg: Phantom2DCon
     core there while the output register cannot pass it on), output register and
     requantizer pipeline; the
     mesh takes a word when every queue has room; each core has its own output lane.
-    ``cycles`` matches the harness's count, the counters the RTL's stat_* sums."""
+    ``cycles`` matches the harness's count, the counters the RTL's stat_* sums.
+    ``trace``, when given, gets per core and issuing cycle ``(core, [(chunk, left, take)
+    per window slot])``: the index of the slot's chunk in the core's stream, its useful
+    products left before the issue and those it issues (threads take them in slot order)."""
     T, L, D = cfg.threads, cfg.window, cfg.fifo
     n_c = cfg.rows * cfg.cols
     lat = cfg.core.requant.latency
@@ -78,6 +81,8 @@ def mesh_sim(words: int, sent: list, useful: list, last: list, cfg: Phantom2DCon
             if slots[j]:
                 busy[j] += 1
             if go:
+                if trace is not None:
+                    trace.append((j, [(s[2], s[0], take) for s, take in zip(slots[j], takes)]))
                 for s, take in zip(slots[j], takes):
                     s[0] -= take
                 products[j] += sum(takes)
@@ -90,13 +95,12 @@ def mesh_sim(words: int, sent: list, useful: list, last: list, cfg: Phantom2DCon
             if go and fin_out:
                 out_valid[j] = True
             if accept:
-                u, lst = fifo[j].pop(0)
-                slots[j].append([u, lst])
+                slots[j].append(fifo[j].pop(0))  # [useful left, closes, chunk index]
         collected += len(grants)
         if take_word:
             for j in range(n_c):
                 while nxt[j] < len(feeds[j]) and feeds[j][nxt[j]][0] == word:
-                    fifo[j].append(list(feeds[j][nxt[j]][1:]))
+                    fifo[j].append([*feeds[j][nxt[j]][1:], nxt[j]])
                     nxt[j] += 1
             word += 1
         t += 1
