@@ -192,20 +192,31 @@ def random_layers(seed: int) -> list[LayerVectors]:
 # ---- corner layers (tests/test_suite_corners_sparse.py shows each kills a mutant the random layers miss) ----
 
 def params_layer(name: str, acc, mult, shift, statics: dict, rng: np.random.Generator, *,
-                 input_zero_point: int = 127, c: int = 4) -> LayerVectors:
-    """A linear layer (one image) whose output channel j requantizes exactly the
-    accumulator ``acc[j]`` with ``mult[j]`` and ``shift[j]`` under ``statics``
+                 input_zero_point: int = 127, c: int = 4, lanes: int = 1, threads: int = 1) -> LayerVectors:
+    """A linear layer (one image) whose output channels requantize exactly the
+    accumulators ``acc[j]`` with ``mult[j]`` and ``shift[j]`` under ``statics``
     (zero_point, act_min, act_max): its bias is acc[j] minus a small dot product of
     int8 weights (-128 among them) and u = x - ``input_zero_point`` (127: every u in
     [-255, 0], so the packed activations are negative; -128: positive, up to 255). A
     channel whose accumulator lies within 2**18 of the int32 limits has no weights, so
-    its bias is the accumulator itself."""
-    acc, mult, shift = (np.asarray(a, dtype=np.int64) for a in (acc, mult, shift))
+    its bias is the accumulator itself.
+
+    With ``lanes`` > 1 (a core's requantizer lanes), every vector reaches every lane:
+    vector j is output channels j * lanes .. (j + 1) * lanes - 1, each channel one chunk
+    with at most ``threads // lanes`` useful products, so each input word's ``lanes``
+    chunks all close in the cycle the word enters the window, channel i in lane
+    i mod lanes (one word a cycle; :func:`output_lanes` replays it on the cycle model).
+    Mutation samples the lanes' requantizers alike, and a vector that reaches only one
+    lane leaves the other lanes' faults alive."""
+    acc, mult, shift = (np.repeat(np.asarray(a, dtype=np.int64), lanes) for a in (acc, mult, shift))
     o = len(acc)
     x = rng.integers(-128, 128, size=(1, c))
     x[0, :2] = (-128, 127)  # u at both ends: +-255 and 0
     wt = rng.integers(-128, 128, size=(o, c)) * (rng.random((o, c)) < 0.6)
     wt[::7, 0] = -128
+    if lanes > 1:  # keep each channel's first threads // lanes useful products
+        useful = (wt != 0) & (x[0] != input_zero_point)
+        wt[useful & (np.cumsum(useful, axis=1) > threads // lanes)] = 0
     wt[np.abs(acc) > (1 << 31) - (1 << 18)] = 0
     bias = acc - wt @ (x[0] - input_zero_point)
     return layer_vectors_from(name=name, kind="linear", x=x, w=wt, bias=bias, input_zero_point=input_zero_point,
@@ -213,13 +224,14 @@ def params_layer(name: str, acc, mult, shift, statics: dict, rng: np.random.Gene
                               act_min=statics["act_min"], act_max=statics["act_max"])
 
 
-def requant_params_layers(seed: int) -> list[LayerVectors]:
+def requant_params_layers(seed: int, *, lanes: int = 1, threads: int = 1) -> list[LayerVectors]:
     """``requant-params``: the requantizer's parameters at their extremes through the core.
 
     The first layer carries :func:`cosim.testbenches.requant.params_vectors`: the
     requantizer suite's edge and corner vectors (multipliers INT32_MIN / INT32_MAX /
     0 / -1, every shift from -31 to 30, the saturating and near-saturating products,
-    exact and near halves of both roundings, left shifts around the int32 wrap) plus,
+    exact and near halves of both roundings, left shifts around the int32 wrap, the high
+    multiply's truncation bit by bit) plus,
     per multiplier bit k, the raw multiplier 2**k with an accumulator near t * 2**(31 - k)
     (so that bit k of mult moves the int8 output) and with products exactly at and 2**k
     either side of a half of the high multiply (t * 2**31 + 2**30 + e * 2**k, small t: the
@@ -227,21 +239,45 @@ def requant_params_layers(seed: int) -> list[LayerVectors]:
     over negative u; the others sweep the outputs across the clamp under the requantizer
     suite's other static settings (its second scenario's and
     :data:`cosim.testbenches.requant.STATIC_SWEEP`: with the first, every bit of the zero
-    point and of both clamp bounds at both values), over positive and negative u."""
+    point and of both clamp bounds at both values), over positive and negative u. Every
+    vector goes to every one of a core's ``lanes`` requantizers (:func:`params_layer`,
+    with the core's ``threads``)."""
     from cosim.testbenches import requant as rq
 
     rng = np.random.default_rng(seed)
     v = rq.params_vectors(rng)
     acc, mult, shift = v["acc"], v["mult"], v["shift"]
     base = rq.SCENARIOS[0]
+    fan = dict(lanes=lanes, threads=threads)
     out = [params_layer(f"requant-params zp={base.zero_point} [{base.act_min}, {base.act_max}]", acc, mult, shift,
-                        base.statics(), rng)]
+                        base.statics(), rng, **fan)]
     for k, sc in enumerate(rq.SCENARIOS[1:] + rq.STATIC_SWEEP):
         v = rq.sweep_vectors(sc)
         out.append(params_layer(f"requant-params zp={sc.zero_point} [{sc.act_min}, {sc.act_max}]", v["acc"],
                                 v["mult"], v["shift"], sc.statics(), rng,
-                                input_zero_point=-128 if k % 2 == 0 else 127))
+                                input_zero_point=-128 if k % 2 == 0 else 127, **fan))
     return out
+
+
+def output_lanes(plan: mapper.Plan) -> list[int]:
+    """The requantizer lane of each of ``plan``'s outputs, in order, on a free-running
+    core per the exact cycle model (:func:`rtl.phantom.model.schedule`): the outputs
+    closed in one cycle take lanes 0, 1, ... in chunk-stream order."""
+    from rtl.phantom.model import schedule
+    cfg = plan.config
+    useful = plan.useful
+    lanes, slots, i, n = [], [], 0, len(plan.last)
+    while i < n or slots:
+        takes, d, closed = schedule(slots, cfg.threads, cfg.lanes)
+        lanes += range(closed)
+        for s, take in zip(slots, takes):
+            s[0] -= take
+        del slots[:d]
+        if i < n and len(slots) <= cfg.window - cfg.lanes:
+            for _ in range(min(cfg.lanes, n - i)):
+                slots.append([int(useful[i]), bool(plan.last[i])])
+                i += 1
+    return lanes
 
 
 def dense_exact_layer(cfg, rng: np.random.Generator, *, blocks: int = 3, n: int = 4, o: int = 8,
@@ -512,7 +548,8 @@ def corner_plans(cfg, seed: int) -> list[tuple[str, mapper.Plan]]:
     dense one (masks of all ones over ``values`` positions, zeros packed; positive u),
     then :func:`rank_sweep_layer` (sparse mapping), all run on the design's (sparse or
     dense) core: the hardware is the same."""
-    out = [(vec.name, mapper.plan(vec, cfg)) for vec in requant_params_layers(seed)]
+    out = [(vec.name, mapper.plan(vec, cfg)) for vec in requant_params_layers(seed, lanes=cfg.lanes,
+                                                                              threads=cfg.threads)]
     rng = np.random.default_rng(seed)
     vec = dense_exact_layer(cfg, rng)
     out.append((f"dense-exact (every chunk {cfg.chunk} positions, {cfg.values} values of each operand)",
