@@ -614,7 +614,8 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
           timeout_s=300) -> list[StreamResult]:
     """Random sparse layers (``vectors`` is ignored: the layer set is fixed, seeded), then
     the sparse demo net's layers on one image, the corners (:func:`corner_plans`:
-    ``requant-params``, ``dense-exact``, ``rank-sweep``) and the error path (``bad-chunks``); odd random
+    ``requant-params``, ``dense-exact``, ``rank-sweep``, ``region-sweep``) and the error path
+    (``bad-chunks``, a run per input lane); odd random
     layers run with idle input and back-pressure, the others are also checked counter
     for counter against the cycle model."""
     from golden.nets import digits
@@ -634,19 +635,18 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
         if settle(r, None, results):
             return results
     # the error path: chunks whose packed counts disagree with their masks must raise the
-    # flag, each counted and the first named, while the outputs stay right; a run per
+    # flag, each counted and the first named, while the outputs stay right: a run per
     # input lane, whose first bad chunk sets the bits of the index the flag names
-    # (:func:`first_bad_chunk`), and a run with random bad chunks
+    # (:func:`first_bad_chunk`; the others at random after it)
     vec = random_layers(seed)[0]
     plan = mapper.plan(vec, design.config)
     rng = np.random.default_rng(seed)
     lanes = design.config.lanes
-    for first in [first_bad_chunk(len(plan.last), lanes, lane) for lane in range(lanes)] + [None]:
+    for lane in range(lanes):
         r = run_bad_chunks(design, plan, rng, sim=sim, seed=seed + len(results), verilog=verilog, waves=waves,
-                           timeout_s=timeout_s, first=first)
+                           timeout_s=timeout_s, first=first_bad_chunk(len(plan.last), lanes, lane))
         want = r.extra["expected_flags"]
-        lane = "" if first is None else f"lane {first % lanes}: "
-        r.extra["scenario"] = (f"bad-chunks ({lane}{want['errors']} chunks with wrong counts, first "
+        r.extra["scenario"] = (f"bad-chunks (lane {lane}: {want['errors']} chunks with wrong counts, first "
                                f"{want['error_chunk'] - 1}: the error flag must name them)")
         if settle(r, None, results):
             break
