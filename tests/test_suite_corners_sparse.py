@@ -133,7 +133,8 @@ def test_dense_exact_chunks_are_full(engine):
     assert all(int(m) == ones for m in dense.fields["wmask"]) and (dense.useful == core.values).all()
     if engine == "phantom":
         names = [name for name, _ in phantom_tb.corner_plans(cfg, 1)]
-        assert [n.split(" ")[0] for n in names] == ["requant-params"] * 5 + ["dense-exact"] * 2 + ["rank-sweep"]
+        want = ["requant-params"] * 5 + ["dense-exact"] * 2 + ["rank-sweep", "region-sweep"]
+        assert [n.split(" ")[0] for n in names] == want
 
 
 # The select of thread 1's weight offset drops bit 2 at window slot 2, position 14: wrong
@@ -221,6 +222,28 @@ MESH_SURVIVORS = [
 ]
 
 
+# Survivors of `nnaccel mutate phantom` (the RTL with the issue pipeline, 2026-12-06), their
+# mutation re-applied to the generated Verilog: (name, pattern, replacement, the scenario
+# that now kills it). docs/mutate.md judges all sixteen.
+PIPELINE_SURVIVORS = [
+    # #8: the second requantizer lane's v = prod + nudge with bit 30 inverted: the high
+    # multiply's truncation toward zero slips only for a negative v whose bits below 31
+    # are 0 or 2**30 (truncation_vectors), which requant-params sent to lane 0 alone
+    ("rq1-v-bit-30", r"(?s)(module \\phantom\.rq1 .*?assign v = )\$signed\(mul_prod\) \+ \$signed\((\\\$\d+ )\);",
+     r"\g<1>($signed(mul_prod) + $signed(\g<2>)) ^ 65'sh0040000000;", "requant-params"),
+    # #13: slot 2 never in region 1: its product goes to the next output when the cycle
+    # closes two outputs with slot 2 the second
+    ("region1-slot2", r"assign region1_2 = valid2 & (\\\$\d+ );", "assign region1_2 = 1'h0;", "region-sweep"),
+    # #54: thread 0's product loses bit 5 when it counts for the output after those closed
+    # (thread 0 behind `lanes` closing chunks)
+    ("carry-prod-bit-5", r"(assign \\\$\d+  = \\\$\d+  \? 17'h00000 : )prod2_0;",
+     r"\g<1>{ prod2_0[16:6], 1'h0, prod2_0[4:0] };", "region-sweep"),
+    # #38: the first bad chunk's index in input lane 0, stat_chunks + 1, loses bit 4
+    ("error-index-lane0-bit-4", r"(assign \\\$\d+  = )(\\\$\d+ ) \+ 1'h0;",
+     r"\g<1>{ \g<2>[32:5], 1'h0, \g<2>[3:0] } + 1'h0;", "bad-chunks (lane 0"),
+]
+
+
 @pytest.mark.icarus
 @pytest.mark.parametrize("name,edit,scenario", MESH_SURVIVORS, ids=[m[0] for m in MESH_SURVIVORS])
 def test_mesh_scenarios_kill_the_survivors_of_the_mutation_run(name, edit, scenario, mesh_design):
@@ -285,3 +308,60 @@ def test_mesh_bad_chunks_alone_name_each_core_and_chunk():
             key = f"r{j // cfg.cols}c{j % cfg.cols}_cnt"
             changed = np.flatnonzero(bad.fields[key] != plan.fields[key])
             assert changed[0] == plan.sent[j][first - 1] and len(changed) == 3
+
+
+@pytest.mark.icarus
+@pytest.mark.parametrize("name,pattern,repl,scenario", PIPELINE_SURVIVORS, ids=[m[0] for m in PIPELINE_SURVIVORS])
+def test_phantom_survivors_killed_by_the_new_corners(name, pattern, repl, scenario, phantom_design):
+    text = mutate(phantom_design.verilog, pattern, repl)
+    cfg = phantom_design.config
+    if scenario == "requant-params":  # the vectors in lane 0 only (before) let it through
+        for vec in phantom_tb.requant_params_layers(1):
+            r = phantom_tb.run(phantom_design, mapper.plan(vec, cfg), sim="icarus", verilog=text)
+            assert r.passed, (vec.name, r.summary())
+    if scenario.startswith("bad-chunks"):  # the random bad chunks (before) let it through
+        plan = mapper.plan(phantom_tb.random_layers(1)[0], cfg)
+        r = phantom_tb.run_bad_chunks(phantom_design, plan, np.random.default_rng(1), sim="icarus", verilog=text)
+        assert r.passed, r.extra.get("error")
+    _killed_by(phantom_design, text, scenario)
+
+
+@pytest.mark.parametrize("engine_cfg", ["small", "default"])
+def test_requant_params_reach_every_lane(engine_cfg):
+    """Per the exact cycle model, requant-params' output i leaves through requantizer lane
+    i mod lanes, and each vector fills ``lanes`` consecutive outputs: every vector reaches
+    every lane."""
+    from rtl.phantom.config import PhantomConfig
+    cfg = config_for("phantom") if engine_cfg == "small" else PhantomConfig()
+    plans = phantom_tb.corner_plans(cfg, 1)[:5]
+    for name, plan in plans:
+        assert name.startswith("requant-params")
+        lanes = phantom_tb.output_lanes(plan)
+        assert lanes == [i % cfg.lanes for i in range(len(plan.last))], name
+        acc = plan.layer.bias + (plan.layer.x[0] - plan.layer.layer.input_zero_point) @ plan.layer.w.T
+        for v in (acc, plan.layer.mult, plan.layer.shift):
+            group = np.asarray(v).reshape(-1, cfg.lanes)
+            assert (group == group[:, :1]).all(), name
+
+
+def test_region_sweep_reaches_what_the_other_scenarios_miss():
+    """On the mutation configuration, per the cycle model, region-sweep puts thread 0 behind
+    ``lanes`` closing chunks and a thread in slot 2 behind one closing chunk in a cycle that
+    closes two, three times or more each; no scenario before it does the latter (the
+    former only the demo's conv1, a few times); its outputs are the accumulators."""
+    from golden.nets import digits
+    cfg = config_for("phantom")
+    rare = [("first", cfg.lanes), ("take", 2, 1, True)]
+    name, plan = phantom_tb.corner_plans(cfg, 1)[-1]
+    assert name.startswith("region-sweep")
+    events = phantom_tb.window_replay(plan.useful, plan.last, cfg)[1]
+    assert all(events[e] >= 3 for e in rare), events
+    before = [p for _, p in phantom_tb.corner_plans(cfg, 1)[:-1]]
+    before += [mapper.plan(v, cfg) for v in phantom_tb.random_layers(1) + list(digits.layer_vectors(
+        digits.build("sparse"), 1))]
+    for p in before:
+        seen = phantom_tb.window_replay(p.useful, p.last, cfg)[1]
+        assert not any(seen[e] for e in rare[1:]), p.layer.name
+    vec = plan.layer
+    acc = (vec.x - vec.layer.input_zero_point) @ vec.w.T + vec.bias
+    assert (np.abs(acc) <= 90).all() and (vec.y.ravel() == acc.ravel()).all()

@@ -13,6 +13,7 @@ with :func:`words` and :func:`capacity`).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -118,14 +119,19 @@ def stream_plan(design: Design, fields: dict, plan, model: dict, lanes: tuple[in
     return r
 
 
-def bad_chunks(plan, cfg, rng: np.random.Generator, n: int = 3):
+def bad_chunks(plan, cfg, rng: np.random.Generator, n: int = 3, first: int | None = None):
     """``plan`` with the packed counts of ``n`` random chunks made to disagree with their
     masks (weight or activation count, at random), and the counters the core must then
     report: ``errors`` (bad chunks) and ``error_chunk`` (the first, from 1). The counts
-    only feed the consistency check, so the outputs stay those of the plan."""
+    only feed the consistency check, so the outputs stay those of the plan. With
+    ``first``, that chunk is the first bad one and the others follow it."""
     fields = dict(plan.fields)
     chunks = len(fields["wcnt"])
-    picked = np.sort(rng.choice(chunks, size=min(n, chunks), replace=False))
+    if first is None:
+        picked = np.sort(rng.choice(chunks, size=min(n, chunks), replace=False))
+    else:
+        later = rng.choice(np.arange(first + 1, chunks), size=min(n - 1, chunks - first - 1), replace=False)
+        picked = np.sort(np.r_[first, later]).astype(np.int64)
     for c in picked:
         key = "wcnt" if rng.random() < 0.5 else "acnt"
         fields[key] = fields[key].copy()
@@ -135,13 +141,13 @@ def bad_chunks(plan, cfg, rng: np.random.Generator, n: int = 3):
 
 
 def run_bad_chunks(design: Design, plan: mapper.Plan, rng: np.random.Generator, *, sim="verilator", seed=1,
-                   verilog=None, waves=False, timeout_s=300) -> StreamResult:
+                   verilog=None, waves=False, timeout_s=300, first: int | None = None) -> StreamResult:
     """An error-path run: :func:`bad_chunks` of ``plan`` through the core, which must flag
     exactly those chunks (``errors``, ``error_chunk``) while its outputs and every other
     counter stay those of the good plan."""
     cfg = design.config
     check_plan(plan, cfg)
-    bad, want = bad_chunks(plan, cfg, rng)
+    bad, want = bad_chunks(plan, cfg, rng) if first is None else bad_chunks(plan, cfg, rng, first=first)
     model = dict(cycles(plan), **want)
     r = stream_plan(design, mapper.word_fields(bad.fields, cfg.lanes), bad, model, (cfg.lanes, 9), sim=sim,
                     seed=seed, verilog=verilog, waves=waves, timeout_s=timeout_s, expect_errors=True)
@@ -151,6 +157,15 @@ def run_bad_chunks(design: Design, plan: mapper.Plan, rng: np.random.Generator, 
         r.extra["error"] = wrong
     r.extra["expected_flags"] = want
     return r
+
+
+def first_bad_chunk(chunks: int, lanes: int, lane: int) -> int:
+    """The first bad chunk of ``bad-chunks``' run for input lane ``lane``: the chunk i of
+    that lane (i mod ``lanes``) below 2**b - 1, the largest such bound within ``chunks``,
+    so that the flag's index i + 1 = stat_chunks + 1 + lane sets every bit below b but
+    what the lane fixes (each lane has its own adder)."""
+    top = (1 << (chunks.bit_length() - 1)) - 1
+    return top - 1 - (top - 1 - lane) % lanes
 
 
 def random_layer(rng: np.random.Generator, *, kind="conv", n=1, c=3, h=6, w=6, o=5, k=3, stride=1, padding=1,
@@ -192,20 +207,31 @@ def random_layers(seed: int) -> list[LayerVectors]:
 # ---- corner layers (tests/test_suite_corners_sparse.py shows each kills a mutant the random layers miss) ----
 
 def params_layer(name: str, acc, mult, shift, statics: dict, rng: np.random.Generator, *,
-                 input_zero_point: int = 127, c: int = 4) -> LayerVectors:
-    """A linear layer (one image) whose output channel j requantizes exactly the
-    accumulator ``acc[j]`` with ``mult[j]`` and ``shift[j]`` under ``statics``
+                 input_zero_point: int = 127, c: int = 4, lanes: int = 1, threads: int = 1) -> LayerVectors:
+    """A linear layer (one image) whose output channels requantize exactly the
+    accumulators ``acc[j]`` with ``mult[j]`` and ``shift[j]`` under ``statics``
     (zero_point, act_min, act_max): its bias is acc[j] minus a small dot product of
     int8 weights (-128 among them) and u = x - ``input_zero_point`` (127: every u in
     [-255, 0], so the packed activations are negative; -128: positive, up to 255). A
     channel whose accumulator lies within 2**18 of the int32 limits has no weights, so
-    its bias is the accumulator itself."""
-    acc, mult, shift = (np.asarray(a, dtype=np.int64) for a in (acc, mult, shift))
+    its bias is the accumulator itself.
+
+    With ``lanes`` > 1 (a core's requantizer lanes), every vector reaches every lane:
+    vector j is output channels j * lanes .. (j + 1) * lanes - 1, each channel one chunk
+    with at most ``threads // lanes`` useful products, so each input word's ``lanes``
+    chunks all close in the cycle the word enters the window, channel i in lane
+    i mod lanes (one word a cycle; :func:`output_lanes` replays it on the cycle model).
+    Mutation samples the lanes' requantizers alike, and a vector that reaches only one
+    lane leaves the other lanes' faults alive."""
+    acc, mult, shift = (np.repeat(np.asarray(a, dtype=np.int64), lanes) for a in (acc, mult, shift))
     o = len(acc)
     x = rng.integers(-128, 128, size=(1, c))
     x[0, :2] = (-128, 127)  # u at both ends: +-255 and 0
     wt = rng.integers(-128, 128, size=(o, c)) * (rng.random((o, c)) < 0.6)
     wt[::7, 0] = -128
+    if lanes > 1:  # keep each channel's first threads // lanes useful products
+        useful = (wt != 0) & (x[0] != input_zero_point)
+        wt[useful & (np.cumsum(useful, axis=1) > threads // lanes)] = 0
     wt[np.abs(acc) > (1 << 31) - (1 << 18)] = 0
     bias = acc - wt @ (x[0] - input_zero_point)
     return layer_vectors_from(name=name, kind="linear", x=x, w=wt, bias=bias, input_zero_point=input_zero_point,
@@ -213,13 +239,14 @@ def params_layer(name: str, acc, mult, shift, statics: dict, rng: np.random.Gene
                               act_min=statics["act_min"], act_max=statics["act_max"])
 
 
-def requant_params_layers(seed: int) -> list[LayerVectors]:
+def requant_params_layers(seed: int, *, lanes: int = 1, threads: int = 1) -> list[LayerVectors]:
     """``requant-params``: the requantizer's parameters at their extremes through the core.
 
     The first layer carries :func:`cosim.testbenches.requant.params_vectors`: the
     requantizer suite's edge and corner vectors (multipliers INT32_MIN / INT32_MAX /
     0 / -1, every shift from -31 to 30, the saturating and near-saturating products,
-    exact and near halves of both roundings, left shifts around the int32 wrap) plus,
+    exact and near halves of both roundings, left shifts around the int32 wrap, the high
+    multiply's truncation bit by bit) plus,
     per multiplier bit k, the raw multiplier 2**k with an accumulator near t * 2**(31 - k)
     (so that bit k of mult moves the int8 output) and with products exactly at and 2**k
     either side of a half of the high multiply (t * 2**31 + 2**30 + e * 2**k, small t: the
@@ -227,21 +254,60 @@ def requant_params_layers(seed: int) -> list[LayerVectors]:
     over negative u; the others sweep the outputs across the clamp under the requantizer
     suite's other static settings (its second scenario's and
     :data:`cosim.testbenches.requant.STATIC_SWEEP`: with the first, every bit of the zero
-    point and of both clamp bounds at both values), over positive and negative u."""
+    point and of both clamp bounds at both values), over positive and negative u. Every
+    vector goes to every one of a core's ``lanes`` requantizers (:func:`params_layer`,
+    with the core's ``threads``)."""
     from cosim.testbenches import requant as rq
 
     rng = np.random.default_rng(seed)
     v = rq.params_vectors(rng)
     acc, mult, shift = v["acc"], v["mult"], v["shift"]
     base = rq.SCENARIOS[0]
+    fan = dict(lanes=lanes, threads=threads)
     out = [params_layer(f"requant-params zp={base.zero_point} [{base.act_min}, {base.act_max}]", acc, mult, shift,
-                        base.statics(), rng)]
+                        base.statics(), rng, **fan)]
     for k, sc in enumerate(rq.SCENARIOS[1:] + rq.STATIC_SWEEP):
         v = rq.sweep_vectors(sc)
         out.append(params_layer(f"requant-params zp={sc.zero_point} [{sc.act_min}, {sc.act_max}]", v["acc"],
                                 v["mult"], v["shift"], sc.statics(), rng,
-                                input_zero_point=-128 if k % 2 == 0 else 127))
+                                input_zero_point=-128 if k % 2 == 0 else 127, **fan))
     return out
+
+
+def window_replay(useful, last, cfg) -> tuple[list[int], collections.Counter]:
+    """A free-running core's window over a chunk stream (per chunk: its useful products
+    and whether it closes its output), one cycle at a time on the exact cycle model
+    (:func:`rtl.phantom.model.schedule`): the requantizer lane of each output, in order
+    (the outputs closed in one cycle take lanes 0, 1, ... in stream order), and how
+    often each scheduling event occurs: ``("take", s, j, more)``, threads take from
+    window slot s behind j closing chunks, in a cycle that closes more than j outputs
+    (``more``) or not; ``("first", j)``, thread 0 takes behind j closing chunks."""
+    from rtl.phantom.model import schedule
+    T, L, NL = cfg.threads, cfg.window, cfg.lanes
+    lanes, events, slots, i, n = [], collections.Counter(), [], 0, len(last)
+    while i < n or slots:
+        takes, d, closed = schedule(slots, T, NL)
+        lanes += range(closed)
+        before, first = 0, True
+        for s, (slot, take) in enumerate(zip(slots, takes)):
+            if take:
+                events["take", s, before, closed > before] += 1
+                if first:
+                    events["first", before] += 1
+                    first = False
+            before += slot[1]
+            slot[0] -= take
+        del slots[:d]
+        if i < n and len(slots) <= L - NL:
+            for _ in range(min(NL, n - i)):
+                slots.append([int(useful[i]), bool(last[i])])
+                i += 1
+    return lanes, events
+
+
+def output_lanes(plan: mapper.Plan) -> list[int]:
+    """The requantizer lane of each of ``plan``'s outputs (:func:`window_replay`)."""
+    return window_replay(plan.useful, plan.last, plan.config)[0]
 
 
 def dense_exact_layer(cfg, rng: np.random.Generator, *, blocks: int = 3, n: int = 4, o: int = 8,
@@ -437,6 +503,79 @@ def rank_sweep_layer(cfg, rng: np.random.Generator, *, images: int = 4, passes: 
                               real_multipliers=[1.0], output_zero_point=0, act_min=-128, act_max=127)
 
 
+def region_sweep_layer(cfg, rng: np.random.Generator, *, o: int = 200, group: int = 6, tries: int = 16,
+                       quota: int = 8, least: int = 3, name: str = "region-sweep") -> LayerVectors:
+    """``region-sweep``: a linear layer (one image) of short outputs, one or two chunks
+    each, with 0 .. threads + 2 useful products per chunk (half of them none), so the
+    window holds the mixes of closing and open chunks the free-running scheduler meets
+    rarely: threads in every slot behind 0 .. lanes closing chunks, in cycles that close
+    more outputs than that (the product counted in the right one of the outputs closed
+    together), and thread 0 behind ``lanes`` closing chunks (its product goes to the sum
+    carried into the next output). The random layers' chunks seldom leave a closed
+    output in the window with another behind it.
+
+    ``values`` of the ``chunk`` positions hold an activation (u in [-255, 255]); a
+    channel's weights (int8, odd, -128 in every seventh channel) sit on a random number
+    of them, and in two channels out of five on ``values`` + 1 positions in all (the
+    empty ones first), which cuts the output into two chunks. Channels are drawn
+    ``group`` at a time, the best of ``tries`` draws (half of them with more empty
+    channels and fewer cuts): the one that brings the most scheduling events
+    (:func:`window_replay`) nearer ``quota`` occurrences each; past ``o`` channels, up
+    to 2 ``o``, while thread 0 behind ``lanes`` closing chunks, or a thread in a slot
+    behind 1 .. ``lanes`` - 1 closing ones in a cycle that closes more, has occurred
+    fewer than ``least`` times. The
+    multiplier is 1 and the bias centres each accumulator in [-90, 90], so the int8
+    output is the accumulator: a product lost, counted twice or in the wrong output
+    shows."""
+    from rtl.phantom.mapper import cut_chunks
+    T, M, V = cfg.threads, cfg.chunk, cfg.values
+    act = np.sort(rng.choice(M, size=V, replace=False))
+    idle = np.setdiff1d(np.arange(M), act)
+    x = rng.integers(-128, 127, size=(1, M))  # never 127, the input zero point ...
+    x[0, idle] = 127  # ... except off the activations: u = 0
+
+    def channel(empty: float, cut: float):
+        w = np.zeros(M, dtype=np.int64)
+        n = 0 if rng.random() < empty else min(V, int(rng.integers(1, T + 3)))
+        w[rng.choice(act, size=n, replace=False)] = rng.integers(-128, 128, size=n) | 1
+        if rng.random() < cut:  # values + 1 weights, on empty positions first: a cut
+            k = min(len(idle), V + 1)
+            spare = np.setdiff1d(act, np.flatnonzero(w))[:max(0, V + 1 - k - n)]
+            more = np.r_[rng.choice(idle, size=k, replace=False), spare].astype(np.int64)
+            w[more] = rng.integers(-128, 128, size=len(more)) | 1
+        return w
+
+    def chunks(rows):
+        wm = np.asarray(rows) != 0
+        am = np.broadcast_to(x[0] != 127, wm.shape)
+        r, s0, e = cut_chunks(wm, am, cfg)
+        cum = np.zeros((len(rows), M + 1), dtype=np.int64)
+        np.cumsum(wm & am, axis=1, out=cum[:, 1:])
+        return list(cum[r, e] - cum[r, s0]), list(np.r_[r[1:] != r[:-1], True])
+
+    def score(useful, last):
+        return sum(min(c, quota) for c in window_replay(useful, last, cfg)[1].values())
+
+    L, NL = cfg.window, cfg.lanes
+    rare = [("first", NL)] + [("take", s, j, True) for j in range(1, NL) for s in range(j + 1, L)]
+
+    def short(useful, last):  # a rare event below ``least`` occurrences
+        events = window_replay(useful, last, cfg)[1]
+        return any(events[e] < least for e in rare)
+
+    rows, useful, last = [], [], []
+    while len(rows) < o or (len(rows) < 2 * o and short(useful, last)):
+        draws = [[channel(*mix) for _ in range(group)] for mix in ((0.5, 0.4), (0.8, 0.1)) * (tries // 2)]
+        best = max(draws, key=lambda d: score(useful + chunks(d)[0], last + chunks(d)[1]))
+        u, c = chunks(best)
+        rows, useful, last = rows + best, useful + u, last + c
+    wt = np.array(rows)
+    wt[::7][wt[::7] != 0] = -128
+    bias = rng.integers(-90, 91, size=len(wt)) - wt @ (x[0] - 127)
+    return layer_vectors_from(name=name, kind="linear", x=x, w=wt, bias=bias, input_zero_point=127,
+                              real_multipliers=[1.0] * len(wt), output_zero_point=0, act_min=-128, act_max=127)
+
+
 def thread_positions(plan: mapper.Plan) -> set[tuple[int, int, int]]:
     """The (thread, window slot, mask position) triples a free-running core's scheduler
     selects for ``plan`` -- the bits of its one-hot vectors ``one{slot}_{thread}`` that
@@ -475,7 +614,8 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
           timeout_s=300) -> list[StreamResult]:
     """Random sparse layers (``vectors`` is ignored: the layer set is fixed, seeded), then
     the sparse demo net's layers on one image, the corners (:func:`corner_plans`:
-    ``requant-params``, ``dense-exact``, ``rank-sweep``) and the error path (``bad-chunks``); odd random
+    ``requant-params``, ``dense-exact``, ``rank-sweep``, ``region-sweep``) and the error path
+    (``bad-chunks``, a run per input lane); odd random
     layers run with idle input and back-pressure, the others are also checked counter
     for counter against the cycle model."""
     from golden.nets import digits
@@ -495,14 +635,21 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
         if settle(r, None, results):
             return results
     # the error path: chunks whose packed counts disagree with their masks must raise the
-    # flag, each counted and the first named, while the outputs stay right
+    # flag, each counted and the first named, while the outputs stay right: a run per
+    # input lane, whose first bad chunk sets the bits of the index the flag names
+    # (:func:`first_bad_chunk`; the others at random after it)
     vec = random_layers(seed)[0]
-    r = run_bad_chunks(design, mapper.plan(vec, design.config), np.random.default_rng(seed), sim=sim,
-                       seed=seed + len(results), verilog=verilog, waves=waves, timeout_s=timeout_s)
-    want = r.extra["expected_flags"]
-    r.extra["scenario"] = (f"bad-chunks ({want['errors']} chunks with wrong counts, first {want['error_chunk'] - 1}: "
-                           "the error flag must name them)")
-    settle(r, None, results)
+    plan = mapper.plan(vec, design.config)
+    rng = np.random.default_rng(seed)
+    lanes = design.config.lanes
+    for lane in range(lanes):
+        r = run_bad_chunks(design, plan, rng, sim=sim, seed=seed + len(results), verilog=verilog, waves=waves,
+                           timeout_s=timeout_s, first=first_bad_chunk(len(plan.last), lanes, lane))
+        want = r.extra["expected_flags"]
+        r.extra["scenario"] = (f"bad-chunks (lane {lane}: {want['errors']} chunks with wrong counts, first "
+                               f"{want['error_chunk'] - 1}: the error flag must name them)")
+        if settle(r, None, results):
+            break
     return results
 
 
@@ -510,9 +657,10 @@ def corner_plans(cfg, seed: int) -> list[tuple[str, mapper.Plan]]:
     """The core's corner scenarios, (name, plan): :func:`requant_params_layers`, then
     :func:`dense_exact_layer` through the sparse mapping (negative u) and through the
     dense one (masks of all ones over ``values`` positions, zeros packed; positive u),
-    then :func:`rank_sweep_layer` (sparse mapping), all run on the design's (sparse or
-    dense) core: the hardware is the same."""
-    out = [(vec.name, mapper.plan(vec, cfg)) for vec in requant_params_layers(seed)]
+    then :func:`rank_sweep_layer` and :func:`region_sweep_layer` (sparse mapping), all
+    run on the design's (sparse or dense) core: the hardware is the same."""
+    out = [(vec.name, mapper.plan(vec, cfg)) for vec in requant_params_layers(seed, lanes=cfg.lanes,
+                                                                              threads=cfg.threads)]
     rng = np.random.default_rng(seed)
     vec = dense_exact_layer(cfg, rng)
     out.append((f"dense-exact (every chunk {cfg.chunk} positions, {cfg.values} values of each operand)",
@@ -523,6 +671,9 @@ def corner_plans(cfg, seed: int) -> list[tuple[str, mapper.Plan]]:
     vec = rank_sweep_layer(cfg, rng)
     out.append((f"rank-sweep (every thread on every position of every slot it reaches unstalled, "
                 f"{len(vec.y.ravel())} outputs)", mapper.plan(vec, dataclasses.replace(cfg, dense=False))))
+    vec = region_sweep_layer(cfg, rng)
+    out.append((f"region-sweep (threads behind 0 .. {cfg.lanes} closing chunks, {len(vec.y.ravel())} outputs)",
+                mapper.plan(vec, dataclasses.replace(cfg, dense=False))))
     return [(name, dataclasses.replace(p, config=cfg)) for name, p in out]
 
 
