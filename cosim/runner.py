@@ -2,9 +2,11 @@
 
 * Builds are cached: the build directory is keyed by a hash of the sources,
   the top module, the build arguments, the simulator and its version, so an
-  unchanged design is not recompiled (``Build.reused`` says so). A build is made
-  under a temporary name and renamed when complete, so an interrupted build is
-  never mistaken for a finished one.
+  unchanged design is not recompiled (``Build.reused`` says so). The key also holds
+  the cocotb library folder a Verilator build links to, so a build from another
+  environment is never reused. A build writes ``COMPLETE`` last and an eviction
+  removes it first, so an interrupted build or deletion is never mistaken for a
+  finished build.
 * Each simulation runs under a wall-clock limit and ends in :class:`SimTimeout`
   rather than hanging.
 * Waveforms only on request: Verilator writes VCD, Icarus FST (``waves.fst``).
@@ -188,12 +190,33 @@ def evict_builds(keep: Path | None = None, cap: int | None = -1) -> list[Path]:
         if (keep is not None and d == Path(keep)) or now - mtime < EVICT_GRACE_S:
             continue
         with _try_lock(d.with_name(d.name + ".lock")) as free:
-            if not free:
+            # Under the lock, look again: a run may have reused (touched) it since the listing.
+            if not free or _recently_used(d, now):
                 continue
-            shutil.rmtree(d, ignore_errors=True)
+            _remove_build(d)
         total -= size
         removed.append(d)
     return removed
+
+
+def _recently_used(d: Path, now: float) -> bool:
+    try:
+        return now - d.stat().st_mtime < EVICT_GRACE_S
+    except OSError:
+        return True  # gone already: nothing to remove
+
+
+def _remove_build(d: Path) -> None:
+    """Remove a build folder so that no moment of it looks finished: ``COMPLETE`` goes
+    first, then the folder is renamed aside and deleted (an interrupted deletion leaves
+    a ``.trash-`` folder, never a finished-looking build without its executable)."""
+    (d / "COMPLETE").unlink(missing_ok=True)
+    trash = d.with_name(f".trash-{d.name}-{os.getpid()}")
+    try:
+        d.rename(trash)
+    except OSError:
+        trash = d
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def cache_info() -> dict:
@@ -242,7 +265,9 @@ def clean_cache() -> dict:
                     skipped += 1
                     continue
                 size = _size(e)
-                if e.is_dir() and not e.is_symlink():
+                if entry.name == "builds" and e.is_dir() and not e.is_symlink():
+                    _remove_build(e)
+                elif e.is_dir() and not e.is_symlink():
                     shutil.rmtree(e, ignore_errors=True)
                 else:
                     e.unlink(missing_ok=True)
@@ -311,6 +336,25 @@ def tool_version(sim: str) -> str:
     return out.splitlines()[0] if out else "iverilog"
 
 
+def cocotb_libs() -> str:
+    """Where this environment's cocotb keeps its simulator libraries. A Verilator build
+    links them by absolute path (its run path), so the folder is part of a build's key: a
+    build made from another virtual environment (another clone's, since deleted) is never
+    reused, and would otherwise fail to start (exit 127, a library not found)."""
+    import cocotb_tools.config
+    return str(Path(cocotb_tools.config.libs_dir).resolve())
+
+
+def _artefact(sim: str, top: str) -> str:
+    """The file in a build's ``build/`` folder that a run executes."""
+    return top if sim == "verilator" else "sim.vvp"
+
+
+def _complete(final: Path, sim: str, top: str) -> bool:
+    """A finished build: ``COMPLETE`` written (last) and the simulator's executable there."""
+    return (final / "COMPLETE").exists() and (final / "build" / _artefact(sim, top)).exists()
+
+
 @dataclass
 class CoverageSink:
     """Where the runs of a :func:`coverage` block write their coverage data: ``files`` lists
@@ -370,17 +414,23 @@ def build(sources: dict[str, str], top: str, sim: str = "verilator", *, defines:
     defines = dict(defines or {})
     h = hashlib.sha256()
     cov = (repr(COVERAGE_ARGS),) if sink is not None else ()
-    for part in (BUILD_RECIPE, sim, tool_version(sim), top, repr(sorted(defines.items())), repr(VERILATOR_ARGS), repr(ICARUS_ARGS),
+    for part in (BUILD_RECIPE, sim, tool_version(sim), cocotb_libs(), top, repr(sorted(defines.items())), repr(VERILATOR_ARGS), repr(ICARUS_ARGS),
                  repr(TIMESCALE), str(waves), *cov, *(f"{n}\0{t}" for n, t in sorted(sources.items()))):
         h.update(part.encode() + b"\0")
     name = f"{tag or top}-{sim}{'-waves' if waves else ''}{'-cov' if cov else ''}-{h.hexdigest()[:16]}"
     final = cache_root() / "builds" / name
-    if (final / "COMPLETE").exists():
-        return _reused(Build(sim, top, final, True, waves, bool(cov)))
     final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.with_name(name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build per key, even across pytest workers
-        if (final / "COMPLETE").exists():
+    with open(final.with_name(name + ".lock"), "a") as lock:
+        # Shared while checking and touching a finished build, so that an eviction (which
+        # holds the lock exclusively, see evict_builds) either sees it touched or removes
+        # it before the check; exclusive while compiling: one build per key, even across
+        # pytest workers.
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        if _complete(final, sim, top):
+            return _reused(Build(sim, top, final, True, waves, bool(cov)))
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _complete(final, sim, top):
             return _reused(Build(sim, top, final, True, waves, bool(cov)))
         import threading
         # coverage passed only when asked for: _compile's plain signature stays as it was
@@ -575,6 +625,11 @@ def _run(b: Build, test_module: str, run_dir: Path, *, plusargs, extra_env, time
 
     log = run_dir / "sim.log"
     xml = run_dir / "results.xml"
+    if not (b.build_dir / _artefact(b.sim, b.top)).exists():
+        raise CosimError(f"{b.sim} build of {b.top} in {b.directory} has no {_artefact(b.sim, b.top)} "
+                         f"(removed from the cache?); build it again")
+    with contextlib.suppress(OSError):
+        os.utime(b.directory)  # in use: eviction leaves recently used builds alone
     runner = get_runner(b.sim)
     env = tool_env(b.sim)
     cov = None

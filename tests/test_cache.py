@@ -1,8 +1,10 @@
 """The simulator cache stays tidy: killed runs are swept, builds are capped with
 least-recently-used eviction, `nnaccel cache info` / `clean` (no simulator runs here)."""
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,7 +98,7 @@ def test_a_reused_build_is_touched_and_a_new_one_evicts(cache, monkeypatch):
     def fake_compile(sources, top, sim, defines, waves, timeout_s, env, final):
         compiled.append(final)
         (final / "build").mkdir(parents=True)
-        (final / "build" / "Vtop").write_bytes(b"\0" * 5000)
+        (final / "build" / "top").write_bytes(b"\0" * 5000)
         (final / "COMPLETE").write_text("done\n")
 
     monkeypatch.setattr(runner, "_compile", fake_compile)
@@ -113,6 +115,70 @@ def test_a_reused_build_is_touched_and_a_new_one_evicts(cache, monkeypatch):
     assert not other.reused and not stale.exists() and b.directory.exists() and other.directory.exists()
     with pytest.raises(ValueError, match="timeout must be a positive number of seconds, not 0"):
         runner.build({"top.v": "x"}, "top", "verilator", timeout_s=0)
+
+
+def _fake_compiler(monkeypatch) -> list[Path]:
+    compiled = []
+
+    def fake_compile(sources, top, sim, defines, waves, timeout_s, env, final):
+        compiled.append(final)
+        shutil.rmtree(final, ignore_errors=True)  # as the real one: a half-made folder goes first
+        (final / "build").mkdir(parents=True)
+        (final / "build" / top).write_bytes(b"\0" * 100)
+        (final / "COMPLETE").write_text("done\n")
+
+    monkeypatch.setattr(runner, "_compile", fake_compile)
+    return compiled
+
+
+def test_a_build_from_another_environment_or_without_its_executable_is_made_again(cache, monkeypatch):
+    """A Verilator build links cocotb's libraries by absolute path: one made from another
+    virtual environment (a deleted clone's) must not be reused, nor one whose executable is gone."""
+    compiled = _fake_compiler(monkeypatch)
+    src = {"top.v": "module top; endmodule\n"}
+    b = runner.build(src, "top", "verilator")
+    assert runner.build(src, "top", "verilator").reused and len(compiled) == 1
+    monkeypatch.setattr(runner, "cocotb_libs", lambda: "/elsewhere/.venv/lib/cocotb/libs")
+    other = runner.build(src, "top", "verilator")
+    assert not other.reused and other.directory != b.directory and len(compiled) == 2
+    (other.build_dir / "top").unlink()  # COMPLETE still there
+    with pytest.raises(runner.CosimError, match="has no top"):
+        runner.run(other, "cosim.tb_stream", cache / "runs" / "x")
+    again = runner.build(src, "top", "verilator")
+    assert not again.reused and (again.build_dir / "top").exists() and len(compiled) == 3
+
+
+def test_a_build_reused_while_eviction_lists_the_cache_is_kept(cache, monkeypatch):
+    """Eviction looks at a build's age again under its lock: a run that reused (touched) it
+    after the listing keeps it."""
+    old = _fake_build(cache, "old", 4000, age_s=3 * 3600)
+    monkeypatch.setenv("NNACCEL_CACHE_MAX_GB", str(1 / 1e9))
+    real = runner._try_lock
+
+    @contextlib.contextmanager
+    def reused_meanwhile(lock_path):
+        os.utime(old)  # another worker's build() reuses it between the listing and the lock
+        with real(lock_path) as free:
+            yield free
+
+    monkeypatch.setattr(runner, "_try_lock", reused_meanwhile)
+    assert runner.evict_builds() == [] and (old / "COMPLETE").exists()
+
+
+def test_an_interrupted_eviction_never_leaves_a_finished_looking_build(cache, monkeypatch):
+    compiled = _fake_compiler(monkeypatch)
+    src = {"top.v": "module top; endmodule\n"}
+    b = runner.build(src, "top", "verilator")
+    t = time.time() - 3 * 3600
+    os.utime(b.directory, (t, t))
+    monkeypatch.setenv("NNACCEL_CACHE_MAX_GB", str(1 / 1e9))
+    monkeypatch.setattr(runner.shutil, "rmtree", lambda *a, **k: None)  # killed before deleting anything
+    assert runner.evict_builds() == [b.directory]
+    assert not (b.directory / "COMPLETE").exists()
+    monkeypatch.undo()
+    monkeypatch.setenv("NNACCEL_CACHE", str(cache))
+    _fake_compiler(monkeypatch)
+    assert not runner.build(src, "top", "verilator").reused
 
 
 def test_cache_info_and_clean(cache, capsys):
