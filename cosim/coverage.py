@@ -460,8 +460,11 @@ def summarize(merged: dict[str, int], engine_file: str, verilog: str | None = No
 
 
 def percent(fig: dict) -> str:
-    r = fig["ratio"]
-    return f"{100 * r:.1f}% ({fig['covered']}/{fig['total']})" if r is not None else "n/a (0 points)"
+    """``86.3% (863/1000)``, from the counts (``ratio`` is rounded for the JSON: formatting
+    it again would round twice)."""
+    if not fig["total"]:
+        return "n/a (0 points)"
+    return f"{100 * fig['covered'] / fig['total']:.1f}% ({fig['covered']}/{fig['total']})"
 
 
 def summary_lines(doc: dict, max_items: int = 10) -> list[str]:

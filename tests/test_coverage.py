@@ -165,3 +165,10 @@ def test_fat_value_range_rules():
     assert why("stat_zero_ops", 0, width=32) == "SACU invariant"  # fat mode issues no zero weight
     assert why("act_min", 3, "1->0", width=8) == "static" and why("act_min", 3, "0->1", width=8) is None
     assert why("rest", 0) == "SACU invariant" and why("rest", 1) is None
+
+
+def test_percent_rounds_once_from_the_counts():
+    """866/1004 is 86.25498...%: 86.3%, where formatting the JSON's rounded ratio (0.8625) gave 86.2%."""
+    fig = {"covered": 866, "total": 1004, "ratio": coverage._ratio(866, 1004)}
+    assert fig["ratio"] == 0.8625 and coverage.percent(fig) == "86.3% (866/1004)"
+    assert coverage.percent({"covered": 0, "total": 0, "ratio": None}) == "n/a (0 points)"

@@ -302,12 +302,12 @@ def test_mesh_bad_chunks_alone_name_each_core_and_chunk():
     plan = mesh_tb.mapper.plan(phantom_tb.random_layers(1)[0], cfg)
     rng = np.random.default_rng(2)
     for j in range(1, cfg.cores):
-        for first in (0b101010, 0b010101):
-            bad, want = mesh_tb.bad_chunks(plan, rng, only=j, first=first)
-            assert want == {"errors": 3, "error_core": j + 1, "error_chunk": first}
+        for number in (0b101010, 0b010101):  # the flag's chunk number, from 1
+            bad, want = mesh_tb.bad_chunks(plan, rng, only=j, first=number - 1)
+            assert want == {"errors": 3, "error_core": j + 1, "error_chunk": number}
             key = f"r{j // cfg.cols}c{j % cfg.cols}_cnt"
             changed = np.flatnonzero(bad.fields[key] != plan.fields[key])
-            assert changed[0] == plan.sent[j][first - 1] and len(changed) == 3
+            assert changed[0] == plan.sent[j][number - 1] and len(changed) == 3
 
 
 @pytest.mark.icarus

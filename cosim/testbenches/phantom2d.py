@@ -66,8 +66,9 @@ def bad_chunks(plan: mapper.Plan, rng: np.random.Generator, n: int = 3, *, only:
                first: int | None = None):
     """``plan`` with the packed count of ``n`` random cores' chunks (one each, picked among
     the chunks the cores receive) made to disagree with its mask -- or, with ``only``, of
-    ``n`` chunks of that core alone, the first of them its chunk ``first`` (from 1; else at
-    random) -- and the flags the mesh must then raise: ``errors``
+    ``n`` chunks of that core alone, the first of them its chunk ``first`` (its index in
+    the core's stream, from 0, as in :func:`cosim.testbenches.phantom.bad_chunks`; else
+    at random) -- and the flags the mesh must then raise: ``errors``
     (bad chunks, summed), ``error_core`` (the lowest such core, from 1) and
     ``error_chunk`` (its first bad chunk in its own stream, from 1). The counts only feed
     the consistency check, so the outputs stay those of the plan."""
@@ -78,9 +79,11 @@ def bad_chunks(plan: mapper.Plan, rng: np.random.Generator, n: int = 3, *, only:
         picked = [(int(j), None) for j in sorted(rng.choice(cores, size=min(n, len(cores)), replace=False))]
     else:
         count = len(plan.sent[only])
-        lo = first - 1 if first else 0
-        ks = rng.choice(np.arange(lo + 1 if first else lo, count), size=min(n, count - lo) - bool(first), replace=False)
-        picked = [(only, int(k)) for k in sorted(ks.tolist() + ([lo] if first else []))]
+        if first is None:
+            ks = rng.choice(count, size=min(n, count), replace=False).tolist()
+        else:
+            ks = [first, *rng.choice(np.arange(first + 1, count), size=min(n - 1, count - first - 1), replace=False).tolist()]
+        picked = [(only, int(k)) for k in sorted(ks)]
     for i, (j, k) in enumerate(picked):
         if k is None:
             k = int(rng.integers(len(plan.sent[j])))  # core j's k-th chunk
@@ -98,8 +101,7 @@ def run_bad_chunks(design: Design, plan: mapper.Plan, rng: np.random.Generator, 
                    first: int | None = None, sim="verilator", seed=1, verilog=None, waves=False,
                    timeout_s=300) -> StreamResult:
     """An error-path run: :func:`bad_chunks` of ``plan`` (``only``: in that core alone, from
-    its chunk ``first``)
-    through the mesh, which must flag exactly those chunks (``errors``, ``error_core``,
+    its chunk ``first``, counted from 0) through the mesh, which must flag exactly those chunks (``errors``, ``error_core``,
     ``error_chunk``) while its outputs and its products and chunks stay those of the good
     plan."""
     cfg = design.config
@@ -189,12 +191,16 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
     # the error path: chunks whose packed counts disagree with their masks must raise the
     # flag, counted over the cores, the lowest core and its first bad chunk named
     plan = mapper.plan(random_layers(seed)[0], design.config)
-    r = run_bad_chunks(design, plan, np.random.default_rng(seed), sim=sim, seed=seed + len(results),
-                       verilog=verilog, waves=waves, timeout_s=timeout_s)
-    want = r.extra["expected_flags"]
-    r.extra["scenario"] = (f"bad-chunks ({want['errors']} cores with a wrong count, first core {want['error_core'] - 1} "
-                           f"chunk {want['error_chunk'] - 1}: the error flags must name them)")
-    if settle(r, None, results):
+
+    def bad_run(rng, label, **where) -> bool:
+        r = run_bad_chunks(design, plan, rng, sim=sim, seed=seed + len(results), verilog=verilog, waves=waves,
+                           timeout_s=timeout_s, **where)
+        want = r.extra["expected_flags"]
+        r.extra["scenario"] = f"bad-chunks ({label(want)}: the error flags must name them)"
+        return settle(r, None, results)
+
+    if bad_run(np.random.default_rng(seed), lambda w: f"{w['errors']} cores with a wrong count, first core "
+               f"{w['error_core'] - 1} chunk {w['error_chunk'] - 1}"):
         return results
     # ... and with the bad chunks in one core alone, for every core but the first (the run
     # above names core 0 or 1: the others' error_chunk reaches the mesh's flag only so),
@@ -202,13 +208,9 @@ def cosim(design: Design, *, sim="verilator", seed=1, vectors=0, verilog=None, w
     rng = np.random.default_rng(seed + 1)
     for j in range(1, design.config.cores):
         top = len(plan.sent[j]).bit_length() - 1  # chunk numbers of `top` bits fit the core's stream
-        for first in (int("10" * 16, 2) >> (32 - top), int("01" * 16, 2) >> (32 - top)):
-            r = run_bad_chunks(design, plan, rng, only=j, first=first, sim=sim, seed=seed + len(results),
-                               verilog=verilog, waves=waves, timeout_s=timeout_s)
-            want = r.extra["expected_flags"]
-            r.extra["scenario"] = (f"bad-chunks (core {j} alone, {want['errors']} chunks from chunk "
-                                   f"{want['error_chunk'] - 1}: the error flags must name them)")
-            if settle(r, None, results):
+        for number in (int("10" * 16, 2) >> (32 - top), int("01" * 16, 2) >> (32 - top)):
+            if bad_run(rng, lambda w: f"core {j} alone, {w['errors']} chunks from chunk {w['error_chunk'] - 1}",
+                       only=j, first=number - 1):
                 return results
     return results
 
@@ -289,7 +291,7 @@ def rank_sweep_plan(cfg, rng: np.random.Generator, *, passes: int = 2, tries: in
     taken twice or fetched from a wrong offset shows."""
     from golden.layer import layer_vectors_from
     from golden.quant import requantize
-    from rtl.phantom.mapper import _mask_word, _pack
+    from rtl.phantom.mapper import mask_word, pack_fields
     from rtl.phantom2d.config import V_BITS
     from rtl.phantom2d.model import mesh_sim
 
@@ -426,11 +428,11 @@ def rank_sweep_plan(cfg, rng: np.random.Generator, *, passes: int = 2, tries: in
     fields = {}
     for r in range(cfg.rows):
         fields.update({f"r{r}_valid": live.astype(np.int64), f"r{r}_swap": np.zeros(words, dtype=np.int64),
-                       f"r{r}_smask": _mask_word(amask), f"r{r}_svals": _pack(av, V_BITS),
+                       f"r{r}_smask": mask_word(amask), f"r{r}_svals": pack_fields(av, V_BITS),
                        f"r{r}_scnt": amask.sum(axis=1)})
         for c in range(cfg.cols):
             p = f"r{r}c{c}_"
-            fields.update({p + "use": live.astype(np.int64), p + "mask": _mask_word(wmask), p + "vals": _pack(wv, V_BITS),
+            fields.update({p + "use": live.astype(np.int64), p + "mask": mask_word(wmask), p + "vals": pack_fields(wv, V_BITS),
                            p + "cnt": wmask.sum(axis=1), p + "last": np.array(last, dtype=np.int64),
                            p + "bias": np.where(live, bias[np.minimum(n_out, len(bias) - 1)], 0),
                            p + "mult": np.where(live, 1 << 30, 0), p + "shift": live.astype(np.int64)})

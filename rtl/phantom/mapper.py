@@ -118,7 +118,7 @@ def operands(vec: LayerVectors) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return wm.numpy(), um.numpy(), ch, idx
 
 
-def _pack(vals: np.ndarray, bits: int) -> np.ndarray:
+def pack_fields(vals: np.ndarray, bits: int) -> np.ndarray:
     """(n, CH) integers -> (n, limbs) uint64 (or (n,) int64 when it fits 64 bits), element j at
     bits [j*bits, (j+1)*bits), two's complement."""
     n, chn = vals.shape
@@ -131,8 +131,9 @@ def _pack(vals: np.ndarray, bits: int) -> np.ndarray:
     return out[:, 0].view(np.int64) if limbs == 1 else out  # fields up to 64 bits go as plain integers
 
 
-def _mask_word(bits: np.ndarray) -> np.ndarray:
-    return _pack(bits.astype(np.int64), 1)
+def mask_word(bits: np.ndarray) -> np.ndarray:
+    """(n, CH) 0/1 flags -> one mask word per row (:func:`pack_fields` at 1 bit)."""
+    return pack_fields(bits.astype(np.int64), 1)
 
 
 def cut_chunks(wmask: np.ndarray, amask: np.ndarray, cfg: PhantomConfig, extra=()):
@@ -173,7 +174,7 @@ def closes(rows: np.ndarray) -> np.ndarray:
     return np.r_[rows[1:] != rows[:-1], True] if rows.size else np.zeros(0, dtype=bool)
 
 
-def _gather(mat: np.ndarray, rows, s0, e, width: int) -> np.ndarray:
+def gather_chunks(mat: np.ndarray, rows, s0, e, width: int) -> np.ndarray:
     """(n_chunks, width) slices mat[row, s0:e], zero-padded."""
     off = np.arange(width)
     col = s0[:, None] + off
@@ -195,7 +196,7 @@ def plan(layer: LayerVectors, cfg: PhantomConfig) -> Plan:
     else:
         rows, s0, e = cut_chunks(nzw, nzu, cfg)
     M, V = cfg.chunk, cfg.values
-    wp, up = _gather(wm, rows, s0, e, M), _gather(um, rows, s0, e, M)
+    wp, up = gather_chunks(wm, rows, s0, e, M), gather_chunks(um, rows, s0, e, M)
     inside = np.arange(M)[None, :] < (e - s0)[:, None]
     wmask, amask = (inside, inside) if cfg.dense else (wp != 0, up != 0)
     useful = (wmask & amask).sum(axis=1)
@@ -207,8 +208,8 @@ def plan(layer: LayerVectors, cfg: PhantomConfig) -> Plan:
     last = closes(rows)
     bias, mult, shift = (a[ch][rows] for a in (layer.bias, layer.mult, layer.shift))
     fields = {
-        "wmask": _mask_word(wmask), "wvals": _pack(packed(wp, wmask), W_BITS),
-        "amask": _mask_word(amask), "avals": _pack(packed(up, amask), A_BITS),
+        "wmask": mask_word(wmask), "wvals": pack_fields(packed(wp, wmask), W_BITS),
+        "amask": mask_word(amask), "avals": pack_fields(packed(up, amask), A_BITS),
         "wcnt": wmask.sum(axis=1), "acnt": amask.sum(axis=1), "last": last.astype(np.int64),
         "bias": bias, "mult": mult, "shift": shift,
     }

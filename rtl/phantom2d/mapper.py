@@ -31,7 +31,7 @@ import numpy as np
 from golden.errors import NotMapped
 from golden.layer import LayerVectors
 from rtl.phantom2d.config import V_BITS, Phantom2DConfig
-from rtl.phantom.mapper import _gather, _mask_word, _pack, closes, cut_chunks, operands, refusal
+from rtl.phantom.mapper import closes, cut_chunks, gather_chunks, mask_word, operands, pack_fields, refusal
 
 
 def lwf(work: np.ndarray, bins: int) -> np.ndarray:
@@ -165,12 +165,12 @@ def plan(layer: LayerVectors, cfg: Phantom2DConfig, level2: bool = True) -> Plan
         rws, s0, e, useful, use, lst = row_chunks(shared != 0, colv != 0, live, cfg)
         n = rws.size
         inside = np.arange(M)[None, :] < (e - s0)[:, None]
-        sv = _gather(shared, rws, s0, e, M)
+        sv = gather_chunks(shared, rws, s0, e, M)
         sm = inside if cfg.dense else sv != 0
         row = {"valid": np.ones(n, dtype=np.int64), "swap": np.full(n, int(swap)), "smask": sm,
                "svals": _packed(sv, sm, V), "scnt": sm.sum(axis=1)}
         for c in range(C):
-            cv = _gather(colv[:, c], rws, s0, e, M)
+            cv = gather_chunks(colv[:, c], rws, s0, e, M)
             is_live = live[rws, c]
             cm = inside & is_live[:, None] if cfg.dense else cv != 0
             chan = np.maximum(slots[rws, c, 1], 0)
@@ -190,9 +190,9 @@ def plan(layer: LayerVectors, cfg: Phantom2DConfig, level2: bool = True) -> Plan
             arr = full[keep]
             name_ = f"r{r}{key}" if key.startswith("c") else f"r{r}_{key}"
             if key in ("smask",) or key.endswith("_mask"):
-                arr = _mask_word(arr)
+                arr = mask_word(arr)
             elif key in ("svals",) or key.endswith("_vals"):
-                arr = _pack(arr, V_BITS)
+                arr = pack_fields(arr, V_BITS)
             fields[name_] = arr
     outs_n = np.array([len(o) for o in core_outs])
     expected = np.concatenate([(j << 8) | (y[idx[np.asarray(o, dtype=np.int64)]] & 0xFF)
