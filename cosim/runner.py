@@ -3,8 +3,8 @@
 * Builds are cached: the build directory is keyed by a hash of the sources,
   the top module, the build arguments, the simulator and its version, so an
   unchanged design is not recompiled (``Build.reused`` says so). The key also holds
-  the cocotb library folder a Verilator build links to, so a build from another
-  environment is never reused. A build writes ``COMPLETE`` last and an eviction
+  cocotb's version; a run finds this environment's cocotb libraries whichever
+  environment (another clone's) made the build (:func:`run_env`). A build writes ``COMPLETE`` last and an eviction
   removes it first, so an interrupted build or deletion is never mistaken for a
   finished build.
 * Each simulation runs under a wall-clock limit and ends in :class:`SimTimeout`
@@ -338,11 +338,28 @@ def tool_version(sim: str) -> str:
 
 def cocotb_libs() -> str:
     """Where this environment's cocotb keeps its simulator libraries. A Verilator build
-    links them by absolute path (its run path), so the folder is part of a build's key: a
-    build made from another virtual environment (another clone's, since deleted) is never
-    reused, and would otherwise fail to start (exit 127, a library not found)."""
+    records the folder it was linked against as its run path; a build made from another
+    virtual environment (another clone's, since deleted) would not start (exit 127, a
+    library not found), so every run puts this folder first on ``LD_LIBRARY_PATH``, which
+    the loader searches before a run path (:func:`run_env`)."""
     import cocotb_tools.config
     return str(Path(cocotb_tools.config.libs_dir).resolve())
+
+
+def cocotb_version() -> str:
+    """Part of a build's key: a build runs against this cocotb's libraries."""
+    import cocotb
+    return f"cocotb-{cocotb.__version__}"
+
+
+def run_env(sim: str) -> dict:
+    """:func:`tool_env`, and for Verilator this environment's cocotb libraries first on
+    ``LD_LIBRARY_PATH``, whichever environment made the build."""
+    env = tool_env(sim)
+    if sim == "verilator":
+        rest = os.environ.get("LD_LIBRARY_PATH", "")
+        env["LD_LIBRARY_PATH"] = cocotb_libs() + (f":{rest}" if rest else "")
+    return env
 
 
 def _artefact(sim: str, top: str) -> str:
@@ -414,7 +431,7 @@ def build(sources: dict[str, str], top: str, sim: str = "verilator", *, defines:
     defines = dict(defines or {})
     h = hashlib.sha256()
     cov = (repr(COVERAGE_ARGS),) if sink is not None else ()
-    for part in (BUILD_RECIPE, sim, tool_version(sim), cocotb_libs(), top, repr(sorted(defines.items())), repr(VERILATOR_ARGS), repr(ICARUS_ARGS),
+    for part in (BUILD_RECIPE, sim, tool_version(sim), cocotb_version(), top, repr(sorted(defines.items())), repr(VERILATOR_ARGS), repr(ICARUS_ARGS),
                  repr(TIMESCALE), str(waves), *cov, *(f"{n}\0{t}" for n, t in sorted(sources.items()))):
         h.update(part.encode() + b"\0")
     name = f"{tag or top}-{sim}{'-waves' if waves else ''}{'-cov' if cov else ''}-{h.hexdigest()[:16]}"
@@ -631,7 +648,7 @@ def _run(b: Build, test_module: str, run_dir: Path, *, plusargs, extra_env, time
     with contextlib.suppress(OSError):
         os.utime(b.directory)  # in use: eviction leaves recently used builds alone
     runner = get_runner(b.sim)
-    env = tool_env(b.sim)
+    env = run_env(b.sim)
     cov = None
     if b.coverage:
         sink = _COVERAGE

@@ -131,14 +131,18 @@ def _fake_compiler(monkeypatch) -> list[Path]:
     return compiled
 
 
-def test_a_build_from_another_environment_or_without_its_executable_is_made_again(cache, monkeypatch):
-    """A Verilator build links cocotb's libraries by absolute path: one made from another
-    virtual environment (a deleted clone's) must not be reused, nor one whose executable is gone."""
+def test_a_build_for_another_cocotb_or_without_its_executable_is_made_again(cache, monkeypatch):
+    """A build runs against cocotb's libraries: one made for another cocotb version is not
+    reused, nor one whose executable is gone (its run would exit 127); a run puts this
+    environment's cocotb libraries first on the loader's path, whichever venv made the build."""
     compiled = _fake_compiler(monkeypatch)
     src = {"top.v": "module top; endmodule\n"}
     b = runner.build(src, "top", "verilator")
     assert runner.build(src, "top", "verilator").reused and len(compiled) == 1
-    monkeypatch.setattr(runner, "cocotb_libs", lambda: "/elsewhere/.venv/lib/cocotb/libs")
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/x")
+    assert runner.run_env("verilator")["LD_LIBRARY_PATH"] == f"{runner.cocotb_libs()}:/opt/x"
+    assert "LD_LIBRARY_PATH" not in runner.run_env("icarus")
+    monkeypatch.setattr(runner, "cocotb_version", lambda: "cocotb-0.0")
     other = runner.build(src, "top", "verilator")
     assert not other.reused and other.directory != b.directory and len(compiled) == 2
     (other.build_dir / "top").unlink()  # COMPLETE still there
