@@ -219,7 +219,34 @@ MESH_SURVIVORS = [
     ("last-core-error-chunk-bit16", lambda v: _edits(v, [(r"stat_error_chunk = (\\stat_error_chunk\$\d+ );",
                                                           r"stat_error_chunk = \g<1> ^ { 15'h0, ~\g<1>[3], 16'h0 };")]),
      "bad-chunks (core 3 alone"),
+    # #84 of the run on the final suite: the last core's requantizer never saturates the
+    # high multiply (INT32_MIN x INT32_MIN); requant-params sent that vector to one core
+    # only until every vector went to every core
+    ("last-core-no-saturation", lambda v: _edits(v, [(r" = mul_sat \?", " = 1'h0 ?")],
+                                                 "phantom2d.core_1_1.rq0"),
+     "requant-params zp=-3"),
 ]
+
+
+@pytest.mark.parametrize("engine_cfg", ["small", "default"])
+def test_mesh_requant_params_sends_every_vector_through_every_core(engine_cfg):
+    """The mesh mapper deals a linear layer's channels to cores longest work first; with
+    one weight per channel (equal work) channel i goes to core i mod cores, so each
+    requant-params vector, repeated once per core, meets every core's requantizer."""
+    from rtl.phantom2d import mapper as mesh_mapper
+    from rtl.phantom2d.config import Phantom2DConfig
+    cfg = config_for("phantom2d") if engine_cfg == "small" else Phantom2DConfig()
+    n = cfg.cores
+    for vec in phantom_tb.requant_params_layers(1, cores=n):
+        wm = vec.w.reshape(len(vec.w), -1) != 0
+        assert (wm.sum(axis=1) == 1).all()
+        core = np.full(len(wm), -1)
+        for r, (slots, _) in enumerate(mesh_mapper.assign("linear", wm, 1, cfg.rows, cfg.cols)):
+            for c in range(cfg.cols):
+                f = slots[:, c, 1]
+                core[f[f >= 0]] = r * cfg.cols + c
+        assert (core.reshape(-1, n) == np.arange(n)).all(), vec.name
+        assert (vec.mult.reshape(-1, n) == vec.mult[::n, None]).all()
 
 
 # Survivors of `nnaccel mutate phantom` (the RTL with the issue pipeline, 2026-12-06), their

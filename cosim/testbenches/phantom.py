@@ -207,7 +207,8 @@ def random_layers(seed: int) -> list[LayerVectors]:
 # ---- corner layers (tests/test_suite_corners_sparse.py shows each kills a mutant the random layers miss) ----
 
 def params_layer(name: str, acc, mult, shift, statics: dict, rng: np.random.Generator, *,
-                 input_zero_point: int = 127, c: int = 4, lanes: int = 1, threads: int = 1) -> LayerVectors:
+                 input_zero_point: int = 127, c: int = 4, lanes: int = 1, threads: int = 1,
+                 cores: int = 1) -> LayerVectors:
     """A linear layer (one image) whose output channels requantize exactly the
     accumulators ``acc[j]`` with ``mult[j]`` and ``shift[j]`` under ``statics``
     (zero_point, act_min, act_max): its bias is acc[j] minus a small dot product of
@@ -222,24 +223,39 @@ def params_layer(name: str, acc, mult, shift, statics: dict, rng: np.random.Gene
     chunks all close in the cycle the word enters the window, channel i in lane
     i mod lanes (one word a cycle; :func:`output_lanes` replays it on the cycle model).
     Mutation samples the lanes' requantizers alike, and a vector that reaches only one
-    lane leaves the other lanes' faults alive."""
-    acc, mult, shift = (np.repeat(np.asarray(a, dtype=np.int64), lanes) for a in (acc, mult, shift))
+    lane leaves the other lanes' faults alive.
+
+    With ``cores`` > 1 (a mesh's cores), every vector reaches every core's requantizer:
+    vector j is output channels j * cores .. (j + 1) * cores - 1, each with exactly one
+    non-zero weight (at a column of u = 0 when the accumulator is near the int32 limits),
+    so that the mesh mapper's longest-work-first balancing, on equal work, deals channel i
+    to core i mod cores (:func:`rtl.phantom2d.mapper.assign`)."""
+    if lanes > 1 and cores > 1:
+        raise ValueError("params_layer: lanes (a core's) and cores (a mesh's) do not combine")
+    copies = max(lanes, cores)
+    acc, mult, shift = (np.repeat(np.asarray(a, dtype=np.int64), copies) for a in (acc, mult, shift))
     o = len(acc)
     x = rng.integers(-128, 128, size=(1, c))
     x[0, :2] = (-128, 127)  # u at both ends: +-255 and 0
-    wt = rng.integers(-128, 128, size=(o, c)) * (rng.random((o, c)) < 0.6)
-    wt[::7, 0] = -128
-    if lanes > 1:  # keep each channel's first threads // lanes useful products
-        useful = (wt != 0) & (x[0] != input_zero_point)
-        wt[useful & (np.cumsum(useful, axis=1) > threads // lanes)] = 0
-    wt[np.abs(acc) > (1 << 31) - (1 << 18)] = 0
+    extreme = np.abs(acc) > (1 << 31) - (1 << 18)
+    if cores > 1:  # one weight a channel: equal work
+        wt = np.zeros((o, c), dtype=np.int64)
+        col = np.where(extreme, int(np.flatnonzero(x[0] == input_zero_point)[0]), rng.integers(0, c, size=o))
+        wt[np.arange(o), col] = np.where(np.arange(o) % 7 == 0, -128, rng.choice([-1, 1], size=o) * rng.integers(1, 128, size=o))
+    else:
+        wt = rng.integers(-128, 128, size=(o, c)) * (rng.random((o, c)) < 0.6)
+        wt[::7, 0] = -128
+        if lanes > 1:  # keep each channel's first threads // lanes useful products
+            useful = (wt != 0) & (x[0] != input_zero_point)
+            wt[useful & (np.cumsum(useful, axis=1) > threads // lanes)] = 0
+        wt[extreme] = 0
     bias = acc - wt @ (x[0] - input_zero_point)
     return layer_vectors_from(name=name, kind="linear", x=x, w=wt, bias=bias, input_zero_point=input_zero_point,
                               mult=mult, shift=shift, output_zero_point=statics["zero_point"],
                               act_min=statics["act_min"], act_max=statics["act_max"])
 
 
-def requant_params_layers(seed: int, *, lanes: int = 1, threads: int = 1) -> list[LayerVectors]:
+def requant_params_layers(seed: int, *, lanes: int = 1, threads: int = 1, cores: int = 1) -> list[LayerVectors]:
     """``requant-params``: the requantizer's parameters at their extremes through the core.
 
     The first layer carries :func:`cosim.testbenches.requant.params_vectors`: the
@@ -256,14 +272,14 @@ def requant_params_layers(seed: int, *, lanes: int = 1, threads: int = 1) -> lis
     :data:`cosim.testbenches.requant.STATIC_SWEEP`: with the first, every bit of the zero
     point and of both clamp bounds at both values), over positive and negative u. Every
     vector goes to every one of a core's ``lanes`` requantizers (:func:`params_layer`,
-    with the core's ``threads``)."""
+    with the core's ``threads``), or of a mesh's ``cores``."""
     from cosim.testbenches import requant as rq
 
     rng = np.random.default_rng(seed)
     v = rq.params_vectors(rng)
     acc, mult, shift = v["acc"], v["mult"], v["shift"]
     base = rq.SCENARIOS[0]
-    fan = dict(lanes=lanes, threads=threads)
+    fan = dict(lanes=lanes, threads=threads, cores=cores)
     out = [params_layer(f"requant-params zp={base.zero_point} [{base.act_min}, {base.act_max}]", acc, mult, shift,
                         base.statics(), rng, **fan)]
     for k, sc in enumerate(rq.SCENARIOS[1:] + rq.STATIC_SWEEP):
