@@ -4,9 +4,9 @@
   the top module, the build arguments, the simulator and its version, so an
   unchanged design is not recompiled (``Build.reused`` says so). The key also holds
   cocotb's version; a run finds this environment's cocotb libraries whichever
-  environment (another clone's) made the build (:func:`run_env`). A build writes ``COMPLETE`` last and an eviction
-  removes it first, so an interrupted build or deletion is never mistaken for a
-  finished build.
+  environment (another clone's) made the build (:func:`run_env`). A build writes
+  ``COMPLETE`` last and an eviction removes it first, so an interrupted build or
+  deletion is never mistaken for a finished build.
 * Each simulation runs under a wall-clock limit and ends in :class:`SimTimeout`
   rather than hanging.
 * Waveforms only on request: Verilator writes VCD, Icarus FST (``waves.fst``).
