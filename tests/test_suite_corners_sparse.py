@@ -232,12 +232,15 @@ MESH_SURVIVORS = [
 def test_mesh_requant_params_sends_every_vector_through_every_core(engine_cfg):
     """The mesh mapper deals a linear layer's channels to cores longest work first; with
     one weight per channel (equal work) channel i goes to core i mod cores, so each
-    requant-params vector, repeated once per core, meets every core's requantizer."""
+    requant-params and requant-halves vector, repeated once per core, meets every core's
+    requantizer."""
     from rtl.phantom2d import mapper as mesh_mapper
     from rtl.phantom2d.config import Phantom2DConfig
     cfg = config_for("phantom2d") if engine_cfg == "small" else Phantom2DConfig()
     n = cfg.cores
-    for vec in phantom_tb.requant_params_layers(1, cores=n):
+    halves = [p.layer for name, p in mesh_tb.corner_plans(cfg, 1) if name.startswith("requant-halves")]
+    assert len(halves) == 1
+    for vec in phantom_tb.requant_params_layers(1, cores=n) + halves:
         wm = vec.w.reshape(len(vec.w), -1) != 0
         assert (wm.sum(axis=1) == 1).all()
         core = np.full(len(wm), -1)

@@ -119,16 +119,15 @@ def run_bad_chunks(design: Design, plan: mapper.Plan, rng: np.random.Generator, 
 
 
 def corner_plans(cfg, seed: int) -> list[tuple[str, mapper.Plan]]:
-    """The mesh's corner scenarios, (name, plan): :func:`requant_params_layers` (every
-    vector through every core's requantizer), a layer of
+    """The mesh's corner scenarios, (name, plan): :func:`requant_params_layers`, a layer of
     :func:`cosim.testbenches.requant.bit_half_vectors` under the first static setting
-    (``requant-halves``) and :func:`dense_exact_layer` through the mesh mapper, then
-    :func:`rank_sweep_plan`."""
+    (``requant-halves``; both with every vector through every core's requantizer) and
+    :func:`dense_exact_layer` through the mesh mapper, then :func:`rank_sweep_plan`."""
     from cosim.testbenches import requant as rq
     out = [(vec.name, mapper.plan(vec, cfg)) for vec in requant_params_layers(seed, cores=cfg.cores)]
     v, sc = rq.bit_half_vectors(), rq.SCENARIOS[0]
     vec = params_layer(f"requant-halves zp={sc.zero_point} [{sc.act_min}, {sc.act_max}]", v["acc"], v["mult"],
-                       v["shift"], sc.statics(), np.random.default_rng(seed))
+                       v["shift"], sc.statics(), np.random.default_rng(seed), cores=cfg.cores)
     out.append((f"{vec.name} (near halves one remainder bit away, every right shift)", mapper.plan(vec, cfg)))
     vec = dense_exact_layer(cfg, np.random.default_rng(seed))
     out.append((vec.name, mapper.plan(vec, cfg)))
