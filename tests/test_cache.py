@@ -92,16 +92,24 @@ def test_build_in_progress_is_not_evicted(cache, monkeypatch):
     assert runner.evict_builds() == [busy]
 
 
-def test_a_reused_build_is_touched_and_a_new_one_evicts(cache, monkeypatch):
+def _fake_compiler(monkeypatch, size: int = 100) -> list[Path]:
+    """runner._compile replaced by one that writes a ``size``-byte executable; returns the
+    list of the folders it built in."""
     compiled = []
 
     def fake_compile(sources, top, sim, defines, waves, timeout_s, env, final):
         compiled.append(final)
+        shutil.rmtree(final, ignore_errors=True)  # as the real one: a half-made folder goes first
         (final / "build").mkdir(parents=True)
-        (final / "build" / "top").write_bytes(b"\0" * 5000)
+        (final / "build" / top).write_bytes(b"\0" * size)
         (final / "COMPLETE").write_text("done\n")
 
     monkeypatch.setattr(runner, "_compile", fake_compile)
+    return compiled
+
+
+def test_a_reused_build_is_touched_and_a_new_one_evicts(cache, monkeypatch):
+    compiled = _fake_compiler(monkeypatch, size=5000)
     b = runner.build({"top.v": "module top; endmodule\n"}, "top", "verilator")
     assert not b.reused and compiled == [b.directory]
     t = time.time() - 5 * 3600
@@ -115,20 +123,6 @@ def test_a_reused_build_is_touched_and_a_new_one_evicts(cache, monkeypatch):
     assert not other.reused and not stale.exists() and b.directory.exists() and other.directory.exists()
     with pytest.raises(ValueError, match="timeout must be a positive number of seconds, not 0"):
         runner.build({"top.v": "x"}, "top", "verilator", timeout_s=0)
-
-
-def _fake_compiler(monkeypatch) -> list[Path]:
-    compiled = []
-
-    def fake_compile(sources, top, sim, defines, waves, timeout_s, env, final):
-        compiled.append(final)
-        shutil.rmtree(final, ignore_errors=True)  # as the real one: a half-made folder goes first
-        (final / "build").mkdir(parents=True)
-        (final / "build" / top).write_bytes(b"\0" * 100)
-        (final / "COMPLETE").write_text("done\n")
-
-    monkeypatch.setattr(runner, "_compile", fake_compile)
-    return compiled
 
 
 def test_a_build_for_another_cocotb_or_without_its_executable_is_made_again(cache, monkeypatch):

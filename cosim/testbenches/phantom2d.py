@@ -101,9 +101,9 @@ def run_bad_chunks(design: Design, plan: mapper.Plan, rng: np.random.Generator, 
                    first: int | None = None, sim="verilator", seed=1, verilog=None, waves=False,
                    timeout_s=300) -> StreamResult:
     """An error-path run: :func:`bad_chunks` of ``plan`` (``only``: in that core alone, from
-    its chunk ``first``, counted from 0) through the mesh, which must flag exactly those chunks (``errors``, ``error_core``,
-    ``error_chunk``) while its outputs and its products and chunks stay those of the good
-    plan."""
+    its chunk ``first``, counted from 0) through the mesh, which must flag exactly those
+    chunks (``errors``, ``error_core``, ``error_chunk``) while its outputs and its products
+    and chunks stay those of the good plan."""
     cfg = design.config
     check_plan(plan, cfg)
     bad, want = bad_chunks(plan, rng, only=only, first=first)
